@@ -1,0 +1,159 @@
+import { resolve } from 'node:path'
+import { z } from 'zod'
+
+// One schema for the whole configuration, read from the environment once at start. Every key is
+// described here; `.env.example` and the README's table are generated from this file
+// (`npm run config:docs`), and a test fails when they drift.
+
+const port = z.coerce.number().int().min(1).max(65535)
+const bool = z.stringbool({ truthy: ['true', '1', 'yes'], falsy: ['false', '0', 'no'] })
+const url = (protocols: string[]) =>
+  z
+    .url({ protocol: new RegExp(`^(${protocols.join('|')})$`) })
+    .describe(`a URL with scheme ${protocols.join(' or ')}`)
+
+export const configSchema = z.object({
+  NODE_ENV: z
+    .enum(['development', 'production', 'test'])
+    .default('development')
+    .describe('Runtime mode; production turns off pretty logs and detailed start-up output.'),
+  HOST: z
+    .string()
+    .min(1)
+    .default('127.0.0.1')
+    .describe('Address the HTTP API listens on (0.0.0.0 in containers).'),
+  PORT: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(65535)
+    .default(3000)
+    .describe('Port of the HTTP API (0 picks a free one).'),
+  PUBLIC_URL: z
+    .url()
+    .optional()
+    .describe('Base URL clients use to reach the API, when it differs from http://HOST:PORT.'),
+  LOG_LEVEL: z
+    .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
+    .default('info')
+    .describe('pino log level.'),
+  DATA_DIR: z
+    .string()
+    .min(1)
+    .default('.data')
+    .describe('Directory for embedded services and local documents; created when missing.'),
+
+  MONGODB_URI: url(['mongodb', 'mongodb\\+srv'])
+    .optional()
+    .describe(
+      'MongoDB connection string, with the database name in the path. Unset: an embedded FerretDB (SQLite) under DATA_DIR.',
+    ),
+  REDIS_URL: url(['redis', 'rediss'])
+    .optional()
+    .describe('Redis connection URL. Unset: an embedded Redis (append-only file on) under DATA_DIR.'),
+  MQTT_URL: url(['mqtt', 'mqtts', 'ws', 'wss'])
+    .optional()
+    .describe(
+      'MQTT broker URL, credentials included when the broker needs them. Unset: an embedded Mosquitto with the dynamic-security plugin under DATA_DIR.',
+    ),
+  EMBEDDED_MONGODB_PORT: port.default(27017).describe('Port of the embedded FerretDB, when MONGODB_URI is unset.'),
+  EMBEDDED_REDIS_PORT: port.default(6379).describe('Port of the embedded Redis, when REDIS_URL is unset.'),
+  EMBEDDED_MQTT_PORT: port.default(1883).describe('Port of the embedded Mosquitto, when MQTT_URL is unset.'),
+
+  DOCUMENTS_DIR: z
+    .string()
+    .min(1)
+    .optional()
+    .describe('Directory for uploaded documents when S3 is not configured. Default: DATA_DIR/documents.'),
+
+  CORS_ORIGINS: z
+    .string()
+    .default('')
+    .transform((value) =>
+      value
+        .split(',')
+        .map((origin) => origin.trim())
+        .filter(Boolean),
+    )
+    .pipe(z.array(z.url()))
+    .describe('Comma-separated origins allowed to call the API from a browser; empty allows none.'),
+  BODY_LIMIT_BYTES: z.coerce
+    .number()
+    .int()
+    .min(1024)
+    .default(1_048_576)
+    .describe('Largest accepted request body in bytes; larger bodies get 413.'),
+  METRICS_TOKEN: z
+    .string()
+    .min(16)
+    .optional()
+    .describe('When set, GET /metrics requires "Authorization: Bearer <token>".'),
+  MIGRATE_ON_START: bool
+    .default(true)
+    .describe('Run pending data migrations at start, before traffic (otherwise: npm run migrate).'),
+  SHUTDOWN_TIMEOUT_MS: z.coerce
+    .number()
+    .int()
+    .min(100)
+    .default(10_000)
+    .describe('How long a graceful shutdown waits for in-flight work before closing connections.'),
+})
+
+export type Config = z.output<typeof configSchema> & {
+  /** Absolute paths derived from the raw values. */
+  paths: { data: string; documents: string }
+}
+
+export class ConfigError extends Error {
+  readonly problems: string[]
+  constructor(problems: string[]) {
+    super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`)
+    this.name = 'ConfigError'
+    this.problems = problems
+  }
+}
+
+/** Parses the environment; throws a ConfigError that lists every problem at once. */
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  const input: Record<string, string> = {}
+  for (const key of Object.keys(configSchema.shape)) {
+    const value = env[key]
+    // An empty assignment (`KEY=`) means "not set", as in most .env tooling.
+    if (value !== undefined && value !== '') input[key] = value
+  }
+  const result = configSchema.safeParse(input)
+  if (!result.success) {
+    throw new ConfigError(
+      result.error.issues.map((issue) => {
+        const key = String(issue.path[0] ?? '')
+        const got = key in input ? ` (got "${input[key]}")` : ''
+        return `${key}: ${issue.message}${got}`
+      }),
+    )
+  }
+  const data = resolve(result.data.DATA_DIR)
+  return {
+    ...result.data,
+    paths: { data, documents: resolve(result.data.DOCUMENTS_DIR ?? `${data}/documents`) },
+  }
+}
+
+export type ConfigKeyDoc = { key: string; description: string; default: string | undefined }
+
+/** The documented keys, for `.env.example` and the README table. */
+export function describeConfig(): ConfigKeyDoc[] {
+  return Object.entries(configSchema.shape).map(([key, schema]) => ({
+    key,
+    description: schema.description ?? '',
+    default: defaultOf(schema),
+  }))
+}
+
+type SchemaDef = { type: string; defaultValue?: unknown; in?: { _zod: { def: SchemaDef } } }
+
+function defaultOf(schema: unknown): string | undefined {
+  const def = (schema as { _zod: { def: SchemaDef } })._zod.def
+  if (def.type === 'default') return String(def.defaultValue)
+  if (def.type === 'pipe' && def.in) return defaultOf(def.in)
+  return undefined
+}

@@ -1,0 +1,67 @@
+import { join } from 'node:path'
+import type { Config } from '../config.ts'
+import type { Logger } from '../shared/logger.ts'
+import { lockDataDir } from './data-dir-lock.ts'
+import { type LocalService, ferretDb, mosquitto, redis } from './local-services.ts'
+
+export type DependencyUrls = { mongodb: string; redis: string; mqtt: string }
+
+export type EmbeddedStack = {
+  urls: DependencyUrls
+  /** Which dependencies run as our child processes. */
+  embedded: string[]
+  stop(): Promise<void>
+  /** Synchronous last resort, for an exit that skipped the graceful path. */
+  killSync(): void
+}
+
+/**
+ * Starts a local FerretDB, Redis and Mosquitto for each URL the configuration leaves unset, with
+ * their data under DATA_DIR, so that `npm start` runs with no setup. They stop in reverse order.
+ */
+export async function startEmbeddedStack(config: Config, logger: Logger): Promise<EmbeddedStack> {
+  const data = config.paths.data
+  const wanted: { key: keyof DependencyUrls; make: () => LocalService | Promise<LocalService> }[] = []
+  if (!config.MONGODB_URI) wanted.push({ key: 'mongodb', make: () => ferretDb(join(data, 'ferretdb'), config.EMBEDDED_MONGODB_PORT) })
+  if (!config.REDIS_URL) wanted.push({ key: 'redis', make: () => redis(join(data, 'redis'), config.EMBEDDED_REDIS_PORT) })
+  if (!config.MQTT_URL) wanted.push({ key: 'mqtt', make: () => mosquitto(join(data, 'mosquitto'), config.EMBEDDED_MQTT_PORT) })
+
+  const unlock = wanted.length > 0 ? await lockDataDir(data) : () => {}
+  const started: LocalService[] = []
+  const stop = async () => {
+    for (const service of started.reverse()) {
+      logger.info({ service: service.process.name }, 'stopping embedded service')
+      await service.process.stop()
+    }
+    started.length = 0
+    unlock()
+  }
+  const urls: DependencyUrls = {
+    mongodb: config.MONGODB_URI ?? '',
+    redis: config.REDIS_URL ?? '',
+    mqtt: config.MQTT_URL ?? '',
+  }
+  try {
+    const services = await Promise.all(wanted.map(async ({ key, make }) => ({ key, service: await make() })))
+    await Promise.all(
+      services.map(async ({ key, service }) => {
+        await service.process.start()
+        started.push(service)
+        urls[key] = service.url
+        logger.info({ service: service.process.name, pid: service.process.pid }, 'embedded service started')
+      }),
+    )
+  } catch (error) {
+    await stop()
+    throw error
+  }
+  return {
+    urls,
+    embedded: wanted.map((w) => w.key),
+    stop,
+    killSync: () => {
+      for (const service of started) service.process.killSync()
+      unlock()
+    },
+  }
+}

@@ -1,0 +1,199 @@
+import { execFile } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { existsSync, mkdirSync, readFileSync } from 'node:fs'
+import { mkdir, readFile, writeFile } from 'node:fs/promises'
+import { homedir, userInfo } from 'node:os'
+import { join } from 'node:path'
+import { promisify } from 'node:util'
+import { ServiceProcess } from './service-process.ts'
+
+// The local services the platform and its tests run on: FerretDB (SQLite), Redis (append-only
+// file on), Mosquitto (TCP_NODELAY, dynamic security), and for tests stripe-mock and versitygw.
+// scripts/install-services.sh installs them; this module only runs them.
+
+const run = promisify(execFile)
+
+const versionsFile = new URL('../../scripts/tool-versions.env', import.meta.url)
+const versions = Object.fromEntries(
+  readFileSync(versionsFile, 'utf8')
+    .split('\n')
+    .filter((line) => /^[A-Z_]+=/.test(line))
+    .map((line) => line.split('=', 2) as [string, string]),
+)
+
+const toolsDir = join(process.env.SMART_PARKING_CACHE ?? join(homedir(), '.cache/smart-parking'), 'tools')
+
+function cachedTool(name: string, versionKey: string, binary = name): string {
+  const path = join(toolsDir, `${name}-${versions[versionKey]}`, binary)
+  if (!existsSync(path)) {
+    throw new Error(`${name} is not installed at ${path}: run "npm run services:install" (or "npm start" once)`)
+  }
+  return path
+}
+
+function systemTool(name: string, debianPackage: string): string {
+  for (const dir of (process.env.PATH ?? '').split(':').concat(['/usr/sbin', '/usr/bin', '/usr/local/sbin'])) {
+    if (dir && existsSync(join(dir, name))) return join(dir, name)
+  }
+  throw new Error(`${name} is not installed: run "npm run services:install" (Debian package ${debianPackage})`)
+}
+
+export const toolPaths = {
+  ferretdb: () => cachedTool('ferretdb', 'FERRETDB_VERSION'),
+  stripeMock: () => cachedTool('stripe-mock', 'STRIPE_MOCK_VERSION'),
+  versitygw: () => cachedTool('versitygw', 'VERSITYGW_VERSION'),
+  schemathesis: () => cachedTool('schemathesis', 'SCHEMATHESIS_VERSION', 'bin/schemathesis'),
+  redis: () => systemTool('redis-server', 'redis-server'),
+  mosquitto: () => systemTool('mosquitto', 'mosquitto'),
+  mosquittoCtrl: () => systemTool('mosquitto_ctrl', 'mosquitto-clients'),
+}
+
+export type LocalService = { process: ServiceProcess; url: string }
+
+export function ferretDb(dir: string, port: number, database = 'smart_parking'): LocalService {
+  return {
+    url: `mongodb://127.0.0.1:${port}/${database}`,
+    process: new ServiceProcess({
+      name: 'ferretdb',
+      command: toolPaths.ferretdb(),
+      args: [
+        '--handler=sqlite',
+        `--sqlite-url=file:${dir}/`,
+        `--listen-addr=127.0.0.1:${port}`,
+        '--telemetry=disable',
+        // Its debug listener would take port 8088 and a second instance would fail.
+        '--debug-addr=-',
+        `--state-dir=${dir}`,
+        '--log-level=warn',
+      ],
+      dir,
+      port,
+      portHint: 'Set MONGODB_URI to use that server, or EMBEDDED_MONGODB_PORT to move the embedded one.',
+    }),
+  }
+}
+
+export function redis(dir: string, port: number): LocalService {
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    process: new ServiceProcess({
+      name: 'redis',
+      command: toolPaths.redis(),
+      args: [
+        '--bind',
+        '127.0.0.1',
+        '--port',
+        String(port),
+        '--dir',
+        dir,
+        // Redis holds the ingest stream: an acknowledged sensor message must survive a restart.
+        '--appendonly',
+        'yes',
+        '--appendfsync',
+        'everysec',
+        '--daemonize',
+        'no',
+        '--save',
+        '',
+        '--logfile',
+        '',
+      ],
+      dir,
+      port,
+      portHint: 'Set REDIS_URL to use that server, or EMBEDDED_REDIS_PORT to move the embedded one.',
+    }),
+  }
+}
+
+const dynsecPlugin = [
+  '/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so',
+  '/usr/lib/aarch64-linux-gnu/mosquitto_dynamic_security.so',
+  '/usr/lib/mosquitto_dynamic_security.so',
+  '/usr/local/lib/mosquitto_dynamic_security.so',
+]
+
+/**
+ * Mosquitto with the dynamic-security plugin: anonymous clients are refused, and the platform
+ * connects as the plugin's admin user, whose password is generated once and kept in the data dir.
+ */
+export async function mosquitto(dir: string, port: number): Promise<LocalService> {
+  await mkdir(dir, { recursive: true })
+  const plugin = dynsecPlugin.find((path) => existsSync(path))
+  if (!plugin) throw new Error('mosquitto_dynamic_security.so not found: install the Debian package mosquitto')
+  const credentialsFile = join(dir, 'platform-credentials.json')
+  const dynsecFile = join(dir, 'dynamic-security.json')
+  if (!existsSync(credentialsFile) || !existsSync(dynsecFile)) {
+    const credentials = { username: 'platform', password: randomBytes(24).toString('base64url') }
+    await run(toolPaths.mosquittoCtrl(), ['dynsec', 'init', dynsecFile, credentials.username, credentials.password])
+    await writeFile(credentialsFile, JSON.stringify(credentials), { mode: 0o600 })
+  }
+  const { username, password } = JSON.parse(await readFile(credentialsFile, 'utf8')) as {
+    username: string
+    password: string
+  }
+  const configFile = join(dir, 'mosquitto.conf')
+  await writeFile(
+    configFile,
+    [
+      `listener ${port} 127.0.0.1`,
+      // With Nagle on, a QoS 1 round trip takes about 40 ms instead of under 1.
+      'set_tcp_nodelay true',
+      'allow_anonymous false',
+      `plugin ${plugin}`,
+      `plugin_opt_config_file ${dynsecFile}`,
+      'persistence true',
+      `persistence_location ${dir}/`,
+      'log_dest stdout',
+      'log_type error',
+      'log_type warning',
+      // Run as whoever owns the data directory; as root, Mosquitto would switch to its own user.
+      `user ${userInfo().username}`,
+      '',
+    ].join('\n'),
+  )
+  return {
+    url: `mqtt://${encodeURIComponent(username)}:${encodeURIComponent(password)}@127.0.0.1:${port}`,
+    process: new ServiceProcess({
+      name: 'mosquitto',
+      command: toolPaths.mosquitto(),
+      args: ['-c', configFile],
+      dir,
+      port,
+      portHint: 'Set MQTT_URL to use that broker, or EMBEDDED_MQTT_PORT to move the embedded one.',
+    }),
+  }
+}
+
+export function stripeMock(dir: string, port: number): LocalService {
+  return {
+    url: `http://127.0.0.1:${port}`,
+    process: new ServiceProcess({
+      name: 'stripe-mock',
+      command: toolPaths.stripeMock(),
+      args: ['-http-addr', `127.0.0.1:${port}`],
+      dir,
+      port,
+    }),
+  }
+}
+
+export const s3TestCredentials = { accessKeyId: 'smart-parking-test', secretAccessKey: 'smart-parking-test-secret' }
+
+export function versitygw(dir: string, port: number): LocalService {
+  const root = join(dir, 'buckets')
+  mkdirSync(root, { recursive: true })
+  return {
+    url: `http://127.0.0.1:${port}`,
+    process: new ServiceProcess({
+      name: 'versitygw',
+      command: toolPaths.versitygw(),
+      args: ['--port', `127.0.0.1:${port}`, 'posix', root],
+      env: {
+        ROOT_ACCESS_KEY: s3TestCredentials.accessKeyId,
+        ROOT_SECRET_KEY: s3TestCredentials.secretAccessKey,
+      },
+      dir,
+      port,
+    }),
+  }
+}

@@ -1,0 +1,249 @@
+import { readFileSync } from 'node:fs'
+import { createRequire } from 'node:module'
+import { dirname, join } from 'node:path'
+import { OpenAPIHono } from '@hono/zod-openapi'
+import type { Context } from 'hono'
+import { bodyLimit } from 'hono/body-limit'
+import { cors } from 'hono/cors'
+import { HTTPException } from 'hono/http-exception'
+import { requestId } from 'hono/request-id'
+import { matchedRoutes } from 'hono/route'
+import { secureHeaders } from 'hono/secure-headers'
+import { mountHealth } from '../modules/health/health.handlers.ts'
+import { mountProblems } from '../modules/problems/problems.handlers.ts'
+import {
+  AppError,
+  type ErrorCode,
+  type FieldProblem,
+  errorTitles,
+  fieldLocation,
+  isDependencyFailure,
+  problemTypeOf,
+} from '../shared/errors.ts'
+import type { Logger } from '../shared/logger.ts'
+import type { AppEnv, Services } from './context.ts'
+
+export type HttpOptions = {
+  version: string
+  corsOrigins: string[]
+  bodyLimitBytes: number
+  metricsToken: string | undefined
+}
+
+/** Routes that serve the documentation itself and are therefore not in it. */
+export const undocumentedRoutes = ['/openapi.json', '/docs', '/docs/assets/:file']
+
+export function createHttpApp(services: Services, logger: Logger, options: HttpOptions) {
+  const app = new OpenAPIHono<AppEnv>({ defaultHook: rejectInvalidInput })
+
+  app.use(requestId({ headerName: 'X-Request-Id' }))
+  app.use(observe(services, logger))
+  app.use(secureHeaders({ crossOriginResourcePolicy: false }))
+  if (options.corsOrigins.length > 0) {
+    app.use(
+      cors({
+        origin: options.corsOrigins,
+        allowHeaders: ['Authorization', 'Content-Type', 'Idempotency-Key', 'X-Request-Id'],
+        exposeHeaders: ['X-Request-Id', 'Location', 'Retry-After'],
+        credentials: true,
+        maxAge: 600,
+      }),
+    )
+  }
+  app.use(
+    bodyLimit({
+      maxSize: options.bodyLimitBytes,
+      onError: () => {
+        throw new AppError('PAYLOAD_TOO_LARGE', `The request body exceeds ${options.bodyLimitBytes} bytes`)
+      },
+    }),
+  )
+
+  mountHealth(app, { metricsToken: options.metricsToken })
+  mountProblems(app)
+
+  app.openAPIRegistry.registerComponent('securitySchemes', 'metricsToken', {
+    type: 'http',
+    scheme: 'bearer',
+    description: 'The value of METRICS_TOKEN, when it is set.',
+  })
+  app.doc31('/openapi.json', {
+    openapi: '3.1.0',
+    info: {
+      title: 'Smart Parking API',
+      version: options.version,
+      description:
+        'REST API for driver apps, operator consoles, gates and kiosks. Errors are RFC 9457 problem+json with a stable `code`; every response carries an `X-Request-Id`.',
+    },
+    tags: [{ name: 'Operations', description: 'Health, readiness, metrics and problem types' }],
+  })
+  mountDocs(app)
+
+  const allowedMethods = methodIndex(app)
+  app.notFound((c) => {
+    const allow = allowedMethods(c.req.path)
+    const error =
+      allow.length > 0
+        ? new AppError('METHOD_NOT_ALLOWED', `${c.req.method} is not allowed on ${c.req.path}`, {
+            headers: { Allow: allow.join(', ') },
+          })
+        : new AppError('NOT_FOUND', `No route for ${c.req.method} ${c.req.path}`)
+    return problemResponse(c, error)
+  })
+  app.onError((error, c) => problemResponse(c, toAppError(error, c.var.logger ?? logger)))
+
+  return app
+}
+
+export type HttpApp = ReturnType<typeof createHttpApp>
+
+function rejectInvalidInput(
+  result: { success: true } | { success: false; target: string; error: { issues: readonly ZodIssueLike[] } },
+): undefined {
+  if (result.success) return
+  const where = inputLocation(result.target)
+  const errors: FieldProblem[] = result.error.issues.map((issue) => ({
+    in: where,
+    ...fieldLocation(issue.path),
+    reason: issue.message,
+  }))
+  throw new AppError(
+    'VALIDATION_FAILED',
+    `${errors.length} field${errors.length === 1 ? '' : 's'} failed validation in the ${where}`,
+    { errors },
+  )
+}
+
+type ZodIssueLike = { path: PropertyKey[]; message: string }
+
+function inputLocation(target: string): FieldProblem['in'] {
+  switch (target) {
+    case 'json':
+      return 'body'
+    case 'param':
+      return 'path'
+    case 'query':
+    case 'header':
+    case 'cookie':
+    case 'form':
+      return target
+    default:
+      return 'body'
+  }
+}
+
+function toAppError(error: Error, logger: Logger): AppError {
+  if (error instanceof AppError) return error
+  if (error instanceof HTTPException) {
+    // Hono's own validators throw these, for example on a JSON body that does not parse.
+    const code: ErrorCode =
+      error.status === 400 ? 'MALFORMED_REQUEST' : error.status === 415 ? 'UNSUPPORTED_MEDIA_TYPE' : 'INTERNAL'
+    if (code !== 'INTERNAL') return new AppError(code, error.message)
+  }
+  if (isDependencyFailure(error)) {
+    logger.warn({ err: error }, 'dependency failure answered with 503')
+    return new AppError('DEPENDENCY_UNAVAILABLE', 'A service this request needs is unavailable; retry shortly', {
+      headers: { 'Retry-After': '2' },
+    })
+  }
+  logger.error({ err: error }, 'unexpected error')
+  return new AppError('INTERNAL', 'An unexpected error occurred; the request id identifies it in the logs')
+}
+
+function problemResponse(c: Context<AppEnv>, error: AppError): Response {
+  const body = {
+    type: problemTypeOf(error.code),
+    title: errorTitles[error.code],
+    status: error.status,
+    detail: error.message,
+    instance: c.req.path,
+    code: error.code,
+    request_id: c.var.requestId,
+    ...(error.errors ? { errors: error.errors } : {}),
+    ...error.extensions,
+  }
+  return c.newResponse(JSON.stringify(body), error.status as 400, {
+    ...error.headers,
+    'Content-Type': 'application/problem+json',
+  })
+}
+
+/** Request log line, route metrics and the services on the context, for every request. */
+function observe(services: Services, logger: Logger) {
+  const quiet = new Set(['/health', '/ready', '/metrics'])
+  return async (c: Context<AppEnv>, next: () => Promise<void>) => {
+    const begin = performance.now()
+    const requestLogger = logger.child({ requestId: c.var.requestId })
+    c.set('logger', requestLogger)
+    c.set('services', services)
+    await next()
+    const seconds = (performance.now() - begin) / 1000
+    const route = routeTemplate(c)
+    const labels = { method: c.req.method, route, status: String(c.res.status) }
+    services.metrics.httpRequests.inc(labels)
+    services.metrics.httpDuration.observe(labels, seconds)
+    const line = { method: c.req.method, path: c.req.path, route, status: c.res.status, ms: +(seconds * 1000).toFixed(1) }
+    if (quiet.has(route) && c.res.status < 500) requestLogger.debug(line, 'request')
+    else requestLogger.info(line, 'request')
+  }
+}
+
+/** The matched route's template (`/problems/:slug`), so that metrics do not explode by id. */
+function routeTemplate(c: Context): string {
+  const route = matchedRoutes(c)
+    .filter((r) => r.method !== 'ALL')
+    .at(-1)
+  return route?.path ?? 'unmatched'
+}
+
+/** For a path that matched no route: the methods other routes accept on it, for 405 and Allow. */
+function methodIndex(app: OpenAPIHono<AppEnv>): (path: string) => string[] {
+  let index: { pattern: RegExp; method: string }[] | undefined
+  return (path) => {
+    index ??= app.routes
+      .filter((route) => route.method !== 'ALL')
+      .map((route) => ({ pattern: pathPattern(route.path), method: route.method }))
+    const methods = new Set(index.filter((route) => route.pattern.test(path)).map((route) => route.method))
+    if (methods.has('GET')) methods.add('HEAD')
+    return [...methods].sort()
+  }
+}
+
+function pathPattern(template: string): RegExp {
+  const source = template
+    .split('/')
+    .map((segment) => {
+      if (segment === '*') return '.*'
+      const param = /^:[^{]+(?:\{(.+)\})?(\?)?$/.exec(segment)
+      if (param) return `(${param[1] ?? '[^/]+'})${param[2] ?? ''}`
+      return segment.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
+    })
+    .join('/')
+  return new RegExp(`^${source}/?$`)
+}
+
+function mountDocs(app: OpenAPIHono<AppEnv>) {
+  // Swagger UI from the swagger-ui-dist package, served by us: /docs works without a CDN.
+  const dist = dirname(createRequire(import.meta.url).resolve('swagger-ui-dist/package.json'))
+  const assets: Record<string, { body: string; type: string }> = {
+    'swagger-ui.css': { body: readFileSync(join(dist, 'swagger-ui.css'), 'utf8'), type: 'text/css' },
+    'swagger-ui-bundle.js': { body: readFileSync(join(dist, 'swagger-ui-bundle.js'), 'utf8'), type: 'text/javascript' },
+    'init.js': {
+      body: "window.ui = SwaggerUIBundle({ url: '/openapi.json', dom_id: '#swagger-ui', deepLinking: true, displayRequestDuration: true })",
+      type: 'text/javascript',
+    },
+  }
+  app.get('/docs', (c) =>
+    c.html(
+      '<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">' +
+        '<title>Smart Parking API</title><link rel="stylesheet" href="/docs/assets/swagger-ui.css"></head>' +
+        '<body><div id="swagger-ui"></div><script src="/docs/assets/swagger-ui-bundle.js"></script>' +
+        '<script src="/docs/assets/init.js"></script></body></html>',
+    ),
+  )
+  app.get('/docs/assets/:file', (c) => {
+    const asset = assets[c.req.param('file')]
+    if (!asset) throw new AppError('NOT_FOUND', `No documentation asset ${c.req.param('file')}`)
+    return c.body(asset.body, 200, { 'Content-Type': `${asset.type}; charset=utf-8`, 'Cache-Control': 'public, max-age=3600' })
+  })
+}

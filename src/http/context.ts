@@ -1,0 +1,17 @@
+import type { HealthService } from '../modules/health/health.service.ts'
+import type { Logger } from '../shared/logger.ts'
+import type { Metrics } from '../shared/metrics.ts'
+
+/** What handlers reach through `c.var`: wired once in the composition root. */
+export type Services = {
+  health: HealthService
+  metrics: Metrics
+}
+
+export type AppEnv = {
+  Variables: {
+    requestId: string
+    logger: Logger
+    services: Services
+  }
+}

@@ -1,0 +1,51 @@
+import { z } from '@hono/zod-openapi'
+import { type ErrorCode, errorCodes, statusOf } from '../shared/errors.ts'
+
+export const FieldProblemSchema = z
+  .object({
+    in: z.enum(['body', 'query', 'path', 'header', 'cookie', 'form']),
+    field: z.string().openapi({ example: 'email' }),
+    pointer: z.string().openapi({ example: '/email' }),
+    reason: z.string().openapi({ example: 'Invalid email address' }),
+  })
+  .openapi('FieldProblem')
+
+export const ProblemSchema = z
+  .looseObject({
+    type: z.string().openapi({ example: '/problems/validation-failed' }),
+    title: z.string(),
+    status: z.int(),
+    detail: z.string(),
+    instance: z.string().openapi({ description: 'The path of the request that failed.' }),
+    code: z.enum(errorCodes),
+    request_id: z.string().openapi({ description: 'Also in the X-Request-Id header and in every log line.' }),
+    errors: z.array(FieldProblemSchema).optional().openapi({ description: 'Every failing field and its reason.' }),
+  })
+  .openapi('Problem', { description: 'An RFC 9457 problem; extension members may follow.' })
+
+const descriptions: Record<number, string> = {
+  400: 'The request is malformed or fails validation',
+  401: 'Missing or invalid credentials',
+  403: 'The caller may not do this',
+  404: 'Not found',
+  405: 'Method not allowed on this path',
+  409: 'Conflicts with the current state',
+  413: 'The body is larger than the configured limit',
+  415: 'Unsupported content type',
+  429: 'Rate limited',
+  500: 'Unexpected error',
+  503: 'A dependency is unavailable',
+}
+
+const problemContent = { 'application/problem+json': { schema: ProblemSchema } }
+
+/**
+ * The error responses of an operation, as problem+json, by the codes it can raise. 500 is always
+ * included: any operation can fail unexpectedly.
+ */
+export function problemResponses(...codes: ErrorCode[]) {
+  const statuses = new Set([...codes.map(statusOf), 500])
+  return Object.fromEntries(
+    [...statuses].sort().map((status) => [status, { description: descriptions[status] ?? 'Error', content: problemContent }]),
+  ) as Record<number, { description: string; content: typeof problemContent }>
+}

@@ -1,0 +1,46 @@
+import { ConfigError, loadConfig } from './config.ts'
+import { migrations } from './db/migrations/index.ts'
+import { runMigrations } from './db/migrator.ts'
+import { ferretDb } from './embedded/local-services.ts'
+import { canConnect } from './embedded/service-process.ts'
+import { createLogger } from './shared/logger.ts'
+import { connectDatabase } from './shared/mongo.ts'
+
+// npm run migrate              apply pending migrations, in order
+// npm run migrate -- --dry-run list what is applied and what would run
+// Without MONGODB_URI it works on the embedded FerretDB: the running one if `npm start` is up,
+// otherwise it starts it for the duration.
+
+const dryRun = process.argv.includes('--dry-run')
+let config: ReturnType<typeof loadConfig>
+try {
+  config = loadConfig()
+} catch (error) {
+  if (!(error instanceof ConfigError)) throw error
+  console.error(error.message)
+  process.exit(1)
+}
+const logger = createLogger(config.LOG_LEVEL === 'info' ? 'warn' : config.LOG_LEVEL)
+
+let uri = config.MONGODB_URI
+let stopEmbedded = async () => {}
+if (!uri) {
+  const local = ferretDb(`${config.paths.data}/ferretdb`, config.EMBEDDED_MONGODB_PORT)
+  if (!(await canConnect(config.EMBEDDED_MONGODB_PORT))) {
+    await local.process.start()
+    stopEmbedded = () => local.process.stop()
+  }
+  uri = local.url
+}
+
+const db = await connectDatabase(uri)
+try {
+  const report = await runMigrations(db, migrations, { logger, dryRun })
+  for (const id of report.alreadyApplied) console.log(`  applied   ${id}`)
+  for (const id of report.applied) console.log(`  applied   ${id}  (now)`)
+  for (const id of report.pending) console.log(`  pending   ${id}${dryRun ? '  (dry run: not applied)' : ''}`)
+  if (report.applied.length + report.pending.length === 0) console.log('  nothing to do: every migration is applied')
+} finally {
+  await db.close()
+  await stopEmbedded()
+}

@@ -1,0 +1,144 @@
+import { readFileSync } from 'node:fs'
+import type { AddressInfo } from 'node:net'
+import { type ServerType, serve } from '@hono/node-server'
+import type { Config } from './config.ts'
+import { migrations } from './db/migrations/index.ts'
+import { runMigrations } from './db/migrator.ts'
+import { modelRegistrations } from './db/models.ts'
+import type { DependencyUrls } from './embedded/embedded-stack.ts'
+import { createHttpApp, type HttpApp } from './http/app.ts'
+import type { Services } from './http/context.ts'
+import { createHealthService } from './modules/health/health.service.ts'
+import type { Logger } from './shared/logger.ts'
+import { createMetrics } from './shared/metrics.ts'
+import { connectDatabase, initModels, pingDatabase } from './shared/mongo.ts'
+import { connectBroker } from './shared/mqtt.ts'
+import { connectRedis, pingRedis } from './shared/redis.ts'
+import { retryUntil } from './shared/timeout.ts'
+
+export const version: string = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')).version
+
+export type Platform = {
+  app: HttpApp
+  /** Where the HTTP API listens, e.g. http://127.0.0.1:3000. */
+  url: string
+  stop(): Promise<void>
+}
+
+const PROBE_TIMEOUT_MS = 1_500
+const CONNECT_DEADLINE_MS = 30_000
+
+/**
+ * The composition root's body: connections, then services, then doors. Connections are made
+ * before the HTTP door opens, collections, indexes and migrations are in place before traffic,
+ * and stop() closes in the reverse order without dropping accepted work.
+ */
+export async function startPlatform(config: Config, urls: DependencyUrls, logger: Logger): Promise<Platform> {
+  const closers: { name: string; close: () => Promise<unknown> }[] = []
+  const closeAll = async () => {
+    for (const { name, close } of closers.reverse()) {
+      try {
+        await close()
+        logger.info(`${name} closed`)
+      } catch (error) {
+        logger.warn({ err: error }, `${name} did not close cleanly`)
+      }
+    }
+    closers.length = 0
+  }
+
+  try {
+    const waiting = (what: string) => (error: unknown) =>
+      logger.warn({ reason: (error as Error).message }, `waiting for ${what}`)
+
+    const db = await retryUntil(() => connectDatabase(urls.mongodb), {
+      deadlineMs: CONNECT_DEADLINE_MS,
+      onRetry: waiting('the database'),
+    })
+    closers.push({ name: 'database connection', close: () => db.close() })
+    await initModels(db, modelRegistrations)
+    if (config.MIGRATE_ON_START) {
+      const report = await runMigrations(db, migrations, { logger })
+      if (report.applied.length > 0) logger.info({ applied: report.applied }, 'migrations applied')
+    }
+
+    const quietErrors = throttledErrorLog(logger)
+    const redis = await retryUntil(() => connectRedis(urls.redis, quietErrors('redis')), {
+      deadlineMs: CONNECT_DEADLINE_MS,
+      onRetry: waiting('Redis'),
+    })
+    closers.push({ name: 'redis connection', close: () => redis.quit() })
+
+    const broker = await retryUntil(() => connectBroker(urls.mqtt, quietErrors('broker')), {
+      deadlineMs: CONNECT_DEADLINE_MS,
+      onRetry: waiting('the MQTT broker'),
+    })
+    // end() without force waits for in-flight QoS 1 acknowledgements.
+    closers.push({ name: 'broker connection', close: () => broker.endAsync() })
+
+    const metrics = createMetrics()
+    const services: Services = {
+      metrics,
+      health: createHealthService({
+        metrics,
+        version,
+        probes: {
+          database: () => pingDatabase(db, PROBE_TIMEOUT_MS),
+          redis: () => pingRedis(redis, PROBE_TIMEOUT_MS),
+          broker: async () => {
+            if (!broker.connected) throw new Error('connection lost; reconnecting')
+          },
+        },
+      }),
+    }
+
+    const app = createHttpApp(services, logger, {
+      version,
+      corsOrigins: config.CORS_ORIGINS,
+      bodyLimitBytes: config.BODY_LIMIT_BYTES,
+      metricsToken: config.METRICS_TOKEN,
+    })
+    const server = await listen(app, config.HOST, config.PORT)
+    closers.push({ name: 'http server', close: () => closeServer(server, config.SHUTDOWN_TIMEOUT_MS) })
+    const address = server.address() as AddressInfo
+    const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
+
+    return {
+      app,
+      url: `http://${host === '0.0.0.0' || host === '[::]' ? '127.0.0.1' : host}:${address.port}`,
+      stop: closeAll,
+    }
+  } catch (error) {
+    await closeAll()
+    throw error
+  }
+}
+
+async function listen(app: HttpApp, hostname: string, port: number): Promise<ServerType> {
+  return await new Promise((resolve, reject) => {
+    const server = serve({ fetch: app.fetch, hostname, port }, () => resolve(server))
+    server.once('error', reject)
+  })
+}
+
+/** Stops accepting, lets in-flight requests finish, and cuts what is left after the timeout. */
+async function closeServer(server: ServerType, timeoutMs: number): Promise<void> {
+  const http = server as import('node:http').Server
+  const closed = new Promise<void>((resolve) => http.close(() => resolve()))
+  http.closeIdleConnections()
+  const timer = setTimeout(() => http.closeAllConnections(), timeoutMs)
+  await closed
+  clearTimeout(timer)
+}
+
+/** A dependency that is down emits an error per reconnect attempt; log the first of each minute. */
+function throttledErrorLog(logger: Logger) {
+  return (name: string) => {
+    let last = 0
+    return (error: Error) => {
+      if (Date.now() - last < 60_000) return
+      last = Date.now()
+      logger.warn({ dependency: name, reason: error.message }, `${name} connection error; reconnecting`)
+    }
+  }
+}

@@ -1,0 +1,135 @@
+// One application error with a closed set of codes; the HTTP status follows from the code alone,
+// so the same error raised in a service reads the same over HTTP, MQTT and in jobs.
+
+export const errorCodes = [
+  'VALIDATION_FAILED',
+  'MALFORMED_REQUEST',
+  'UNAUTHENTICATED',
+  'FORBIDDEN',
+  'NOT_FOUND',
+  'METHOD_NOT_ALLOWED',
+  'CONFLICT',
+  'PAYLOAD_TOO_LARGE',
+  'UNSUPPORTED_MEDIA_TYPE',
+  'RATE_LIMITED',
+  'DEPENDENCY_UNAVAILABLE',
+  'INTERNAL',
+] as const
+
+export type ErrorCode = (typeof errorCodes)[number]
+
+export type FieldProblem = {
+  /** Where the field was read from. */
+  in: 'body' | 'query' | 'path' | 'header' | 'cookie' | 'form'
+  /** Dotted path of the field, empty for the whole input. */
+  field: string
+  /** JSON Pointer (RFC 6901) into the input, as RFC 9457 suggests. */
+  pointer: string
+  reason: string
+}
+
+export function statusOf(code: ErrorCode): number {
+  switch (code) {
+    case 'VALIDATION_FAILED':
+    case 'MALFORMED_REQUEST':
+      return 400
+    case 'UNAUTHENTICATED':
+      return 401
+    case 'FORBIDDEN':
+      return 403
+    case 'NOT_FOUND':
+      return 404
+    case 'METHOD_NOT_ALLOWED':
+      return 405
+    case 'CONFLICT':
+      return 409
+    case 'PAYLOAD_TOO_LARGE':
+      return 413
+    case 'UNSUPPORTED_MEDIA_TYPE':
+      return 415
+    case 'RATE_LIMITED':
+      return 429
+    case 'DEPENDENCY_UNAVAILABLE':
+      return 503
+    case 'INTERNAL':
+      return 500
+  }
+}
+
+/** Short, stable human titles; the `detail` carries the specifics of one occurrence. */
+export const errorTitles: Record<ErrorCode, string> = {
+  VALIDATION_FAILED: 'The request is not valid',
+  MALFORMED_REQUEST: 'The request could not be parsed',
+  UNAUTHENTICATED: 'Authentication is required',
+  FORBIDDEN: 'Not allowed',
+  NOT_FOUND: 'Not found',
+  METHOD_NOT_ALLOWED: 'Method not allowed',
+  CONFLICT: 'Conflict with the current state',
+  PAYLOAD_TOO_LARGE: 'The request body is too large',
+  UNSUPPORTED_MEDIA_TYPE: 'Unsupported media type',
+  RATE_LIMITED: 'Too many requests',
+  DEPENDENCY_UNAVAILABLE: 'A dependency is unavailable',
+  INTERNAL: 'Internal error',
+}
+
+export class AppError extends Error {
+  readonly code: ErrorCode
+  readonly status: number
+  readonly errors: FieldProblem[] | undefined
+  /** Extension members added to the problem body, for example the state of each dependency. */
+  readonly extensions: Record<string, unknown> | undefined
+  /** Response headers the problem needs, for example `Allow` on a 405. */
+  readonly headers: Record<string, string> | undefined
+
+  constructor(
+    code: ErrorCode,
+    detail: string,
+    options: {
+      errors?: FieldProblem[]
+      extensions?: Record<string, unknown>
+      headers?: Record<string, string>
+      cause?: unknown
+    } = {},
+  ) {
+    super(detail, options.cause === undefined ? undefined : { cause: options.cause })
+    this.name = 'AppError'
+    this.code = code
+    this.status = statusOf(code)
+    this.errors = options.errors
+    this.extensions = options.extensions
+    this.headers = options.headers
+  }
+}
+
+export function problemTypeOf(code: ErrorCode): string {
+  return `/problems/${code.toLowerCase().replaceAll('_', '-')}`
+}
+
+/** Converts a zod-style path to the dotted field name and the JSON Pointer of a field problem. */
+export function fieldLocation(path: readonly PropertyKey[]): { field: string; pointer: string } {
+  const parts = path.map((p) => String(p))
+  return {
+    field: parts.join('.'),
+    pointer: parts.map((p) => `/${p.replaceAll('~', '~0').replaceAll('/', '~1')}`).join(''),
+  }
+}
+
+const dependencyErrorNames = new Set([
+  'MongoServerSelectionError',
+  'MongoNetworkError',
+  'MongoNetworkTimeoutError',
+  'MongoNotConnectedError',
+  'MongoTopologyClosedError',
+  'MaxRetriesPerRequestError',
+])
+
+/**
+ * Operational failures of a dependency (database, Redis, broker) that a retry may cure. They are
+ * answered with 503 instead of 500, and never leak the driver's message.
+ */
+export function isDependencyFailure(error: unknown): boolean {
+  if (!(error instanceof Error)) return false
+  if (dependencyErrorNames.has(error.name)) return true
+  // ioredis with the offline queue off, or a connection lost mid-command.
+  return /Stream isn't writeable|Connection is closed|ECONNREFUSED|ECONNRESET/.test(error.message)
+}

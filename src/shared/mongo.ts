@@ -1,0 +1,47 @@
+import mongoose from 'mongoose'
+import { withTimeout } from './timeout.ts'
+
+// One mongoose connection per platform instance (not the global default), so that tests can run
+// several platforms in one process. Filters are sanitised: a `{ $ne: ... }` in user input is data.
+mongoose.set('sanitizeFilter', true)
+mongoose.set('strictQuery', true)
+
+export type Database = mongoose.Connection
+
+export async function connectDatabase(uri: string): Promise<Database> {
+  const connection = mongoose.createConnection(uri, {
+    serverSelectionTimeoutMS: 5_000,
+    // The driver notices a database that came back within this time; /ready relies on it.
+    heartbeatFrequencyMS: 2_000,
+  })
+  try {
+    await connection.asPromise()
+  } catch (error) {
+    await connection.close(true).catch(() => {})
+    throw error
+  }
+  return connection
+}
+
+export async function pingDatabase(connection: Database, timeoutMs: number): Promise<void> {
+  const db = connection.db
+  if (!db) throw new Error('not connected')
+  await withTimeout(db.command({ ping: 1 }), timeoutMs, 'database ping')
+}
+
+/** Registers a capability's models on a connection; the composition root lists them all. */
+export type ModelRegistration = (connection: Database) => mongoose.Model<never>
+
+/**
+ * Creates every collection and index up front, before traffic: parallel first writes would
+ * otherwise race to create them, and FerretDB builds an index only when asked.
+ */
+export async function initModels(connection: Database, registrations: readonly ModelRegistration[]): Promise<void> {
+  const models = registrations.map((register) => register(connection))
+  for (const model of models) {
+    await model.createCollection().catch((error: { codeName?: string }) => {
+      if (error.codeName !== 'NamespaceExists') throw error
+    })
+    await model.init()
+  }
+}

@@ -1,0 +1,32 @@
+import { Redis } from 'ioredis'
+import { withTimeout } from './timeout.ts'
+
+export type RedisClient = Redis
+
+/**
+ * ioredis reconnects by itself; with the offline queue off, a command issued while Redis is down
+ * fails at once (answered as 503) instead of piling up in memory.
+ */
+export async function connectRedis(url: string, onError: (error: Error) => void): Promise<RedisClient> {
+  const client = new Redis(url, {
+    lazyConnect: true,
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 1,
+    connectTimeout: 2_000,
+    retryStrategy: (attempt) => Math.min(attempt * 100, 1_000),
+    noDelay: true,
+  })
+  client.on('error', onError)
+  try {
+    await client.connect()
+  } catch (error) {
+    client.disconnect()
+    throw error
+  }
+  return client
+}
+
+export async function pingRedis(client: RedisClient, timeoutMs: number): Promise<void> {
+  if (client.status !== 'ready') throw new Error(`connection ${client.status}`)
+  await withTimeout(client.ping(), timeoutMs, 'redis ping')
+}

@@ -1,0 +1,205 @@
+import { createRoute, z } from '@hono/zod-openapi'
+import { describe, expect, it } from 'vitest'
+import { createHttpApp } from '../../src/http/app.ts'
+import { problemResponses } from '../../src/http/openapi.ts'
+import { createHealthService } from '../../src/modules/health/health.service.ts'
+import { createLogger } from '../../src/shared/logger.ts'
+import { createMetrics } from '../../src/shared/metrics.ts'
+
+// The HTTP layer alone, with in-process services, plus a few routes that exist only here to
+// exercise body validation and error mapping.
+
+function testApp(options: { corsOrigins?: string[]; metricsToken?: string; bodyLimitBytes?: number } = {}) {
+  const metrics = createMetrics()
+  const up = async () => {}
+  const services = {
+    metrics,
+    health: createHealthService({ metrics, version: 'test', probes: { database: up, redis: up, broker: up } }),
+  }
+  const app = createHttpApp(services, createLogger('silent'), {
+    version: 'test',
+    corsOrigins: options.corsOrigins ?? [],
+    bodyLimitBytes: options.bodyLimitBytes ?? 2048,
+    metricsToken: options.metricsToken,
+  })
+  app.openapi(
+    createRoute({
+      method: 'post',
+      path: '/test/things',
+      request: {
+        body: {
+          required: true,
+          content: {
+            'application/json': {
+              schema: z.strictObject({ name: z.string().min(2), count: z.int().positive(), tags: z.array(z.string()).optional() }),
+            },
+          },
+        },
+      },
+      responses: { 201: { description: 'created' }, ...problemResponses('VALIDATION_FAILED') },
+    }),
+    (c) => c.json(c.req.valid('json'), 201),
+  )
+  app.get('/test/boom', () => {
+    throw new Error('secret driver text at db-7.internal:27017')
+  })
+  app.get('/test/db-down', () => {
+    throw Object.assign(new Error('getaddrinfo db-7.internal'), { name: 'MongoServerSelectionError' })
+  })
+  return app
+}
+
+const json = (body: unknown) => ({
+  method: 'POST',
+  headers: { 'Content-Type': 'application/json' },
+  body: typeof body === 'string' ? body : JSON.stringify(body),
+})
+
+describe('problem+json', () => {
+  it('lists every failing field with where it was and why', async () => {
+    const res = await testApp().request('/test/things', json({ name: 'x', count: -1, tags: [1], extra: true }))
+    expect(res.status).toBe(400)
+    expect(res.headers.get('content-type')).toBe('application/problem+json')
+    const body = await res.json()
+    expect(body).toMatchObject({
+      type: '/problems/validation-failed',
+      title: 'The request is not valid',
+      status: 400,
+      code: 'VALIDATION_FAILED',
+      instance: '/test/things',
+    })
+    expect(body.request_id).toBe(res.headers.get('x-request-id'))
+    const fields = body.errors.map((e: { field: string }) => e.field).sort()
+    expect(fields).toEqual(['', 'count', 'name', 'tags.0'])
+    const name = body.errors.find((e: { field: string }) => e.field === 'name')
+    expect(name).toMatchObject({ in: 'body', pointer: '/name' })
+    expect(name.reason).toMatch(/2/)
+    expect(body.errors.find((e: { field: string }) => e.field === '').reason).toMatch(/extra/)
+  })
+
+  it('accepts a valid body', async () => {
+    const res = await testApp().request('/test/things', json({ name: 'ok', count: 2 }))
+    expect(res.status).toBe(201)
+    expect(await res.json()).toEqual({ name: 'ok', count: 2 })
+  })
+
+  it('answers a body that is not JSON as a malformed request', async () => {
+    const res = await testApp().request('/test/things', json('{"name": "ok",'))
+    expect(res.status).toBe(400)
+    expect((await res.json()).code).toBe('MALFORMED_REQUEST')
+  })
+
+  it('answers 404 for an unknown path and 405 with Allow for a known path', async () => {
+    const app = testApp()
+    const missing = await app.request('/nowhere')
+    expect(missing.status).toBe(404)
+    expect((await missing.json()).code).toBe('NOT_FOUND')
+
+    const wrong = await app.request('/health', { method: 'DELETE' })
+    expect(wrong.status).toBe(405)
+    expect(wrong.headers.get('allow')).toBe('GET, HEAD')
+    expect(await wrong.json()).toMatchObject({ code: 'METHOD_NOT_ALLOWED', status: 405 })
+
+    const param = await app.request('/problems/not-found', { method: 'PUT' })
+    expect(param.status).toBe(405)
+  })
+
+  it('answers 413 for a body over the limit, whether announced or streamed', async () => {
+    const app = testApp({ bodyLimitBytes: 2048 })
+    const big = JSON.stringify({ name: 'x'.repeat(4000), count: 1 })
+    const announced = await app.request('/test/things', json(big))
+    expect(announced.status).toBe(413)
+    expect((await announced.json()).code).toBe('PAYLOAD_TOO_LARGE')
+
+    const stream = new ReadableStream({
+      start(controller) {
+        controller.enqueue(new TextEncoder().encode(big))
+        controller.close()
+      },
+    })
+    const streamed = await app.request('/test/things', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: stream,
+      duplex: 'half',
+    } as RequestInit)
+    expect(streamed.status).toBe(413)
+  })
+
+  it('hides the text of an unexpected error behind 500', async () => {
+    const res = await testApp().request('/test/boom')
+    expect(res.status).toBe(500)
+    const text = await res.text()
+    expect(text).not.toContain('secret')
+    expect(text).not.toContain('db-7')
+    expect(JSON.parse(text).code).toBe('INTERNAL')
+  })
+
+  it('answers a dependency outage with 503 and Retry-After, without the driver message', async () => {
+    const res = await testApp().request('/test/db-down')
+    expect(res.status).toBe(503)
+    expect(res.headers.get('retry-after')).toBe('2')
+    const body = await res.json()
+    expect(body.code).toBe('DEPENDENCY_UNAVAILABLE')
+    expect(JSON.stringify(body)).not.toContain('db-7')
+  })
+})
+
+describe('request ids', () => {
+  it('gives every response an id and keeps a well-formed one the caller sent', async () => {
+    const app = testApp()
+    const fresh = await app.request('/health')
+    expect(fresh.headers.get('x-request-id')).toMatch(/^[0-9a-f-]{36}$/)
+    const kept = await app.request('/health', { headers: { 'X-Request-Id': 'gate-7-abc123' } })
+    expect(kept.headers.get('x-request-id')).toBe('gate-7-abc123')
+    const replaced = await app.request('/health', { headers: { 'X-Request-Id': 'bad id <script>' } })
+    expect(replaced.headers.get('x-request-id')).not.toContain('<')
+  })
+})
+
+describe('CORS', () => {
+  it('answers allowed origins only', async () => {
+    const app = testApp({ corsOrigins: ['https://console.example'] })
+    const allowed = await app.request('/health', { headers: { Origin: 'https://console.example' } })
+    expect(allowed.headers.get('access-control-allow-origin')).toBe('https://console.example')
+    const other = await app.request('/health', { headers: { Origin: 'https://evil.example' } })
+    expect(other.headers.get('access-control-allow-origin')).toBeNull()
+    const preflight = await app.request('/health', {
+      method: 'OPTIONS',
+      headers: { Origin: 'https://console.example', 'Access-Control-Request-Method': 'GET' },
+    })
+    expect(preflight.status).toBe(204)
+  })
+
+  it('sends no CORS headers when no origin is configured', async () => {
+    const res = await testApp().request('/health', { headers: { Origin: 'https://console.example' } })
+    expect(res.headers.get('access-control-allow-origin')).toBeNull()
+  })
+})
+
+describe('metrics', () => {
+  it('counts requests by route template and exposes event-loop delay and dependency status', async () => {
+    const app = testApp()
+    await app.request('/health')
+    await app.request('/problems/not-found')
+    await app.request('/problems/conflict')
+    await app.request('/ready')
+    const text = await (await app.request('/metrics')).text()
+    expect(text).toMatch(/http_requests_total\{method="GET",route="\/health",status="200"\} 1/)
+    expect(text).toMatch(/http_requests_total\{method="GET",route="\/problems\/:slug",status="200"\} 2/)
+    expect(text).toMatch(/http_request_duration_seconds_bucket\{le="0.005",method="GET",route="\/health",status="200"\}/)
+    expect(text).toMatch(/nodejs_eventloop_lag_p99_seconds/)
+    expect(text).toMatch(/dependency_up\{dependency="database"\} 1/)
+  })
+
+  it('requires the bearer token when one is configured', async () => {
+    const app = testApp({ metricsToken: 'a-long-enough-metrics-token' })
+    const denied = await app.request('/metrics')
+    expect(denied.status).toBe(401)
+    expect(denied.headers.get('www-authenticate')).toContain('Bearer')
+    const wrong = await app.request('/metrics', { headers: { Authorization: 'Bearer a-long-enough-metrics-tokeX' } })
+    expect(wrong.status).toBe(401)
+    const ok = await app.request('/metrics', { headers: { Authorization: 'Bearer a-long-enough-metrics-token' } })
+    expect(ok.status).toBe(200)
+  })
+})
