@@ -56,7 +56,9 @@ export const configSchema = z.object({
     .describe(
       'MQTT broker URL, credentials included when the broker needs them. Unset: an embedded Mosquitto with the dynamic-security plugin under DATA_DIR.',
     ),
-  EMBEDDED_MONGODB_PORT: port.default(27017).describe('Port of the embedded FerretDB, when MONGODB_URI is unset.'),
+  EMBEDDED_MONGODB_PORT: port
+    .default(27017)
+    .describe('Port of the embedded FerretDB, when MONGODB_URI is unset.'),
   EMBEDDED_REDIS_PORT: port.default(6379).describe('Port of the embedded Redis, when REDIS_URL is unset.'),
   EMBEDDED_MQTT_PORT: port.default(1883).describe('Port of the embedded Mosquitto, when MQTT_URL is unset.'),
 

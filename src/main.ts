@@ -56,7 +56,7 @@ try {
 if (platform && embedded) {
   const base = config.PUBLIC_URL ?? platform.url
   const where = (key: 'mongodb' | 'redis' | 'mqtt', label: string) =>
-    `  ${label.padEnd(10)} ${withoutCredentials(embedded?.urls[key] ?? '')}${embedded?.embedded.includes(key) ? '  (embedded, data in ' + config.paths.data + ')' : ''}`
+    `  ${label.padEnd(10)} ${withoutCredentials(embedded?.urls[key] ?? '')}${embedded?.embedded.includes(key) ? `  (embedded, data in ${config.paths.data})` : ''}`
   console.log(
     [
       '',

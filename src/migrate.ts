@@ -39,7 +39,8 @@ try {
   for (const id of report.alreadyApplied) console.log(`  applied   ${id}`)
   for (const id of report.applied) console.log(`  applied   ${id}  (now)`)
   for (const id of report.pending) console.log(`  pending   ${id}${dryRun ? '  (dry run: not applied)' : ''}`)
-  if (report.applied.length + report.pending.length === 0) console.log('  nothing to do: every migration is applied')
+  if (report.applied.length + report.pending.length === 0)
+    console.log('  nothing to do: every migration is applied')
 } finally {
   await db.close()
   await stopEmbedded()

@@ -16,7 +16,9 @@ import { connectBroker } from './shared/mqtt.ts'
 import { connectRedis, pingRedis } from './shared/redis.ts'
 import { retryUntil } from './shared/timeout.ts'
 
-export const version: string = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')).version
+export const version: string = JSON.parse(
+  readFileSync(new URL('../package.json', import.meta.url), 'utf8'),
+).version
 
 export type Platform = {
   app: HttpApp

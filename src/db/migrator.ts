@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto'
-import type { Database } from '../shared/mongo.ts'
 import type { Logger } from '../shared/logger.ts'
+import type { Database } from '../shared/mongo.ts'
 
 /**
  * A versioned data migration. It runs once, in id order, and is recorded in the `migrations`
@@ -39,7 +39,8 @@ export async function runMigrations(
 ): Promise<MigrationReport> {
   assertWellFormed(migrations)
   const records = db.collection<MigrationRecord>('migrations')
-  const appliedIds = async () => new Set((await records.find({}, { projection: { _id: 1 } }).toArray()).map((r) => r._id))
+  const appliedIds = async () =>
+    new Set((await records.find({}, { projection: { _id: 1 } }).toArray()).map((r) => r._id))
 
   let done = await appliedIds()
   const pendingBefore = migrations.filter((m) => !done.has(m.id)).map((m) => m.id)
@@ -94,7 +95,8 @@ async function acquireLock(db: Database, waitMs: number, logger: Logger): Promis
       await locks.deleteOne({ _id: LOCK_ID, owner: held.owner })
       continue
     }
-    if (Date.now() > deadline) throw new Error('timed out waiting for the migration lock held by another instance')
+    if (Date.now() > deadline)
+      throw new Error('timed out waiting for the migration lock held by another instance')
     await new Promise((resolve) => setTimeout(resolve, 250))
   }
 }

@@ -2,7 +2,7 @@ import { join } from 'node:path'
 import type { Config } from '../config.ts'
 import type { Logger } from '../shared/logger.ts'
 import { lockDataDir } from './data-dir-lock.ts'
-import { type LocalService, ferretDb, mosquitto, redis } from './local-services.ts'
+import { ferretDb, type LocalService, mosquitto, redis } from './local-services.ts'
 
 export type DependencyUrls = { mongodb: string; redis: string; mqtt: string }
 
@@ -22,9 +22,15 @@ export type EmbeddedStack = {
 export async function startEmbeddedStack(config: Config, logger: Logger): Promise<EmbeddedStack> {
   const data = config.paths.data
   const wanted: { key: keyof DependencyUrls; make: () => LocalService | Promise<LocalService> }[] = []
-  if (!config.MONGODB_URI) wanted.push({ key: 'mongodb', make: () => ferretDb(join(data, 'ferretdb'), config.EMBEDDED_MONGODB_PORT) })
-  if (!config.REDIS_URL) wanted.push({ key: 'redis', make: () => redis(join(data, 'redis'), config.EMBEDDED_REDIS_PORT) })
-  if (!config.MQTT_URL) wanted.push({ key: 'mqtt', make: () => mosquitto(join(data, 'mosquitto'), config.EMBEDDED_MQTT_PORT) })
+  if (!config.MONGODB_URI)
+    wanted.push({
+      key: 'mongodb',
+      make: () => ferretDb(join(data, 'ferretdb'), config.EMBEDDED_MONGODB_PORT),
+    })
+  if (!config.REDIS_URL)
+    wanted.push({ key: 'redis', make: () => redis(join(data, 'redis'), config.EMBEDDED_REDIS_PORT) })
+  if (!config.MQTT_URL)
+    wanted.push({ key: 'mqtt', make: () => mosquitto(join(data, 'mosquitto'), config.EMBEDDED_MQTT_PORT) })
 
   const unlock = wanted.length > 0 ? await lockDataDir(data) : () => {}
   const started: LocalService[] = []

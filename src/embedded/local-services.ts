@@ -26,16 +26,22 @@ const toolsDir = join(process.env.SMART_PARKING_CACHE ?? join(homedir(), '.cache
 function cachedTool(name: string, versionKey: string, binary = name): string {
   const path = join(toolsDir, `${name}-${versions[versionKey]}`, binary)
   if (!existsSync(path)) {
-    throw new Error(`${name} is not installed at ${path}: run "npm run services:install" (or "npm start" once)`)
+    throw new Error(
+      `${name} is not installed at ${path}: run "npm run services:install" (or "npm start" once)`,
+    )
   }
   return path
 }
 
 function systemTool(name: string, debianPackage: string): string {
-  for (const dir of (process.env.PATH ?? '').split(':').concat(['/usr/sbin', '/usr/bin', '/usr/local/sbin'])) {
+  for (const dir of (process.env.PATH ?? '')
+    .split(':')
+    .concat(['/usr/sbin', '/usr/bin', '/usr/local/sbin'])) {
     if (dir && existsSync(join(dir, name))) return join(dir, name)
   }
-  throw new Error(`${name} is not installed: run "npm run services:install" (Debian package ${debianPackage})`)
+  throw new Error(
+    `${name} is not installed: run "npm run services:install" (Debian package ${debianPackage})`,
+  )
 }
 
 export const toolPaths = {
@@ -119,14 +125,22 @@ const dynsecPlugin = [
 export async function mosquitto(dir: string, port: number): Promise<LocalService> {
   await mkdir(dir, { recursive: true })
   const plugin = dynsecPlugin.find((path) => existsSync(path))
-  if (!plugin) throw new Error('mosquitto_dynamic_security.so not found: install the Debian package mosquitto')
+  if (!plugin)
+    throw new Error('mosquitto_dynamic_security.so not found: install the Debian package mosquitto')
   const credentialsFile = join(dir, 'platform-credentials.json')
   const dynsecFile = join(dir, 'dynamic-security.json')
   if (!existsSync(credentialsFile) || !existsSync(dynsecFile)) {
     const credentials = { username: 'platform', password: randomBytes(24).toString('base64url') }
-    await run(toolPaths.mosquittoCtrl(), ['dynsec', 'init', dynsecFile, credentials.username, credentials.password])
+    await run(toolPaths.mosquittoCtrl(), [
+      'dynsec',
+      'init',
+      dynsecFile,
+      credentials.username,
+      credentials.password,
+    ])
     await writeFile(credentialsFile, JSON.stringify(credentials), { mode: 0o600 })
   }
+  await allowPlatformToPublish(dynsecFile)
   const { username, password } = JSON.parse(await readFile(credentialsFile, 'utf8')) as {
     username: string
     password: string
@@ -164,6 +178,21 @@ export async function mosquitto(dir: string, port: number): Promise<LocalService
   }
 }
 
+/**
+ * The init gives the admin role every right but publishing; the platform publishes too (commands
+ * to gates and displays). Devices get narrow roles of their own at run time.
+ */
+async function allowPlatformToPublish(dynsecFile: string): Promise<void> {
+  type Acl = { acltype: string; topic: string; allow: boolean }
+  const dynsec = JSON.parse(await readFile(dynsecFile, 'utf8')) as {
+    roles: { rolename: string; acls: Acl[] }[]
+  }
+  const admin = dynsec.roles.find((role) => role.rolename === 'admin')
+  if (!admin || admin.acls.some((acl) => acl.acltype === 'publishClientSend' && acl.topic === '#')) return
+  admin.acls.push({ acltype: 'publishClientSend', topic: '#', allow: true })
+  await writeFile(dynsecFile, JSON.stringify(dynsec, null, 2), { mode: 0o600 })
+}
+
 export function stripeMock(dir: string, port: number): LocalService {
   return {
     url: `http://127.0.0.1:${port}`,
@@ -177,7 +206,10 @@ export function stripeMock(dir: string, port: number): LocalService {
   }
 }
 
-export const s3TestCredentials = { accessKeyId: 'smart-parking-test', secretAccessKey: 'smart-parking-test-secret' }
+export const s3TestCredentials = {
+  accessKeyId: 'smart-parking-test',
+  secretAccessKey: 'smart-parking-test-secret',
+}
 
 export function versitygw(dir: string, port: number): LocalService {
   const root = join(dir, 'buckets')

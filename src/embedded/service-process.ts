@@ -56,7 +56,10 @@ export class ServiceProcess {
     const { spec } = this
     await mkdir(spec.dir, { recursive: true })
     await stopLeftover(this.#pidFile, spec.command)
-    await assertPortFree(spec.port, `${spec.name}: port ${spec.port} is already in use. ${spec.portHint ?? ''}`)
+    await assertPortFree(
+      spec.port,
+      `${spec.name}: port ${spec.port} is already in use. ${spec.portHint ?? ''}`,
+    )
 
     const log = createWriteStream(this.logFile, { flags: 'a' })
     await new Promise((resolve) => log.once('open', resolve))
@@ -80,7 +83,9 @@ export class ServiceProcess {
       if (!this.running) throw new Error(`${spec.name} exited during start-up:\n${tail(this.logFile)}`)
       if (Date.now() > deadline) {
         await this.stop()
-        throw new Error(`${spec.name} did not accept connections on port ${spec.port}:\n${tail(this.logFile)}`)
+        throw new Error(
+          `${spec.name} did not accept connections on port ${spec.port}:\n${tail(this.logFile)}`,
+        )
       }
       await sleep(50)
     }

@@ -14,8 +14,8 @@ import { mountProblems } from '../modules/problems/problems.handlers.ts'
 import {
   AppError,
   type ErrorCode,
-  type FieldProblem,
   errorTitles,
+  type FieldProblem,
   fieldLocation,
   isDependencyFailure,
   problemTypeOf,
@@ -137,14 +137,22 @@ function toAppError(error: Error, logger: Logger): AppError {
   if (error instanceof HTTPException) {
     // Hono's own validators throw these, for example on a JSON body that does not parse.
     const code: ErrorCode =
-      error.status === 400 ? 'MALFORMED_REQUEST' : error.status === 415 ? 'UNSUPPORTED_MEDIA_TYPE' : 'INTERNAL'
+      error.status === 400
+        ? 'MALFORMED_REQUEST'
+        : error.status === 415
+          ? 'UNSUPPORTED_MEDIA_TYPE'
+          : 'INTERNAL'
     if (code !== 'INTERNAL') return new AppError(code, error.message)
   }
   if (isDependencyFailure(error)) {
     logger.warn({ err: error }, 'dependency failure answered with 503')
-    return new AppError('DEPENDENCY_UNAVAILABLE', 'A service this request needs is unavailable; retry shortly', {
-      headers: { 'Retry-After': '2' },
-    })
+    return new AppError(
+      'DEPENDENCY_UNAVAILABLE',
+      'A service this request needs is unavailable; retry shortly',
+      {
+        headers: { 'Retry-After': '2' },
+      },
+    )
   }
   logger.error({ err: error }, 'unexpected error')
   return new AppError('INTERNAL', 'An unexpected error occurred; the request id identifies it in the logs')
@@ -182,7 +190,13 @@ function observe(services: Services, logger: Logger) {
     const labels = { method: c.req.method, route, status: String(c.res.status) }
     services.metrics.httpRequests.inc(labels)
     services.metrics.httpDuration.observe(labels, seconds)
-    const line = { method: c.req.method, path: c.req.path, route, status: c.res.status, ms: +(seconds * 1000).toFixed(1) }
+    const line = {
+      method: c.req.method,
+      path: c.req.path,
+      route,
+      status: c.res.status,
+      ms: +(seconds * 1000).toFixed(1),
+    }
     if (quiet.has(route) && c.res.status < 500) requestLogger.debug(line, 'request')
     else requestLogger.info(line, 'request')
   }
@@ -227,7 +241,10 @@ function mountDocs(app: OpenAPIHono<AppEnv>) {
   const dist = dirname(createRequire(import.meta.url).resolve('swagger-ui-dist/package.json'))
   const assets: Record<string, { body: string; type: string }> = {
     'swagger-ui.css': { body: readFileSync(join(dist, 'swagger-ui.css'), 'utf8'), type: 'text/css' },
-    'swagger-ui-bundle.js': { body: readFileSync(join(dist, 'swagger-ui-bundle.js'), 'utf8'), type: 'text/javascript' },
+    'swagger-ui-bundle.js': {
+      body: readFileSync(join(dist, 'swagger-ui-bundle.js'), 'utf8'),
+      type: 'text/javascript',
+    },
     'init.js': {
       body: "window.ui = SwaggerUIBundle({ url: '/openapi.json', dom_id: '#swagger-ui', deepLinking: true, displayRequestDuration: true })",
       type: 'text/javascript',
@@ -244,6 +261,9 @@ function mountDocs(app: OpenAPIHono<AppEnv>) {
   app.get('/docs/assets/:file', (c) => {
     const asset = assets[c.req.param('file')]
     if (!asset) throw new AppError('NOT_FOUND', `No documentation asset ${c.req.param('file')}`)
-    return c.body(asset.body, 200, { 'Content-Type': `${asset.type}; charset=utf-8`, 'Cache-Control': 'public, max-age=3600' })
+    return c.body(asset.body, 200, {
+      'Content-Type': `${asset.type}; charset=utf-8`,
+      'Cache-Control': 'public, max-age=3600',
+    })
   })
 }

@@ -19,7 +19,10 @@ export const ProblemSchema = z
     instance: z.string().openapi({ description: 'The path of the request that failed.' }),
     code: z.enum(errorCodes),
     request_id: z.string().openapi({ description: 'Also in the X-Request-Id header and in every log line.' }),
-    errors: z.array(FieldProblemSchema).optional().openapi({ description: 'Every failing field and its reason.' }),
+    errors: z
+      .array(FieldProblemSchema)
+      .optional()
+      .openapi({ description: 'Every failing field and its reason.' }),
   })
   .openapi('Problem', { description: 'An RFC 9457 problem; extension members may follow.' })
 
@@ -46,6 +49,8 @@ const problemContent = { 'application/problem+json': { schema: ProblemSchema } }
 export function problemResponses(...codes: ErrorCode[]) {
   const statuses = new Set([...codes.map(statusOf), 500])
   return Object.fromEntries(
-    [...statuses].sort().map((status) => [status, { description: descriptions[status] ?? 'Error', content: problemContent }]),
+    [...statuses]
+      .sort()
+      .map((status) => [status, { description: descriptions[status] ?? 'Error', content: problemContent }]),
   ) as Record<number, { description: string; content: typeof problemContent }>
 }

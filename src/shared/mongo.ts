@@ -36,7 +36,10 @@ export type ModelRegistration = (connection: Database) => mongoose.Model<never>
  * Creates every collection and index up front, before traffic: parallel first writes would
  * otherwise race to create them, and FerretDB builds an index only when asked.
  */
-export async function initModels(connection: Database, registrations: readonly ModelRegistration[]): Promise<void> {
+export async function initModels(
+  connection: Database,
+  registrations: readonly ModelRegistration[],
+): Promise<void> {
   const models = registrations.map((register) => register(connection))
   for (const model of models) {
     await model.createCollection().catch((error: { codeName?: string }) => {

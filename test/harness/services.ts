@@ -1,8 +1,8 @@
 import { mkdtempSync } from 'node:fs'
 import { join } from 'node:path'
 import {
-  type LocalService,
   ferretDb,
+  type LocalService,
   mosquitto,
   redis,
   stripeMock,
@@ -19,7 +19,11 @@ export function scratchDir(prefix: string): string {
   return mkdtempSync(join(artifactsDir, `${prefix}-`))
 }
 
-export type ServiceSet<K extends string> = { urls: Record<K, string>; services: Record<K, LocalService>; stop(): Promise<void> }
+export type ServiceSet<K extends string> = {
+  urls: Record<K, string>
+  services: Record<K, LocalService>
+  stop(): Promise<void>
+}
 
 const makers = {
   mongodb: async (dir: string) => ferretDb(join(dir, 'ferretdb'), await freePort(), 'test'),
@@ -30,7 +34,10 @@ const makers = {
 }
 
 /** Starts the named services on free ports, each with its data under `dir`. */
-export async function startServices<K extends keyof typeof makers>(dir: string, names: readonly K[]): Promise<ServiceSet<K>> {
+export async function startServices<K extends keyof typeof makers>(
+  dir: string,
+  names: readonly K[],
+): Promise<ServiceSet<K>> {
   const entries = await Promise.all(names.map(async (name) => [name, await makers[name](dir)] as const))
   const services = Object.fromEntries(entries) as Record<K, LocalService>
   const stop = async () => {

@@ -19,7 +19,12 @@ describe('configuration', () => {
   it('lists every problem at once, naming the key, the reason and the value', () => {
     let error: unknown
     try {
-      loadConfig({ PORT: 'eighty', LOG_LEVEL: 'loud', MONGODB_URI: 'http://x', CORS_ORIGINS: 'https://ok.example,nope' })
+      loadConfig({
+        PORT: 'eighty',
+        LOG_LEVEL: 'loud',
+        MONGODB_URI: 'http://x',
+        CORS_ORIGINS: 'https://ok.example,nope',
+      })
     } catch (caught) {
       error = caught
     }

@@ -5,6 +5,7 @@ import { problemResponses } from '../../src/http/openapi.ts'
 import { createHealthService } from '../../src/modules/health/health.service.ts'
 import { createLogger } from '../../src/shared/logger.ts'
 import { createMetrics } from '../../src/shared/metrics.ts'
+import { json } from '../harness/http.ts'
 
 // The HTTP layer alone, with in-process services, plus a few routes that exist only here to
 // exercise body validation and error mapping.
@@ -14,7 +15,11 @@ function testApp(options: { corsOrigins?: string[]; metricsToken?: string; bodyL
   const up = async () => {}
   const services = {
     metrics,
-    health: createHealthService({ metrics, version: 'test', probes: { database: up, redis: up, broker: up } }),
+    health: createHealthService({
+      metrics,
+      version: 'test',
+      probes: { database: up, redis: up, broker: up },
+    }),
   }
   const app = createHttpApp(services, createLogger('silent'), {
     version: 'test',
@@ -31,7 +36,11 @@ function testApp(options: { corsOrigins?: string[]; metricsToken?: string; bodyL
           required: true,
           content: {
             'application/json': {
-              schema: z.strictObject({ name: z.string().min(2), count: z.int().positive(), tags: z.array(z.string()).optional() }),
+              schema: z.strictObject({
+                name: z.string().min(2),
+                count: z.int().positive(),
+                tags: z.array(z.string()).optional(),
+              }),
             },
           },
         },
@@ -49,7 +58,7 @@ function testApp(options: { corsOrigins?: string[]; metricsToken?: string; bodyL
   return app
 }
 
-const json = (body: unknown) => ({
+const postJson = (body: unknown) => ({
   method: 'POST',
   headers: { 'Content-Type': 'application/json' },
   body: typeof body === 'string' ? body : JSON.stringify(body),
@@ -57,10 +66,13 @@ const json = (body: unknown) => ({
 
 describe('problem+json', () => {
   it('lists every failing field with where it was and why', async () => {
-    const res = await testApp().request('/test/things', json({ name: 'x', count: -1, tags: [1], extra: true }))
+    const res = await testApp().request(
+      '/test/things',
+      postJson({ name: 'x', count: -1, tags: [1], extra: true }),
+    )
     expect(res.status).toBe(400)
     expect(res.headers.get('content-type')).toBe('application/problem+json')
-    const body = await res.json()
+    const body = await json(res)
     expect(body).toMatchObject({
       type: '/problems/validation-failed',
       title: 'The request is not valid',
@@ -78,27 +90,27 @@ describe('problem+json', () => {
   })
 
   it('accepts a valid body', async () => {
-    const res = await testApp().request('/test/things', json({ name: 'ok', count: 2 }))
+    const res = await testApp().request('/test/things', postJson({ name: 'ok', count: 2 }))
     expect(res.status).toBe(201)
-    expect(await res.json()).toEqual({ name: 'ok', count: 2 })
+    expect(await json(res)).toEqual({ name: 'ok', count: 2 })
   })
 
   it('answers a body that is not JSON as a malformed request', async () => {
-    const res = await testApp().request('/test/things', json('{"name": "ok",'))
+    const res = await testApp().request('/test/things', postJson('{"name": "ok",'))
     expect(res.status).toBe(400)
-    expect((await res.json()).code).toBe('MALFORMED_REQUEST')
+    expect((await json(res)).code).toBe('MALFORMED_REQUEST')
   })
 
   it('answers 404 for an unknown path and 405 with Allow for a known path', async () => {
     const app = testApp()
     const missing = await app.request('/nowhere')
     expect(missing.status).toBe(404)
-    expect((await missing.json()).code).toBe('NOT_FOUND')
+    expect((await json(missing)).code).toBe('NOT_FOUND')
 
     const wrong = await app.request('/health', { method: 'DELETE' })
     expect(wrong.status).toBe(405)
     expect(wrong.headers.get('allow')).toBe('GET, HEAD')
-    expect(await wrong.json()).toMatchObject({ code: 'METHOD_NOT_ALLOWED', status: 405 })
+    expect(await json(wrong)).toMatchObject({ code: 'METHOD_NOT_ALLOWED', status: 405 })
 
     const param = await app.request('/problems/not-found', { method: 'PUT' })
     expect(param.status).toBe(405)
@@ -107,9 +119,9 @@ describe('problem+json', () => {
   it('answers 413 for a body over the limit, whether announced or streamed', async () => {
     const app = testApp({ bodyLimitBytes: 2048 })
     const big = JSON.stringify({ name: 'x'.repeat(4000), count: 1 })
-    const announced = await app.request('/test/things', json(big))
+    const announced = await app.request('/test/things', postJson(big))
     expect(announced.status).toBe(413)
-    expect((await announced.json()).code).toBe('PAYLOAD_TOO_LARGE')
+    expect((await json(announced)).code).toBe('PAYLOAD_TOO_LARGE')
 
     const stream = new ReadableStream({
       start(controller) {
@@ -139,7 +151,7 @@ describe('problem+json', () => {
     const res = await testApp().request('/test/db-down')
     expect(res.status).toBe(503)
     expect(res.headers.get('retry-after')).toBe('2')
-    const body = await res.json()
+    const body = await json(res)
     expect(body.code).toBe('DEPENDENCY_UNAVAILABLE')
     expect(JSON.stringify(body)).not.toContain('db-7')
   })
@@ -187,7 +199,9 @@ describe('metrics', () => {
     const text = await (await app.request('/metrics')).text()
     expect(text).toMatch(/http_requests_total\{method="GET",route="\/health",status="200"\} 1/)
     expect(text).toMatch(/http_requests_total\{method="GET",route="\/problems\/:slug",status="200"\} 2/)
-    expect(text).toMatch(/http_request_duration_seconds_bucket\{le="0.005",method="GET",route="\/health",status="200"\}/)
+    expect(text).toMatch(
+      /http_request_duration_seconds_bucket\{le="0.005",method="GET",route="\/health",status="200"\}/,
+    )
     expect(text).toMatch(/nodejs_eventloop_lag_p99_seconds/)
     expect(text).toMatch(/dependency_up\{dependency="database"\} 1/)
   })
@@ -197,9 +211,13 @@ describe('metrics', () => {
     const denied = await app.request('/metrics')
     expect(denied.status).toBe(401)
     expect(denied.headers.get('www-authenticate')).toContain('Bearer')
-    const wrong = await app.request('/metrics', { headers: { Authorization: 'Bearer a-long-enough-metrics-tokeX' } })
+    const wrong = await app.request('/metrics', {
+      headers: { Authorization: 'Bearer a-long-enough-metrics-tokeX' },
+    })
     expect(wrong.status).toBe(401)
-    const ok = await app.request('/metrics', { headers: { Authorization: 'Bearer a-long-enough-metrics-token' } })
+    const ok = await app.request('/metrics', {
+      headers: { Authorization: 'Bearer a-long-enough-metrics-token' },
+    })
     expect(ok.status).toBe(200)
   })
 })

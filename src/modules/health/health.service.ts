@@ -4,7 +4,11 @@ export const dependencyNames = ['database', 'redis', 'broker'] as const
 export type DependencyName = (typeof dependencyNames)[number]
 
 export type DependencyCheck = { status: 'up' | 'down'; latency_ms: number; reason?: string }
-export type Readiness = { ready: boolean; down: DependencyName[]; checks: Record<DependencyName, DependencyCheck> }
+export type Readiness = {
+  ready: boolean
+  down: DependencyName[]
+  checks: Record<DependencyName, DependencyCheck>
+}
 
 /** A probe resolves when its dependency answers and rejects (or times out) when it does not. */
 export type Probes = Record<DependencyName, () => Promise<void>>
@@ -26,14 +30,21 @@ export function createHealthService(deps: { probes: Probes; metrics: Metrics; ve
         status: 'down',
         latency_ms: Math.round(performance.now() - begin),
         // Only our own probe messages: no driver text reaches a response.
-        reason: error instanceof Error && /timed out|connection|not connected/.test(error.message) ? error.message : 'unreachable',
+        reason:
+          error instanceof Error && /timed out|connection|not connected/.test(error.message)
+            ? error.message
+            : 'unreachable',
       }
     }
   }
 
   return {
     liveness() {
-      return { status: 'ok' as const, version: deps.version, uptime_seconds: Math.floor((Date.now() - startedAt) / 1000) }
+      return {
+        status: 'ok' as const,
+        version: deps.version,
+        uptime_seconds: Math.floor((Date.now() - startedAt) / 1000),
+      }
     },
 
     async readiness(): Promise<Readiness> {

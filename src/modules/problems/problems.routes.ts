@@ -18,7 +18,8 @@ export const getProblemType = createRoute({
   path: '/problems/{slug}',
   operationId: 'getProblemType',
   summary: 'Describe a problem type',
-  description: 'Every problem body names its `type` as a link here, so a client can look up what a code means.',
+  description:
+    'Every problem body names its `type` as a link here, so a client can look up what a code means.',
   tags: ['Operations'],
   security: [],
   request: { params: z.object({ slug: z.enum(problemTypeSlugs as [string, ...string[]]) }) },

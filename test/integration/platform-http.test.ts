@@ -1,0 +1,97 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { undocumentedRoutes } from '../../src/http/app.ts'
+import { json } from '../harness/http.ts'
+import { startTestPlatform, type TestPlatform } from '../harness/platform.ts'
+
+// The whole platform on the shared real services, over a real socket where it matters.
+
+let platform: TestPlatform
+beforeAll(async () => {
+  platform = await startTestPlatform()
+})
+afterAll(async () => {
+  await platform?.stop()
+})
+
+describe('operations endpoints', () => {
+  it('is live and ready on real services', async () => {
+    const live = await fetch(`${platform.url}/health`)
+    expect(live.status).toBe(200)
+    expect(await json(live)).toMatchObject({ status: 'ok' })
+
+    const ready = await fetch(`${platform.url}/ready`)
+    expect(ready.status).toBe(200)
+    const body = await json(ready)
+    expect(body.status).toBe('ready')
+    for (const name of ['database', 'redis', 'broker']) expect(body.checks[name].status).toBe('up')
+  })
+
+  it('serves Prometheus metrics with dependency status after a readiness probe', async () => {
+    await platform.request('/ready')
+    const res = await platform.request('/metrics')
+    expect(res.status).toBe(200)
+    expect(res.headers.get('content-type')).toMatch(/^text\/plain/)
+    const text = await res.text()
+    for (const name of ['database', 'redis', 'broker'])
+      expect(text).toContain(`dependency_up{dependency="${name}"} 1`)
+  })
+})
+
+describe('the OpenAPI document', () => {
+  it('is OpenAPI 3.1 and gives every operation an id, a summary, security and responses', async () => {
+    const doc = await json(await platform.request('/openapi.json'))
+    expect(doc.openapi).toBe('3.1.0')
+    const operations = Object.values(
+      doc.paths as Record<string, Record<string, Record<string, unknown>>>,
+    ).flatMap((item) => Object.values(item))
+    expect(operations.length).toBeGreaterThan(0)
+    for (const op of operations) {
+      expect(op.operationId).toEqual(expect.any(String))
+      expect(op.summary).toEqual(expect.any(String))
+      expect(op.security).toBeDefined()
+      expect(Object.keys(op.responses as object)).toContain('500')
+    }
+    const ids = operations.map((op) => op.operationId)
+    expect(new Set(ids).size).toBe(ids.length)
+  })
+
+  it('documents exactly the routes the app registers', async () => {
+    const doc = await json(await platform.request('/openapi.json'))
+    const documented = Object.entries(doc.paths as Record<string, object>)
+      .flatMap(([path, item]) => Object.keys(item).map((method) => `${method.toUpperCase()} ${path}`))
+      .sort()
+    const registered = platform.app.routes
+      .filter((route) => route.method !== 'ALL' && !undocumentedRoutes.includes(route.path))
+      .map((route) => `${route.method} ${route.path.replace(/:(\w+)/g, '{$1}')}`)
+    expect([...new Set(registered)].sort()).toEqual(documented)
+  })
+
+  it('renders the API reference at /docs without any CDN', async () => {
+    const html = await (await fetch(`${platform.url}/docs`)).text()
+    expect(html).toContain('swagger-ui')
+    const scripts = [...html.matchAll(/(?:src|href)="([^"]+)"/g)].map((m) => m[1] as string)
+    expect(scripts.length).toBeGreaterThanOrEqual(3)
+    for (const src of scripts) {
+      expect(src.startsWith('/docs/assets/')).toBe(true)
+      const asset = await fetch(`${platform.url}${src}`)
+      expect(asset.status).toBe(200)
+      expect((await asset.text()).length).toBeGreaterThan(20)
+    }
+  })
+})
+
+describe('problem types', () => {
+  it('resolves the type link of a problem to its description', async () => {
+    const problem = await json(await fetch(`${platform.url}/no/such/path`))
+    expect(problem.type).toBe('/problems/not-found')
+    const type = await json(await fetch(`${platform.url}${problem.type}`))
+    expect(type).toEqual({ type: '/problems/not-found', code: 'NOT_FOUND', status: 404, title: 'Not found' })
+  })
+
+  it('rejects an unknown problem type with the failing path parameter', async () => {
+    const res = await platform.request('/problems/no-such-problem')
+    expect(res.status).toBe(400)
+    const body = await json(res)
+    expect(body.errors).toEqual([expect.objectContaining({ in: 'path', field: 'slug' })])
+  })
+})
