@@ -1,0 +1,124 @@
+import { spawn } from 'node:child_process'
+import { existsSync, mkdirSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { toolPaths } from '../src/embedded/local-services.ts'
+import { freePort } from '../src/embedded/service-process.ts'
+import { isolatedDatabase } from './harness/platform.ts'
+import { allServices, artifactsDir, type ServiceSet, scratchDir, startServices } from './harness/services.ts'
+
+// `npm test`: start the real services once on free ports, run the vitest suites against them,
+// then run the platform as a process and fuzz it with schemathesis from its own /openapi.json.
+// Stops everything and exits non-zero on any failure. Artifacts land in .test-artifacts/.
+
+const root = new URL('../', import.meta.url).pathname
+const node = process.execPath
+const passThrough = process.argv.slice(2)
+
+type Outcome = { name: string; passed: number; failed: number; ok: boolean }
+const outcomes: Outcome[] = []
+let services: ServiceSet<(typeof allServices)[number]> | undefined
+
+async function run(command: string, args: string[], env: Record<string, string> = {}): Promise<number> {
+  const child = spawn(command, args, { cwd: root, env: { ...process.env, ...env }, stdio: 'inherit' })
+  return await new Promise((resolve) => child.once('exit', (code, signal) => resolve(code ?? (signal ? 1 : 0))))
+}
+
+async function vitest(): Promise<Outcome> {
+  const report = join(artifactsDir, 'vitest.json')
+  const code = await run(
+    node,
+    [join(root, 'node_modules/vitest/vitest.mjs'), 'run', '--reporter=default', '--reporter=json', `--outputFile.json=${report}`, ...passThrough],
+    { TEST_SERVICES: JSON.stringify(services?.urls) },
+  )
+  let passed = 0
+  let failed = code === 0 ? 0 : 1
+  if (existsSync(report)) {
+    const summary = JSON.parse(readFileSync(report, 'utf8')) as { numPassedTests: number; numFailedTests: number }
+    passed = summary.numPassedTests
+    failed = summary.numFailedTests + (code !== 0 && summary.numFailedTests === 0 ? 1 : 0)
+  }
+  return { name: 'vitest', passed, failed, ok: code === 0 }
+}
+
+async function schemathesis(): Promise<Outcome> {
+  const urls = services?.urls
+  if (!urls) throw new Error('services are not running')
+  const port = await freePort()
+  const platform = spawn(node, [join(root, 'src/main.ts')], {
+    cwd: root,
+    env: {
+      ...process.env,
+      PORT: String(port),
+      MONGODB_URI: isolatedDatabase(urls.mongodb),
+      REDIS_URL: urls.redis,
+      MQTT_URL: urls.mqtt,
+      DATA_DIR: scratchDir('schemathesis-platform'),
+      LOG_LEVEL: 'warn',
+    },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  })
+  const base = `http://127.0.0.1:${port}`
+  try {
+    const deadline = Date.now() + 60_000
+    while (!(await fetch(`${base}/ready`).then((r) => r.ok).catch(() => false))) {
+      if (platform.exitCode !== null || Date.now() > deadline) throw new Error('the platform did not become ready')
+      await new Promise((resolve) => setTimeout(resolve, 200))
+    }
+    const junit = join(artifactsDir, 'schemathesis-junit.xml')
+    console.log(`\nschemathesis: fuzzing every operation of ${base}/openapi.json with its default checks\n`)
+    const code = await run(toolPaths.schemathesis(), [
+      'run',
+      `${base}/openapi.json`,
+      '--max-examples=50',
+      '--max-time=300',
+      '--seed=20261123',
+      '--workers=2',
+      '--request-timeout=10',
+      '--report=junit',
+      `--report-junit-path=${junit}`,
+      '--no-color',
+    ])
+    const xml = existsSync(junit) ? readFileSync(junit, 'utf8') : ''
+    const cases = (xml.match(/<testcase\b/g) ?? []).length
+    const failures = (xml.match(/<(failure|error)\b/g) ?? []).length
+    return {
+      name: 'schemathesis',
+      passed: Math.max(cases - failures, 0),
+      failed: code === 0 ? failures : Math.max(failures, 1),
+      ok: code === 0,
+    }
+  } finally {
+    platform.kill('SIGTERM')
+    await new Promise((resolve) => (platform.exitCode === null ? platform.once('exit', resolve) : resolve(null)))
+  }
+}
+
+async function stopServices() {
+  await services?.stop()
+  services = undefined
+}
+
+process.once('SIGINT', () => void stopServices().then(() => process.exit(130)))
+process.once('SIGTERM', () => void stopServices().then(() => process.exit(143)))
+
+mkdirSync(artifactsDir, { recursive: true })
+const begin = Date.now()
+try {
+  services = await startServices(scratchDir('services'), allServices)
+  console.log(`services up in ${Date.now() - begin} ms: ${Object.keys(services.urls).join(', ')}`)
+  outcomes.push(await vitest())
+  if (passThrough.length === 0) outcomes.push(await schemathesis())
+} catch (error) {
+  console.error(error)
+  outcomes.push({ name: 'harness', passed: 0, failed: 1, ok: false })
+} finally {
+  await stopServices()
+}
+
+console.log('')
+for (const o of outcomes) console.log(`${o.name}: ${o.passed} passed, ${o.failed} failed${o.ok ? '' : '  <-- FAILED'}`)
+const passed = outcomes.reduce((sum, o) => sum + o.passed, 0)
+const failed = outcomes.reduce((sum, o) => sum + o.failed, 0)
+console.log(`(${((Date.now() - begin) / 1000).toFixed(0)} s)`)
+console.log(`total: ${passed} passed, ${failed} failed`)
+process.exit(outcomes.every((o) => o.ok) ? 0 : 1)
