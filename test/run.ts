@@ -20,20 +20,32 @@ let services: ServiceSet<(typeof allServices)[number]> | undefined
 
 async function run(command: string, args: string[], env: Record<string, string> = {}): Promise<number> {
   const child = spawn(command, args, { cwd: root, env: { ...process.env, ...env }, stdio: 'inherit' })
-  return await new Promise((resolve) => child.once('exit', (code, signal) => resolve(code ?? (signal ? 1 : 0))))
+  return await new Promise((resolve) =>
+    child.once('exit', (code, signal) => resolve(code ?? (signal ? 1 : 0))),
+  )
 }
 
 async function vitest(): Promise<Outcome> {
   const report = join(artifactsDir, 'vitest.json')
   const code = await run(
     node,
-    [join(root, 'node_modules/vitest/vitest.mjs'), 'run', '--reporter=default', '--reporter=json', `--outputFile.json=${report}`, ...passThrough],
+    [
+      join(root, 'node_modules/vitest/vitest.mjs'),
+      'run',
+      '--reporter=default',
+      '--reporter=json',
+      `--outputFile.json=${report}`,
+      ...passThrough,
+    ],
     { TEST_SERVICES: JSON.stringify(services?.urls) },
   )
   let passed = 0
   let failed = code === 0 ? 0 : 1
   if (existsSync(report)) {
-    const summary = JSON.parse(readFileSync(report, 'utf8')) as { numPassedTests: number; numFailedTests: number }
+    const summary = JSON.parse(readFileSync(report, 'utf8')) as {
+      numPassedTests: number
+      numFailedTests: number
+    }
     passed = summary.numPassedTests
     failed = summary.numFailedTests + (code !== 0 && summary.numFailedTests === 0 ? 1 : 0)
   }
@@ -60,8 +72,13 @@ async function schemathesis(): Promise<Outcome> {
   const base = `http://127.0.0.1:${port}`
   try {
     const deadline = Date.now() + 60_000
-    while (!(await fetch(`${base}/ready`).then((r) => r.ok).catch(() => false))) {
-      if (platform.exitCode !== null || Date.now() > deadline) throw new Error('the platform did not become ready')
+    while (
+      !(await fetch(`${base}/ready`)
+        .then((r) => r.ok)
+        .catch(() => false))
+    ) {
+      if (platform.exitCode !== null || Date.now() > deadline)
+        throw new Error('the platform did not become ready')
       await new Promise((resolve) => setTimeout(resolve, 200))
     }
     const junit = join(artifactsDir, 'schemathesis-junit.xml')
@@ -70,7 +87,6 @@ async function schemathesis(): Promise<Outcome> {
       'run',
       `${base}/openapi.json`,
       '--max-examples=50',
-      '--max-time=300',
       '--seed=20261123',
       '--workers=2',
       '--request-timeout=10',
@@ -89,7 +105,9 @@ async function schemathesis(): Promise<Outcome> {
     }
   } finally {
     platform.kill('SIGTERM')
-    await new Promise((resolve) => (platform.exitCode === null ? platform.once('exit', resolve) : resolve(null)))
+    await new Promise((resolve) =>
+      platform.exitCode === null ? platform.once('exit', resolve) : resolve(null),
+    )
   }
 }
 
@@ -116,7 +134,8 @@ try {
 }
 
 console.log('')
-for (const o of outcomes) console.log(`${o.name}: ${o.passed} passed, ${o.failed} failed${o.ok ? '' : '  <-- FAILED'}`)
+for (const o of outcomes)
+  console.log(`${o.name}: ${o.passed} passed, ${o.failed} failed${o.ok ? '' : '  <-- FAILED'}`)
 const passed = outcomes.reduce((sum, o) => sum + o.passed, 0)
 const failed = outcomes.reduce((sum, o) => sum + o.failed, 0)
 console.log(`(${((Date.now() - begin) / 1000).toFixed(0)} s)`)

@@ -21,8 +21,12 @@ type Run = { child: ChildProcess; output: () => string; exited: Promise<number |
 
 function start(env: Record<string, string>): Run {
   const clean = { ...process.env }
-  for (const key of ['MONGODB_URI', 'REDIS_URL', 'MQTT_URL', 'PORT', 'DATA_DIR', 'TEST_SERVICES']) delete clean[key]
-  const child = spawn(node, [main], { env: { ...clean, LOG_LEVEL: 'info', ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  for (const key of ['MONGODB_URI', 'REDIS_URL', 'MQTT_URL', 'PORT', 'DATA_DIR', 'TEST_SERVICES'])
+    delete clean[key]
+  const child = spawn(node, [main], {
+    env: { ...clean, LOG_LEVEL: 'info', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
   running.push(child)
   let output = ''
   child.stdout?.on('data', (chunk) => (output += chunk))
@@ -80,7 +84,13 @@ describe('the platform process on embedded defaults', () => {
     first.child.kill('SIGINT')
     expect(await first.exited).toBe(0)
     const log = first.output()
-    const order = ['http server closed', 'broker connection closed', 'database connection closed', 'stopping embedded service', '"msg":"stopped"']
+    const order = [
+      'http server closed',
+      'broker connection closed',
+      'database connection closed',
+      'stopping embedded service',
+      '"msg":"stopped"',
+    ]
     const positions = order.map((line) => log.indexOf(line))
     expect(positions.every((p) => p >= 0)).toBe(true)
     expect([...positions].sort((a, b) => a - b)).toEqual(positions)
