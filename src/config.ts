@@ -66,7 +66,35 @@ export const configSchema = z.object({
     .string()
     .min(1)
     .optional()
-    .describe('Directory for uploaded documents when S3 is not configured. Default: DATA_DIR/documents.'),
+    .describe('Directory for uploaded documents when S3_BUCKET is unset. Default: DATA_DIR/documents.'),
+  S3_BUCKET: z
+    .string()
+    .regex(
+      /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/,
+      'an S3 bucket name: 3-63 lowercase letters, digits, dots and hyphens',
+    )
+    .optional()
+    .describe('Bucket for uploaded documents. Set: documents go to S3 (never public). Unset: local disk.'),
+  S3_ENDPOINT: z
+    .url()
+    .optional()
+    .describe('Endpoint of an S3-compatible server (MinIO, versitygw). Unset: AWS S3 of S3_REGION.'),
+  S3_REGION: z
+    .string()
+    .min(1)
+    .default('us-east-1')
+    .describe('Region of the S3 bucket (most S3-compatible servers accept any).'),
+  S3_ACCESS_KEY_ID: z
+    .string()
+    .min(1)
+    .optional()
+    .describe(
+      'S3 access key. Unset: the AWS SDK default credential chain (environment, profile, instance role).',
+    ),
+  S3_SECRET_ACCESS_KEY: z.string().min(1).optional().describe('S3 secret key, with S3_ACCESS_KEY_ID.'),
+  S3_FORCE_PATH_STYLE: bool
+    .default(false)
+    .describe('Address buckets as http://endpoint/bucket (MinIO, versitygw) instead of bucket.endpoint.'),
 
   CORS_ORIGINS: z
     .string()
@@ -123,7 +151,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     // An empty assignment (`KEY=`) means "not set", as in most .env tooling.
     if (value !== undefined && value !== '') input[key] = value
   }
-  const result = configSchema.safeParse(input)
+  const result = configSchema
+    .refine((c) => (c.S3_ACCESS_KEY_ID === undefined) === (c.S3_SECRET_ACCESS_KEY === undefined), {
+      path: ['S3_SECRET_ACCESS_KEY'],
+      message: 'S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY go together: set both or neither',
+    })
+    .safeParse(input)
   if (!result.success) {
     throw new ConfigError(
       result.error.issues.map((issue) => {

@@ -68,7 +68,7 @@ if (platform && embedded) {
       where('mqtt', 'broker'),
       where('mongodb', 'database'),
       where('redis', 'redis'),
-      `  documents  ${config.paths.documents}  (local disk)`,
+      `  documents  ${config.S3_BUCKET ? `s3://${config.S3_BUCKET}${config.S3_ENDPOINT ? ` at ${config.S3_ENDPOINT}` : ''}` : `${config.paths.documents}  (local disk)`}`,
       '  Ctrl-C stops everything.',
       '',
     ].join('\n'),

@@ -14,6 +14,7 @@ import { createMetrics } from './shared/metrics.ts'
 import { connectDatabase, initModels, pingDatabase } from './shared/mongo.ts'
 import { connectBroker } from './shared/mqtt.ts'
 import { connectRedis, pingRedis } from './shared/redis.ts'
+import { type DocumentStorage, localDiskStorage, s3Storage } from './shared/storage.ts'
 import { retryUntil } from './shared/timeout.ts'
 
 export const version: string = JSON.parse(
@@ -81,6 +82,7 @@ export async function startPlatform(config: Config, urls: DependencyUrls, logger
     const metrics = createMetrics()
     const services: Services = {
       metrics,
+      storage: documentStorage(config),
       health: createHealthService({
         metrics,
         version,
@@ -114,6 +116,20 @@ export async function startPlatform(config: Config, urls: DependencyUrls, logger
     await closeAll()
     throw error
   }
+}
+
+export function documentStorage(config: Config): DocumentStorage {
+  if (!config.S3_BUCKET) return localDiskStorage(config.paths.documents)
+  return s3Storage({
+    bucket: config.S3_BUCKET,
+    region: config.S3_REGION,
+    endpoint: config.S3_ENDPOINT,
+    forcePathStyle: config.S3_FORCE_PATH_STYLE,
+    credentials:
+      config.S3_ACCESS_KEY_ID && config.S3_SECRET_ACCESS_KEY
+        ? { accessKeyId: config.S3_ACCESS_KEY_ID, secretAccessKey: config.S3_SECRET_ACCESS_KEY }
+        : undefined,
+  })
 }
 
 async function listen(app: HttpApp, hostname: string, port: number): Promise<ServerType> {

@@ -13,18 +13,18 @@ import { ServiceProcess } from './service-process.ts'
 
 const run = promisify(execFile)
 
-const versionsFile = new URL('../../scripts/tool-versions.env', import.meta.url)
-const versions = Object.fromEntries(
-  readFileSync(versionsFile, 'utf8')
-    .split('\n')
-    .filter((line) => /^[A-Z_]+=/.test(line))
-    .map((line) => line.split('=', 2) as [string, string]),
-)
+/** The tool versions scripts/install-services.sh builds; read when a tool is first needed. */
+function toolVersion(key: string): string {
+  const file = readFileSync(new URL('../../scripts/tool-versions.env', import.meta.url), 'utf8')
+  const line = file.split('\n').find((l) => l.startsWith(`${key}=`))
+  if (!line) throw new Error(`${key} is missing from scripts/tool-versions.env`)
+  return line.slice(key.length + 1).trim()
+}
 
 const toolsDir = join(process.env.SMART_PARKING_CACHE ?? join(homedir(), '.cache/smart-parking'), 'tools')
 
 function cachedTool(name: string, versionKey: string, binary = name): string {
-  const path = join(toolsDir, `${name}-${versions[versionKey]}`, binary)
+  const path = join(toolsDir, `${name}-${toolVersion(versionKey)}`, binary)
   if (!existsSync(path)) {
     throw new Error(
       `${name} is not installed at ${path}: run "npm run services:install" (or "npm start" once)`,

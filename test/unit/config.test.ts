@@ -49,6 +49,14 @@ describe('configuration', () => {
     expect(config.MIGRATE_ON_START).toBe(false)
   })
 
+  it('wants the S3 access key and secret together', () => {
+    expect(() => loadConfig({ S3_BUCKET: 'docs', S3_ACCESS_KEY_ID: 'key' })).toThrow(/set both or neither/)
+    expect(
+      loadConfig({ S3_BUCKET: 'docs', S3_ACCESS_KEY_ID: 'key', S3_SECRET_ACCESS_KEY: 'secret' }).S3_BUCKET,
+    ).toBe('docs')
+    expect(() => loadConfig({ S3_BUCKET: 'Not_A_Bucket' })).toThrow(/S3_BUCKET/)
+  })
+
   it('rejects a metrics token too short to be a secret', () => {
     expect(() => loadConfig({ METRICS_TOKEN: 'short' })).toThrow(/METRICS_TOKEN/)
   })

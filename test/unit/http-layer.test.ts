@@ -5,7 +5,9 @@ import { problemResponses } from '../../src/http/openapi.ts'
 import { createHealthService } from '../../src/modules/health/health.service.ts'
 import { createLogger } from '../../src/shared/logger.ts'
 import { createMetrics } from '../../src/shared/metrics.ts'
+import { localDiskStorage } from '../../src/shared/storage.ts'
 import { json } from '../harness/http.ts'
+import { scratchDir } from '../harness/services.ts'
 
 // The HTTP layer alone, with in-process services, plus a few routes that exist only here to
 // exercise body validation and error mapping.
@@ -15,6 +17,7 @@ function testApp(options: { corsOrigins?: string[]; metricsToken?: string; bodyL
   const up = async () => {}
   const services = {
     metrics,
+    storage: localDiskStorage(scratchDir('http-layer-documents')),
     health: createHealthService({
       metrics,
       version: 'test',
