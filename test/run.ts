@@ -18,8 +18,13 @@ type Outcome = { name: string; passed: number; failed: number; ok: boolean }
 const outcomes: Outcome[] = []
 let services: ServiceSet<(typeof allServices)[number]> | undefined
 
-async function run(command: string, args: string[], env: Record<string, string> = {}): Promise<number> {
-  const child = spawn(command, args, { cwd: root, env: { ...process.env, ...env }, stdio: 'inherit' })
+async function run(
+  command: string,
+  args: string[],
+  env: Record<string, string> = {},
+  cwd = root,
+): Promise<number> {
+  const child = spawn(command, args, { cwd, env: { ...process.env, ...env }, stdio: 'inherit' })
   return await new Promise((resolve) =>
     child.once('exit', (code, signal) => resolve(code ?? (signal ? 1 : 0))),
   )
@@ -83,17 +88,23 @@ async function schemathesis(): Promise<Outcome> {
     }
     const junit = join(artifactsDir, 'schemathesis-junit.xml')
     console.log(`\nschemathesis: fuzzing every operation of ${base}/openapi.json with its default checks\n`)
-    const code = await run(toolPaths.schemathesis(), [
-      'run',
-      `${base}/openapi.json`,
-      '--max-examples=50',
-      '--seed=20261123',
-      '--workers=2',
-      '--request-timeout=10',
-      '--report=junit',
-      `--report-junit-path=${junit}`,
-      '--no-color',
-    ])
+    // Run from .test-artifacts/ so that schemathesis' example cache lands there too.
+    const code = await run(
+      toolPaths.schemathesis(),
+      [
+        'run',
+        `${base}/openapi.json`,
+        '--max-examples=50',
+        '--seed=20261123',
+        '--workers=2',
+        '--request-timeout=10',
+        '--report=junit',
+        `--report-junit-path=${junit}`,
+        '--no-color',
+      ],
+      {},
+      artifactsDir,
+    )
     const xml = existsSync(junit) ? readFileSync(junit, 'utf8') : ''
     const cases = (xml.match(/<testcase\b/g) ?? []).length
     const failures = (xml.match(/<(failure|error)\b/g) ?? []).length
