@@ -41,12 +41,17 @@ if ((${#apt_packages[@]})); then
   need apt-get "missing ${apt_packages[*]}: install them with your package manager (Debian: apt-get install ${apt_packages[*]})"
   [[ $(id -u) == 0 ]] || die "missing ${apt_packages[*]}: run 'sudo apt-get install -y ${apt_packages[*]}' once, then try again"
   say "installing ${apt_packages[*]} (apt)"
-  # policy-rc.d keeps the packages' system services from starting: the platform runs its own.
-  printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+  # A policy-rc.d keeps the packages' system services from starting: the platform runs its own.
+  # An existing one is left as it is.
+  ours_policy=false
+  if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && ours_policy=true
+  fi
+  ok=true
   { apt-get install -y --no-install-recommends "${apt_packages[@]}" >"$CACHE/apt.log" 2>&1 ||
-    { apt-get update >>"$CACHE/apt.log" 2>&1 && apt-get install -y --no-install-recommends "${apt_packages[@]}" >>"$CACHE/apt.log" 2>&1; }; } ||
-    { rm -f /usr/sbin/policy-rc.d; die "apt-get install ${apt_packages[*]} failed; see $CACHE/apt.log"; }
-  rm -f /usr/sbin/policy-rc.d
+    { apt-get update >>"$CACHE/apt.log" 2>&1 && apt-get install -y --no-install-recommends "${apt_packages[@]}" >>"$CACHE/apt.log" 2>&1; }; } || ok=false
+  $ours_policy && rm -f /usr/sbin/policy-rc.d
+  $ok || die "apt-get install ${apt_packages[*]} failed; see $CACHE/apt.log"
 fi
 
 # go install of one module version into its own cached directory.

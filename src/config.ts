@@ -16,7 +16,9 @@ export const configSchema = z.object({
   NODE_ENV: z
     .enum(['development', 'production', 'test'])
     .default('development')
-    .describe('Runtime mode; production turns off pretty logs and detailed start-up output.'),
+    .describe(
+      'Runtime mode. In production the start-up banner is left out and only JSON log lines are written.',
+    ),
   HOST: z
     .string()
     .min(1)
@@ -105,7 +107,15 @@ export const configSchema = z.object({
         .map((origin) => origin.trim())
         .filter(Boolean),
     )
-    .pipe(z.array(z.url()))
+    .pipe(
+      z.array(
+        z.url().refine(
+          // Unparseable values are reported by .url() already.
+          (value) => !URL.canParse(value) || new URL(value).origin === value,
+          'an origin: scheme, host and port, no path',
+        ),
+      ),
+    )
     .describe('Comma-separated origins allowed to call the API from a browser; empty allows none.'),
   BODY_LIMIT_BYTES: z.coerce
     .number()
@@ -151,21 +161,21 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     // An empty assignment (`KEY=`) means "not set", as in most .env tooling.
     if (value !== undefined && value !== '') input[key] = value
   }
-  const result = configSchema
-    .refine((c) => (c.S3_ACCESS_KEY_ID === undefined) === (c.S3_SECRET_ACCESS_KEY === undefined), {
-      path: ['S3_SECRET_ACCESS_KEY'],
-      message: 'S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY go together: set both or neither',
-    })
-    .safeParse(input)
-  if (!result.success) {
-    throw new ConfigError(
-      result.error.issues.map((issue) => {
+  const result = configSchema.safeParse(input)
+  const problems = result.success
+    ? []
+    : result.error.issues.map((issue) => {
         const key = String(issue.path[0] ?? '')
         const got = key in input ? ` (got "${input[key]}")` : ''
         return `${key}: ${issue.message}${got}`
-      }),
+      })
+  // Checked on the raw input so that it is listed together with every other problem.
+  if ('S3_ACCESS_KEY_ID' in input !== 'S3_SECRET_ACCESS_KEY' in input) {
+    problems.push(
+      'S3_SECRET_ACCESS_KEY: S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY go together: set both or neither',
     )
   }
+  if (!result.success || problems.length > 0) throw new ConfigError(problems)
   const data = resolve(result.data.DATA_DIR)
   return {
     ...result.data,

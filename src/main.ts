@@ -20,6 +20,11 @@ let embedded: EmbeddedStack | undefined
 let platform: Platform | undefined
 let stopping = false
 
+const startup = (async () => {
+  embedded = await startEmbeddedStack(config, logger)
+  platform = await startPlatform(config, embedded.urls, logger)
+})()
+
 async function shutdown(reason: string, exitCode: number) {
   if (stopping) return
   stopping = true
@@ -30,14 +35,17 @@ async function shutdown(reason: string, exitCode: number) {
     process.exit(1)
   }, config.SHUTDOWN_TIMEOUT_MS + 15_000)
   force.unref()
+  // A signal during start-up waits for it, so that nothing it started is left running.
+  await startup.catch(() => {})
   await platform?.stop()
   await embedded?.stop()
   logger.info('stopped')
   process.exit(exitCode)
 }
 
-process.once('SIGINT', () => void shutdown('SIGINT', 0))
-process.once('SIGTERM', () => void shutdown('SIGTERM', 0))
+// Repeated signals are ignored while the first shutdown runs.
+process.on('SIGINT', () => void shutdown('SIGINT', 0))
+process.on('SIGTERM', () => void shutdown('SIGTERM', 0))
 process.on('exit', () => embedded?.killSync())
 process.on('uncaughtException', (error) => {
   // A programmer error: crash (after a clean stop) rather than run in an unknown state.
@@ -46,14 +54,13 @@ process.on('uncaughtException', (error) => {
 })
 
 try {
-  embedded = await startEmbeddedStack(config, logger)
-  platform = await startPlatform(config, embedded.urls, logger)
+  await startup
 } catch (error) {
   logger.fatal({ err: error }, 'start-up failed')
   await shutdown('start-up failed', 1)
 }
 
-if (platform && embedded) {
+if (platform && embedded && !stopping && config.NODE_ENV !== 'production') {
   const base = config.PUBLIC_URL ?? platform.url
   const where = (key: 'mongodb' | 'redis' | 'mqtt', label: string) =>
     `  ${label.padEnd(10)} ${withoutCredentials(embedded?.urls[key] ?? '')}${embedded?.embedded.includes(key) ? `  (embedded, data in ${config.paths.data})` : ''}`

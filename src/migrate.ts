@@ -1,10 +1,11 @@
 import { ConfigError, loadConfig } from './config.ts'
 import { migrations } from './db/migrations/index.ts'
 import { runMigrations } from './db/migrator.ts'
+import { lockDataDir } from './embedded/data-dir-lock.ts'
 import { ferretDb } from './embedded/local-services.ts'
 import { canConnect } from './embedded/service-process.ts'
 import { createLogger } from './shared/logger.ts'
-import { connectDatabase } from './shared/mongo.ts'
+import { connectDatabase, type Database } from './shared/mongo.ts'
 
 // npm run migrate              apply pending migrations, in order
 // npm run migrate -- --dry-run list what is applied and what would run
@@ -27,14 +28,20 @@ let stopEmbedded = async () => {}
 if (!uri) {
   const local = ferretDb(`${config.paths.data}/ferretdb`, config.EMBEDDED_MONGODB_PORT)
   if (!(await canConnect(config.EMBEDDED_MONGODB_PORT))) {
+    // The same lock as `npm start`: neither may take over the other's FerretDB.
+    const unlock = await lockDataDir(config.paths.data)
+    stopEmbedded = async () => {
+      await local.process.stop()
+      unlock()
+    }
     await local.process.start()
-    stopEmbedded = () => local.process.stop()
   }
   uri = local.url
 }
 
-const db = await connectDatabase(uri)
+let db: Database | undefined
 try {
+  db = await connectDatabase(uri)
   const report = await runMigrations(db, migrations, { logger, dryRun })
   for (const id of report.alreadyApplied) console.log(`  applied   ${id}`)
   for (const id of report.applied) console.log(`  applied   ${id}  (now)`)
@@ -42,6 +49,6 @@ try {
   if (report.applied.length + report.pending.length === 0)
     console.log('  nothing to do: every migration is applied')
 } finally {
-  await db.close()
+  await db?.close()
   await stopEmbedded()
 }

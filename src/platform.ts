@@ -9,6 +9,7 @@ import type { DependencyUrls } from './embedded/embedded-stack.ts'
 import { createHttpApp, type HttpApp } from './http/app.ts'
 import type { Services } from './http/context.ts'
 import { createHealthService } from './modules/health/health.service.ts'
+import { DependencyDown } from './shared/errors.ts'
 import type { Logger } from './shared/logger.ts'
 import { createMetrics } from './shared/metrics.ts'
 import { connectDatabase, initModels, pingDatabase } from './shared/mongo.ts'
@@ -70,7 +71,8 @@ export async function startPlatform(config: Config, urls: DependencyUrls, logger
       deadlineMs: CONNECT_DEADLINE_MS,
       onRetry: waiting('Redis'),
     })
-    closers.push({ name: 'redis connection', close: () => redis.quit() })
+    // quit() rejects while Redis is down (offline queue off); then just drop the socket.
+    closers.push({ name: 'redis connection', close: () => redis.quit().catch(() => redis.disconnect()) })
 
     const broker = await retryUntil(() => connectBroker(urls.mqtt, quietErrors('broker')), {
       deadlineMs: CONNECT_DEADLINE_MS,
@@ -90,7 +92,7 @@ export async function startPlatform(config: Config, urls: DependencyUrls, logger
           database: () => pingDatabase(db, PROBE_TIMEOUT_MS),
           redis: () => pingRedis(redis, PROBE_TIMEOUT_MS),
           broker: async () => {
-            if (!broker.connected) throw new Error('connection lost; reconnecting')
+            if (!broker.connected) throw new DependencyDown('connection lost; reconnecting')
           },
         },
       }),
@@ -109,8 +111,11 @@ export async function startPlatform(config: Config, urls: DependencyUrls, logger
 
     return {
       app,
+      stop: async () => {
+        services.health.startDraining()
+        await closeAll()
+      },
       url: `http://${host === '0.0.0.0' || host === '[::]' ? '127.0.0.1' : host}:${address.port}`,
-      stop: closeAll,
     }
   } catch (error) {
     await closeAll()

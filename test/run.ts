@@ -116,9 +116,8 @@ async function schemathesis(): Promise<Outcome> {
     }
   } finally {
     platform.kill('SIGTERM')
-    await new Promise((resolve) =>
-      platform.exitCode === null ? platform.once('exit', resolve) : resolve(null),
-    )
+    const exited = platform.exitCode !== null || platform.signalCode !== null
+    await new Promise((resolve) => (exited ? resolve(null) : platform.once('exit', resolve)))
   }
 }
 

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto'
+import type { mongo } from 'mongoose'
 import type { Logger } from '../shared/logger.ts'
 import type { Database } from '../shared/mongo.ts'
 
@@ -20,6 +21,17 @@ const LOCK_TTL_MS = 10 * 60_000
 
 type MigrationRecord = { _id: string; description: string; applied_at: Date; duration_ms: number }
 type LockRecord = { _id: string; owner: string; expires_at: Date }
+
+/** Of all waiters that saw the same expired lock, exactly one gets to remove it. */
+async function claimTakeover(locks: mongo.Collection<LockRecord>, held: LockRecord): Promise<boolean> {
+  try {
+    await locks.insertOne({ _id: `takeover:${held.owner}`, owner: held.owner, expires_at: held.expires_at })
+    return true
+  } catch (error) {
+    if ((error as { code?: number }).code !== 11000) throw error
+    return false
+  }
+}
 
 export function assertWellFormed(migrations: readonly Migration[]): void {
   const ids = migrations.map((m) => m.id)
@@ -58,13 +70,18 @@ export async function runMigrations(
       const begin = Date.now()
       options.logger.info({ migration: migration.id }, `migrating: ${migration.description}`)
       await migration.up({ db, logger: options.logger })
-      await records.insertOne({
-        _id: migration.id,
-        description: migration.description,
-        applied_at: new Date(),
-        duration_ms: Date.now() - begin,
-      })
-      applied.push(migration.id)
+      try {
+        await records.insertOne({
+          _id: migration.id,
+          description: migration.description,
+          applied_at: new Date(),
+          duration_ms: Date.now() - begin,
+        })
+        applied.push(migration.id)
+      } catch (error) {
+        // Only possible if a lock was wrongly taken over; the migration is idempotent anyway.
+        if ((error as { code?: number }).code !== 11000) throw error
+      }
     }
   } finally {
     await release()
@@ -90,8 +107,9 @@ async function acquireLock(db: Database, waitMs: number, logger: Logger): Promis
       if ((error as { code?: number }).code !== 11000) throw error
     }
     const held = await locks.findOne({ _id: LOCK_ID })
-    if (held && held.expires_at.getTime() < Date.now()) {
-      logger.warn({ owner: held.owner }, 'removing an expired migration lock')
+    if (held && held.expires_at.getTime() < Date.now() && (await claimTakeover(locks, held))) {
+      // A conditional delete is no arbiter on FerretDB; the takeover claim (an insert) was.
+      logger.warn({ owner: held.owner }, 'taking over an expired migration lock')
       await locks.deleteOne({ _id: LOCK_ID, owner: held.owner })
       continue
     }

@@ -1,4 +1,4 @@
-import { existsSync, readFileSync, rmSync } from 'node:fs'
+import { readFileSync, rmSync } from 'node:fs'
 import { mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 
@@ -9,16 +9,27 @@ import { join } from 'node:path'
 export async function lockDataDir(dir: string): Promise<() => void> {
   await mkdir(dir, { recursive: true })
   const file = join(dir, 'platform.pid')
-  if (existsSync(file)) {
-    const pid = Number(readFileSync(file, 'utf8'))
-    if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && isAlive(pid)) {
-      throw new Error(
-        `another smart-parking process (pid ${pid}) is using ${dir}; stop it first, or give this one its own DATA_DIR`,
-      )
+  for (let attempt = 0; ; attempt++) {
+    try {
+      // Exclusive create: of two processes starting at once, exactly one gets the file.
+      await writeFile(file, String(process.pid), { flag: 'wx' })
+      return () => rmSync(file, { force: true })
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST' || attempt > 0)
+        throw lockedError(file, dir, error)
     }
+    const pid = Number(readFileSync(file, 'utf8'))
+    if (Number.isInteger(pid) && pid > 0 && isAlive(pid)) throw lockedError(file, dir)
+    rmSync(file, { force: true })
   }
-  await writeFile(file, String(process.pid))
-  return () => rmSync(file, { force: true })
+}
+
+function lockedError(file: string, dir: string, cause?: unknown): Error {
+  let owner = 'another process'
+  try {
+    owner = `another smart-parking process (pid ${Number(readFileSync(file, 'utf8'))})`
+  } catch {}
+  return new Error(`${owner} is using ${dir}; stop it first, or give this one its own DATA_DIR`, { cause })
 }
 
 function isAlive(pid: number): boolean {

@@ -1,8 +1,10 @@
 import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
 import type { Config } from '../config.ts'
 import type { Logger } from '../shared/logger.ts'
 import { lockDataDir } from './data-dir-lock.ts'
 import { ferretDb, type LocalService, mosquitto, redis } from './local-services.ts'
+import type { Exit } from './service-process.ts'
 
 export type DependencyUrls = { mongodb: string; redis: string; mqtt: string }
 
@@ -34,7 +36,9 @@ export async function startEmbeddedStack(config: Config, logger: Logger): Promis
 
   const unlock = wanted.length > 0 ? await lockDataDir(data) : () => {}
   const started: LocalService[] = []
+  let stopping = false
   const stop = async () => {
+    stopping = true
     for (const service of started.reverse()) {
       logger.info({ service: service.process.name }, 'stopping embedded service')
       await service.process.stop()
@@ -47,20 +51,40 @@ export async function startEmbeddedStack(config: Config, logger: Logger): Promis
     redis: config.REDIS_URL ?? '',
     mqtt: config.MQTT_URL ?? '',
   }
-  try {
-    const services = await Promise.all(wanted.map(async ({ key, make }) => ({ key, service: await make() })))
-    await Promise.all(
-      services.map(async ({ key, service }) => {
-        await service.process.start()
-        started.push(service)
-        urls[key] = service.url
-        logger.info({ service: service.process.name, pid: service.process.pid }, 'embedded service started')
-      }),
-    )
-  } catch (error) {
+  const services = await Promise.all(wanted.map(async ({ key, make }) => ({ key, service: await make() })))
+  // Every created service is stopped on failure, including those whose start did succeed.
+  started.push(...services.map(({ service }) => service))
+  const results = await Promise.allSettled(services.map(({ service }) => service.process.start()))
+  const failure = results.find((result) => result.status === 'rejected')
+  if (failure) {
     await stop()
-    throw error
+    throw failure.reason
   }
+  for (const { key, service } of services) {
+    service.process.onCrash = (exit) => void restart(service, exit)
+    urls[key] = service.url
+    logger.info({ service: service.process.name, pid: service.process.pid }, 'embedded service started')
+  }
+
+  async function restart(service: LocalService, exit: Exit) {
+    const name = service.process.name
+    logger.error({ service: name, ...exit }, 'embedded service exited unexpectedly; restarting it')
+    for (let attempt = 1; !stopping; attempt++) {
+      await sleep(Math.min(500 * 2 ** attempt, 30_000))
+      if (stopping) return
+      try {
+        await service.process.start()
+        logger.info({ service: name, pid: service.process.pid }, 'embedded service restarted')
+        return
+      } catch (error) {
+        logger.error(
+          { service: name, attempt, reason: (error as Error).message },
+          'embedded service restart failed',
+        )
+      }
+    }
+  }
+
   return {
     urls,
     embedded: wanted.map((w) => w.key),

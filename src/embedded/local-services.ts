@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { existsSync, mkdirSync, readFileSync } from 'node:fs'
-import { mkdir, readFile, writeFile } from 'node:fs/promises'
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { homedir, userInfo } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
@@ -130,7 +130,11 @@ export async function mosquitto(dir: string, port: number): Promise<LocalService
   const credentialsFile = join(dir, 'platform-credentials.json')
   const dynsecFile = join(dir, 'dynamic-security.json')
   if (!existsSync(credentialsFile) || !existsSync(dynsecFile)) {
+    // Credentials first, then a fresh init (which refuses to overwrite): a crash in between
+    // leaves a state the next start repairs.
     const credentials = { username: 'platform', password: randomBytes(24).toString('base64url') }
+    await writeFile(credentialsFile, JSON.stringify(credentials), { mode: 0o600 })
+    await rm(dynsecFile, { force: true })
     await run(toolPaths.mosquittoCtrl(), [
       'dynsec',
       'init',
@@ -138,7 +142,6 @@ export async function mosquitto(dir: string, port: number): Promise<LocalService
       credentials.username,
       credentials.password,
     ])
-    await writeFile(credentialsFile, JSON.stringify(credentials), { mode: 0o600 })
   }
   await allowPlatformToPublish(dynsecFile)
   const { username, password } = JSON.parse(await readFile(credentialsFile, 'utf8')) as {

@@ -22,10 +22,18 @@ export type ServiceSpec = {
   startTimeoutMs?: number
 }
 
+export type Exit = { code: number | null; signal: NodeJS.Signals | null }
+
 export class ServiceProcess {
   readonly spec: ServiceSpec
   #child: ChildProcess | undefined
   #exited: Promise<void> = Promise.resolve()
+  #stopping = false
+  /**
+   * Called when the process exits without being asked to; the embedded stack restarts it, so
+   * that a crashed Redis comes back by itself the way a supervised one would.
+   */
+  onCrash: ((exit: Exit) => void) | undefined
 
   constructor(spec: ServiceSpec) {
     this.spec = spec
@@ -70,11 +78,19 @@ export class ServiceProcess {
       detached: true,
     })
     this.#child = child
-    this.#exited = new Promise((resolve) => child.once('exit', () => resolve()))
+    this.#stopping = false
+    this.#exited = new Promise((resolve) =>
+      child.once('exit', (code, signal) => {
+        resolve()
+        if (!this.#stopping && this.#child === child) this.onCrash?.({ code, signal })
+      }),
+    )
     const spawned = await new Promise<Error | undefined>((resolve) => {
       child.once('spawn', () => resolve(undefined))
       child.once('error', resolve)
     })
+    // The child has its own copy of the descriptor; ours would leak on every restart.
+    log.close()
     if (spawned) throw new Error(`${spec.name}: could not start ${spec.command}: ${spawned.message}`)
     await writeFile(this.#pidFile, String(child.pid))
 
@@ -93,6 +109,7 @@ export class ServiceProcess {
 
   /** SIGTERM (each of our services shuts down cleanly on it), then SIGKILL after the timeout. */
   async stop(timeoutMs = 10_000): Promise<void> {
+    this.#stopping = true
     const child = this.#child
     if (child && this.running) {
       child.kill('SIGTERM')
@@ -108,6 +125,7 @@ export class ServiceProcess {
 
   /** Immediate SIGKILL of a running service: a crash, for tests of durability. */
   async kill(): Promise<void> {
+    this.#stopping = true
     if (this.running) {
       this.#child?.kill('SIGKILL')
       await this.#exited
@@ -117,6 +135,7 @@ export class ServiceProcess {
 
   /** Last resort when the parent exits without a graceful shutdown. */
   killSync(): void {
+    this.#stopping = true
     if (this.running) this.#child?.kill('SIGKILL')
   }
 }

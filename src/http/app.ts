@@ -13,12 +13,13 @@ import { mountHealth } from '../modules/health/health.handlers.ts'
 import { mountProblems } from '../modules/problems/problems.handlers.ts'
 import {
   AppError,
-  type ErrorCode,
+  errorCodes,
   errorTitles,
   type FieldProblem,
   fieldLocation,
   isDependencyFailure,
   problemTypeOf,
+  statusOf,
 } from '../shared/errors.ts'
 import type { Logger } from '../shared/logger.ts'
 import type { AppEnv, Services } from './context.ts'
@@ -135,14 +136,12 @@ function inputLocation(target: string): FieldProblem['in'] {
 function toAppError(error: Error, logger: Logger): AppError {
   if (error instanceof AppError) return error
   if (error instanceof HTTPException) {
-    // Hono's own validators throw these, for example on a JSON body that does not parse.
-    const code: ErrorCode =
+    // Hono's own middleware throws these, for example on a JSON body that does not parse.
+    const code =
       error.status === 400
         ? 'MALFORMED_REQUEST'
-        : error.status === 415
-          ? 'UNSUPPORTED_MEDIA_TYPE'
-          : 'INTERNAL'
-    if (code !== 'INTERNAL') return new AppError(code, error.message)
+        : errorCodes.find((candidate) => statusOf(candidate) === error.status)
+    if (code && code !== 'INTERNAL') return new AppError(code, error.message)
   }
   if (isDependencyFailure(error)) {
     logger.warn({ err: error }, 'dependency failure answered with 503')

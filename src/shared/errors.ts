@@ -101,8 +101,13 @@ export class AppError extends Error {
   }
 }
 
+/** `VALIDATION_FAILED` -> `validation-failed`, the last segment of the problem type link. */
+export function slugOf(code: ErrorCode): string {
+  return code.toLowerCase().replaceAll('_', '-')
+}
+
 export function problemTypeOf(code: ErrorCode): string {
-  return `/problems/${code.toLowerCase().replaceAll('_', '-')}`
+  return `/problems/${slugOf(code)}`
 }
 
 /** Converts a zod-style path to the dotted field name and the JSON Pointer of a field problem. */
@@ -114,8 +119,17 @@ export function fieldLocation(path: readonly PropertyKey[]): { field: string; po
   }
 }
 
+/** A dependency is down, in our own words: safe to show, unlike a driver's message. */
+export class DependencyDown extends Error {
+  constructor(message: string) {
+    super(message)
+    this.name = 'DependencyDown'
+  }
+}
+
 const dependencyErrorNames = new Set([
   'MongoServerSelectionError',
+  'MongooseServerSelectionError',
   'MongoNetworkError',
   'MongoNetworkTimeoutError',
   'MongoNotConnectedError',
@@ -129,7 +143,7 @@ const dependencyErrorNames = new Set([
  */
 export function isDependencyFailure(error: unknown): boolean {
   if (!(error instanceof Error)) return false
-  if (dependencyErrorNames.has(error.name)) return true
+  if (error instanceof DependencyDown || dependencyErrorNames.has(error.name)) return true
   // ioredis with the offline queue off, or a connection lost mid-command.
   return /Stream isn't writeable|Connection is closed|ECONNREFUSED|ECONNRESET/.test(error.message)
 }

@@ -1,4 +1,5 @@
 import mongoose from 'mongoose'
+import { DependencyDown } from './errors.ts'
 import { withTimeout } from './timeout.ts'
 
 // One mongoose connection per platform instance (not the global default), so that tests can run
@@ -13,6 +14,8 @@ export async function connectDatabase(uri: string): Promise<Database> {
     serverSelectionTimeoutMS: 5_000,
     // The driver notices a database that came back within this time; /ready relies on it.
     heartbeatFrequencyMS: 2_000,
+    // Fail at once while the database is down (answered as 503) instead of queueing for 10 s.
+    bufferCommands: false,
   })
   try {
     await connection.asPromise()
@@ -25,7 +28,7 @@ export async function connectDatabase(uri: string): Promise<Database> {
 
 export async function pingDatabase(connection: Database, timeoutMs: number): Promise<void> {
   const db = connection.db
-  if (!db) throw new Error('not connected')
+  if (!db) throw new DependencyDown('not connected')
   await withTimeout(db.command({ ping: 1 }), timeoutMs, 'database ping')
 }
 

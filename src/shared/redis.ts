@@ -1,4 +1,5 @@
 import { Redis } from 'ioredis'
+import { DependencyDown } from './errors.ts'
 import { withTimeout } from './timeout.ts'
 
 export type RedisClient = Redis
@@ -27,6 +28,6 @@ export async function connectRedis(url: string, onError: (error: Error) => void)
 }
 
 export async function pingRedis(client: RedisClient, timeoutMs: number): Promise<void> {
-  if (client.status !== 'ready') throw new Error(`connection ${client.status}`)
+  if (client.status !== 'ready') throw new DependencyDown(`connection ${client.status}`)
   await withTimeout(client.ping(), timeoutMs, 'redis ping')
 }

@@ -1,8 +1,10 @@
+import { DependencyDown } from './errors.ts'
+
 /** Rejects when `promise` takes longer than `ms`; for health probes that must answer quickly. */
 export async function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} timed out after ${ms} ms`)), ms)
+    timer = setTimeout(() => reject(new DependencyDown(`${what} timed out after ${ms} ms`)), ms)
   })
   try {
     return await Promise.race([promise, timeout])

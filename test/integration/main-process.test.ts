@@ -87,6 +87,7 @@ describe('the platform process on embedded defaults', () => {
     const order = [
       'http server closed',
       'broker connection closed',
+      'redis connection closed',
       'database connection closed',
       'stopping embedded service',
       '"msg":"stopped"',
@@ -113,6 +114,28 @@ describe('the platform process on embedded defaults', () => {
     expect(first.child.exitCode).toBeNull()
     first.child.kill('SIGTERM')
     expect(await first.exited).toBe(0)
+  }, 90_000)
+
+  it('restarts an embedded service that crashed, and is ready again by itself', async () => {
+    const dataDir = scratchDir('main-crash')
+    const env = { DATA_DIR: dataDir, ...(await ports()) }
+    const run = start(env)
+    await waitFor(run, 'is running')
+    const pid = Number(readFileSync(join(dataDir, 'redis', 'redis.pid'), 'utf8'))
+    process.kill(pid, 'SIGKILL')
+
+    const readyStatus = async () => (await fetch(`http://127.0.0.1:${env.PORT}/ready`)).status
+    await waitFor(run, 'embedded service exited unexpectedly')
+    expect(await readyStatus()).toBe(503)
+    await waitFor(run, 'embedded service restarted', 20_000)
+    const deadline = Date.now() + 15_000
+    while ((await readyStatus()) !== 200 && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 200))
+    expect(await readyStatus()).toBe(200)
+    expect(Number(readFileSync(join(dataDir, 'redis', 'redis.pid'), 'utf8'))).not.toBe(pid)
+
+    run.child.kill('SIGTERM')
+    expect(await run.exited).toBe(0)
   }, 90_000)
 
   it('stops at once with every configuration problem listed', async () => {

@@ -86,7 +86,23 @@ describe('migrations', () => {
       lockWaitMs: 2_000,
     })
     expect(report.applied).toEqual(['0011_after_crash'])
-    expect(await db.collection('migration_locks').countDocuments()).toBe(0)
+    expect(await db.collection('migration_locks').countDocuments({ _id: 'migrations' } as object)).toBe(0)
+  })
+
+  it('lets exactly one of many waiters take over an expired lock', async () => {
+    await db.collection('migration_locks').insertOne({
+      _id: 'migrations',
+      owner: 'crashed-too',
+      expires_at: new Date(Date.now() - 1000),
+    } as object)
+    const calls: string[] = []
+    const list = [counting('0013_after_crash_race', calls)]
+    const reports = await Promise.all(
+      Array.from({ length: 8 }, async () => await runMigrations(db, list, { logger, lockWaitMs: 20_000 })),
+    )
+    expect(calls).toEqual(['0013_after_crash_race'])
+    expect(reports.filter((r) => r.applied.length === 1)).toHaveLength(1)
+    expect(await db.collection('migration_locks').countDocuments({ _id: 'migrations' } as object)).toBe(0)
   })
 
   it('waits for a live lock and gives up with a clear error', async () => {

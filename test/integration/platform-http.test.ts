@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { undocumentedRoutes } from '../../src/http/app.ts'
+import { errorCodes, errorTitles, problemTypeOf, statusOf } from '../../src/shared/errors.ts'
 import { json } from '../harness/http.ts'
 import { startTestPlatform, type TestPlatform } from '../harness/platform.ts'
 
@@ -88,10 +89,45 @@ describe('problem types', () => {
     expect(type).toEqual({ type: '/problems/not-found', code: 'NOT_FOUND', status: 404, title: 'Not found' })
   })
 
+  it.each(errorCodes)('describes %s with the status its problems carry', async (code) => {
+    const type = await json(await platform.request(problemTypeOf(code)))
+    expect(type).toEqual({
+      type: problemTypeOf(code),
+      code,
+      status: statusOf(code),
+      title: errorTitles[code],
+    })
+  })
+
   it('rejects an unknown problem type with the failing path parameter', async () => {
     const res = await platform.request('/problems/no-such-problem')
     expect(res.status).toBe(400)
     const body = await json(res)
     expect(body.errors).toEqual([expect.objectContaining({ in: 'path', field: 'slug' })])
+  })
+})
+
+describe('graceful stop', () => {
+  it('lets a request in flight finish, then refuses new connections', async () => {
+    const own = await startTestPlatform()
+    let release: () => void = () => {}
+    const held = new Promise<void>((resolve) => {
+      release = resolve
+    })
+    // Registered before the app's first request, while its router can still take routes.
+    own.app.get('/test/slow', async (c) => {
+      await held
+      return c.text('finished')
+    })
+    const inFlight = fetch(`${own.url}/test/slow`)
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    const stopped = own.stop()
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    release()
+    const res = await inFlight
+    expect(res.status).toBe(200)
+    expect(await res.text()).toBe('finished')
+    await stopped
+    await expect(fetch(`${own.url}/health`)).rejects.toThrow()
   })
 })

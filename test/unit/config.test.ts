@@ -24,13 +24,15 @@ describe('configuration', () => {
         LOG_LEVEL: 'loud',
         MONGODB_URI: 'http://x',
         CORS_ORIGINS: 'https://ok.example,nope',
+        S3_ACCESS_KEY_ID: 'key-without-secret',
       })
     } catch (caught) {
       error = caught
     }
     expect(error).toBeInstanceOf(ConfigError)
     const problems = (error as ConfigError).problems
-    expect(problems).toHaveLength(4)
+    expect(problems).toHaveLength(5)
+    expect(problems.some((p) => p.includes('set both or neither'))).toBe(true)
     expect(problems.find((p) => p.startsWith('PORT:'))).toContain('"eighty"')
     expect(problems.find((p) => p.startsWith('LOG_LEVEL:'))).toContain('"loud"')
     expect(problems.some((p) => p.startsWith('MONGODB_URI:'))).toBe(true)
@@ -55,6 +57,13 @@ describe('configuration', () => {
       loadConfig({ S3_BUCKET: 'docs', S3_ACCESS_KEY_ID: 'key', S3_SECRET_ACCESS_KEY: 'secret' }).S3_BUCKET,
     ).toBe('docs')
     expect(() => loadConfig({ S3_BUCKET: 'Not_A_Bucket' })).toThrow(/S3_BUCKET/)
+  })
+
+  it('takes CORS origins only, not URLs with paths', () => {
+    expect(() => loadConfig({ CORS_ORIGINS: 'https://console.example/app' })).toThrow(/an origin/)
+    expect(loadConfig({ CORS_ORIGINS: 'http://localhost:5173' }).CORS_ORIGINS).toEqual([
+      'http://localhost:5173',
+    ])
   })
 
   it('rejects a metrics token too short to be a secret', () => {

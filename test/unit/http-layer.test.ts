@@ -1,4 +1,5 @@
 import { createRoute, z } from '@hono/zod-openapi'
+import { HTTPException } from 'hono/http-exception'
 import { describe, expect, it } from 'vitest'
 import { createHttpApp } from '../../src/http/app.ts'
 import { problemResponses } from '../../src/http/openapi.ts'
@@ -12,7 +13,14 @@ import { scratchDir } from '../harness/services.ts'
 // The HTTP layer alone, with in-process services, plus a few routes that exist only here to
 // exercise body validation and error mapping.
 
-function testApp(options: { corsOrigins?: string[]; metricsToken?: string; bodyLimitBytes?: number } = {}) {
+function testApp(
+  options: {
+    corsOrigins?: string[]
+    metricsToken?: string
+    bodyLimitBytes?: number
+    logLines?: string[]
+  } = {},
+) {
   const metrics = createMetrics()
   const up = async () => {}
   const services = {
@@ -24,7 +32,10 @@ function testApp(options: { corsOrigins?: string[]; metricsToken?: string; bodyL
       probes: { database: up, redis: up, broker: up },
     }),
   }
-  const app = createHttpApp(services, createLogger('silent'), {
+  const logger = options.logLines
+    ? createLogger('debug', {}, { write: (line: string) => void options.logLines?.push(line) })
+    : createLogger('silent')
+  const app = createHttpApp(services, logger, {
     version: 'test',
     corsOrigins: options.corsOrigins ?? [],
     bodyLimitBytes: options.bodyLimitBytes ?? 2048,
@@ -58,7 +69,7 @@ function testApp(options: { corsOrigins?: string[]; metricsToken?: string; bodyL
   app.get('/test/db-down', () => {
     throw Object.assign(new Error('getaddrinfo db-7.internal'), { name: 'MongoServerSelectionError' })
   })
-  return app
+  return Object.assign(app, { services })
 }
 
 const postJson = (body: unknown) => ({
@@ -141,6 +152,16 @@ describe('problem+json', () => {
     expect(streamed.status).toBe(413)
   })
 
+  it('maps errors thrown by Hono middleware to problems by status', async () => {
+    const app = testApp()
+    app.get('/test/hono-401', () => {
+      throw new HTTPException(401, { message: 'token expired' })
+    })
+    const res = await app.request('/test/hono-401')
+    expect(res.status).toBe(401)
+    expect(await json(res)).toMatchObject({ code: 'UNAUTHENTICATED', detail: 'token expired' })
+  })
+
   it('hides the text of an unexpected error behind 500', async () => {
     const res = await testApp().request('/test/boom')
     expect(res.status).toBe(500)
@@ -169,6 +190,35 @@ describe('request ids', () => {
     expect(kept.headers.get('x-request-id')).toBe('gate-7-abc123')
     const replaced = await app.request('/health', { headers: { 'X-Request-Id': 'bad id <script>' } })
     expect(replaced.headers.get('x-request-id')).not.toContain('<')
+  })
+})
+
+describe('logs', () => {
+  it('writes one line per request carrying its request id, route template and status', async () => {
+    const logLines: string[] = []
+    const app = testApp({ logLines })
+    const res = await app.request('/problems/conflict', { headers: { 'X-Request-Id': 'kiosk-42-req-7' } })
+    await app.request('/test/boom')
+    const lines = logLines.map((line) => JSON.parse(line))
+    const request = lines.find((line) => line.requestId === 'kiosk-42-req-7')
+    expect(res.headers.get('x-request-id')).toBe('kiosk-42-req-7')
+    expect(request).toMatchObject({ msg: 'request', route: '/problems/:slug', status: 200, method: 'GET' })
+    const failure = lines.filter((line) => line.route === '/test/boom' || line.msg === 'unexpected error')
+    expect(failure).toHaveLength(2)
+    expect(new Set(failure.map((line) => line.requestId)).size).toBe(1)
+    expect(failure[0].requestId).toMatch(/^[0-9a-f-]{36}$/)
+  })
+})
+
+describe('readiness while shutting down', () => {
+  it('answers 503 with Retry-After once draining begins', async () => {
+    const app = testApp()
+    expect((await app.request('/ready')).status).toBe(200)
+    app.services.health.startDraining()
+    const res = await app.request('/ready')
+    expect(res.status).toBe(503)
+    expect(res.headers.get('retry-after')).toBe('2')
+    expect((await json(res)).detail).toBe('Not ready: shutting down')
   })
 })
 

@@ -10,8 +10,12 @@ export function mountHealth(app: OpenAPIHono<AppEnv>, options: { metricsToken: s
   app.openapi(routes.readiness, async (c) => {
     const readiness = await c.var.services.health.readiness()
     if (!readiness.ready) {
-      throw new AppError('DEPENDENCY_UNAVAILABLE', `Not ready: ${readiness.down.join(', ')} down`, {
+      const detail = readiness.draining
+        ? 'Not ready: shutting down'
+        : `Not ready: ${readiness.down.join(', ')} down`
+      throw new AppError('DEPENDENCY_UNAVAILABLE', detail, {
         extensions: { checks: readiness.checks },
+        headers: { 'Retry-After': '2' },
       })
     }
     return c.json({ status: 'ready' as const, checks: readiness.checks }, 200)
@@ -23,6 +27,8 @@ export function mountHealth(app: OpenAPIHono<AppEnv>, options: { metricsToken: s
         headers: { 'WWW-Authenticate': 'Bearer realm="metrics"' },
       })
     }
+    // Probe on scrape, so that dependency_up is as fresh as the scrape itself.
+    await c.var.services.health.readiness()
     const { registry } = c.var.services.metrics
     return c.text(await registry.metrics(), 200, { 'Content-Type': registry.contentType })
   })

@@ -1,3 +1,4 @@
+import { DependencyDown } from '../../shared/errors.ts'
 import type { Metrics } from '../../shared/metrics.ts'
 
 export const dependencyNames = ['database', 'redis', 'broker'] as const
@@ -6,6 +7,8 @@ export type DependencyName = (typeof dependencyNames)[number]
 export type DependencyCheck = { status: 'up' | 'down'; latency_ms: number; reason?: string }
 export type Readiness = {
   ready: boolean
+  /** Set once shutdown has begun: load balancers should send no new work. */
+  draining: boolean
   down: DependencyName[]
   checks: Record<DependencyName, DependencyCheck>
 }
@@ -17,6 +20,7 @@ export type HealthService = ReturnType<typeof createHealthService>
 
 export function createHealthService(deps: { probes: Probes; metrics: Metrics; version: string }) {
   const startedAt = Date.now()
+  let draining = false
 
   async function check(name: DependencyName): Promise<DependencyCheck> {
     const begin = performance.now()
@@ -30,10 +34,7 @@ export function createHealthService(deps: { probes: Probes; metrics: Metrics; ve
         status: 'down',
         latency_ms: Math.round(performance.now() - begin),
         // Only our own probe messages: no driver text reaches a response.
-        reason:
-          error instanceof Error && /timed out|connection|not connected/.test(error.message)
-            ? error.message
-            : 'unreachable',
+        reason: error instanceof DependencyDown ? error.message : 'unreachable',
       }
     }
   }
@@ -54,7 +55,12 @@ export function createHealthService(deps: { probes: Probes; metrics: Metrics; ve
         DependencyCheck
       >
       const down = dependencyNames.filter((name) => checks[name].status === 'down')
-      return { ready: down.length === 0, down, checks }
+      return { ready: down.length === 0 && !draining, draining, down, checks }
+    },
+
+    /** Readiness fails from now on, while in-flight work finishes. */
+    startDraining() {
+      draining = true
     },
   }
 }

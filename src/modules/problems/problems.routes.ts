@@ -1,8 +1,8 @@
 import { createRoute, z } from '@hono/zod-openapi'
 import { problemResponses } from '../../http/openapi.ts'
-import { errorCodes } from '../../shared/errors.ts'
+import { errorCodes, slugOf } from '../../shared/errors.ts'
 
-export const problemTypeSlugs = errorCodes.map((code) => code.toLowerCase().replaceAll('_', '-'))
+export const problemTypeSlugs = errorCodes.map(slugOf)
 
 export const ProblemTypeSchema = z
   .object({
