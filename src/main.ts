@@ -1,4 +1,4 @@
-import { type Config, ConfigError, loadConfig } from './config.ts'
+import { type Config, ConfigError, loadConfig, loadDotEnv } from './config.ts'
 import { type EmbeddedStack, startEmbeddedStack } from './embedded/embedded-stack.ts'
 import { type Platform, startPlatform, version } from './platform.ts'
 import { createLogger, withoutCredentials } from './shared/logger.ts'
@@ -8,6 +8,7 @@ import { createLogger, withoutCredentials } from './shared/logger.ts'
 
 let config: Config
 try {
+  loadDotEnv()
   config = loadConfig()
 } catch (error) {
   if (!(error instanceof ConfigError)) throw error

@@ -1,4 +1,4 @@
-import { ConfigError, loadConfig } from './config.ts'
+import { ConfigError, loadConfig, loadDotEnv } from './config.ts'
 import { migrations } from './db/migrations/index.ts'
 import { runMigrations } from './db/migrator.ts'
 import { lockDataDir } from './embedded/data-dir-lock.ts'
@@ -15,6 +15,7 @@ import { connectDatabase, type Database } from './shared/mongo.ts'
 const dryRun = process.argv.includes('--dry-run')
 let config: ReturnType<typeof loadConfig>
 try {
+  loadDotEnv()
   config = loadConfig()
 } catch (error) {
   if (!(error instanceof ConfigError)) throw error

@@ -61,15 +61,17 @@ async function schemathesis(): Promise<Outcome> {
   const urls = services?.urls
   if (!urls) throw new Error('services are not running')
   const port = await freePort()
+  const dataDir = scratchDir('schemathesis-platform')
   const platform = spawn(node, [join(root, 'src/main.ts')], {
-    cwd: root,
+    // Not the clone's root: a developer's .env must not change what is fuzzed.
+    cwd: dataDir,
     env: {
       ...process.env,
       PORT: String(port),
       MONGODB_URI: isolatedDatabase(urls.mongodb),
       REDIS_URL: urls.redis,
       MQTT_URL: urls.mqtt,
-      DATA_DIR: scratchDir('schemathesis-platform'),
+      DATA_DIR: dataDir,
       LOG_LEVEL: 'warn',
     },
     stdio: ['ignore', 'ignore', 'inherit'],

@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process'
-import { existsSync, readFileSync } from 'node:fs'
+import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import { freePort } from '../../src/embedded/service-process.ts'
@@ -19,11 +19,13 @@ afterAll(() => {
 
 type Run = { child: ChildProcess; output: () => string; exited: Promise<number | null> }
 
-function start(env: Record<string, string>): Run {
+/** Runs in `cwd` (default: the data directory), so that a developer's own .env is not read. */
+function start(env: Record<string, string> & { DATA_DIR: string }, cwd = env.DATA_DIR): Run {
   const clean = { ...process.env }
   for (const key of ['MONGODB_URI', 'REDIS_URL', 'MQTT_URL', 'PORT', 'DATA_DIR', 'TEST_SERVICES'])
     delete clean[key]
   const child = spawn(node, [main], {
+    cwd,
     env: { ...clean, LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   })
@@ -138,11 +140,15 @@ describe('the platform process on embedded defaults', () => {
     expect(await run.exited).toBe(0)
   }, 90_000)
 
-  it('stops at once with every configuration problem listed', async () => {
-    const run = start({ PORT: 'eighty', LOG_LEVEL: 'loud', DATA_DIR: scratchDir('main-config') })
+  it('stops at once with every configuration problem listed, from the environment and .env', async () => {
+    const dir = scratchDir('main-config')
+    // The environment wins over .env: its good PORT stands, its bad LOG_LEVEL is reported.
+    writeFileSync(join(dir, '.env'), 'LOG_LEVEL=loud\nPORT=3000\nMIGRATE_ON_START=perhaps\n')
+    const run = start({ PORT: 'eighty', DATA_DIR: dir, LOG_LEVEL: 'loud' })
     expect(await run.exited).toBe(1)
-    expect(run.output()).toContain('PORT:')
+    expect(run.output()).toContain('PORT: Invalid input: expected number, received NaN (got "eighty")')
     expect(run.output()).toContain('LOG_LEVEL:')
+    expect(run.output()).toContain('MIGRATE_ON_START:')
     expect(run.output()).toContain('.env.example')
   })
 })
