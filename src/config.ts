@@ -159,6 +159,18 @@ export function loadDotEnv(path = '.env'): void {
   if (existsSync(path)) process.loadEnvFile(path)
 }
 
+/** For entry points: .env, then the environment; on a problem, print them all and exit 1. */
+export function loadConfigOrExit(): Config {
+  try {
+    loadDotEnv()
+    return loadConfig()
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error
+    console.error(`smart-parking: ${error.message}\nSee .env.example for every key, its meaning and default.`)
+    process.exit(1)
+  }
+}
+
 /** Parses the environment; throws a ConfigError that lists every problem at once. */
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
   const input: Record<string, string> = {}

@@ -1,4 +1,4 @@
-import { type Config, ConfigError, loadConfig, loadDotEnv } from './config.ts'
+import { loadConfigOrExit } from './config.ts'
 import { type EmbeddedStack, startEmbeddedStack } from './embedded/embedded-stack.ts'
 import { type Platform, startPlatform, version } from './platform.ts'
 import { createLogger, withoutCredentials } from './shared/logger.ts'
@@ -6,15 +6,7 @@ import { createLogger, withoutCredentials } from './shared/logger.ts'
 // Composition root: config -> embedded services (when no URL is given) -> platform -> doors.
 // SIGINT/SIGTERM close the doors first, then connections, then the embedded services.
 
-let config: Config
-try {
-  loadDotEnv()
-  config = loadConfig()
-} catch (error) {
-  if (!(error instanceof ConfigError)) throw error
-  console.error(`smart-parking: ${error.message}\nSee .env.example for every key, its meaning and default.`)
-  process.exit(1)
-}
+const config = loadConfigOrExit()
 
 const logger = createLogger(config.LOG_LEVEL, { version })
 let embedded: EmbeddedStack | undefined

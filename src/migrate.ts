@@ -1,4 +1,4 @@
-import { ConfigError, loadConfig, loadDotEnv } from './config.ts'
+import { loadConfigOrExit } from './config.ts'
 import { migrations } from './db/migrations/index.ts'
 import { runMigrations } from './db/migrator.ts'
 import { lockDataDir } from './embedded/data-dir-lock.ts'
@@ -13,15 +13,7 @@ import { connectDatabase, type Database } from './shared/mongo.ts'
 // otherwise it starts it for the duration.
 
 const dryRun = process.argv.includes('--dry-run')
-let config: ReturnType<typeof loadConfig>
-try {
-  loadDotEnv()
-  config = loadConfig()
-} catch (error) {
-  if (!(error instanceof ConfigError)) throw error
-  console.error(error.message)
-  process.exit(1)
-}
+const config = loadConfigOrExit()
 const logger = createLogger(config.LOG_LEVEL === 'info' ? 'warn' : config.LOG_LEVEL)
 
 let uri = config.MONGODB_URI

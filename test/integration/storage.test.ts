@@ -11,24 +11,19 @@ import { scratchDir } from '../harness/services.ts'
 const localRoot = scratchDir('storage-local')
 const bucket = `documents-${Date.now()}`
 
+const gateway = {
+  region: 'us-east-1',
+  endpoint: inject('services').s3,
+  forcePathStyle: true,
+  credentials: s3TestCredentials,
+}
+
 function s3(bucketName: string): DocumentStorage {
-  return s3Storage({
-    bucket: bucketName,
-    region: 'us-east-1',
-    endpoint: inject('services').s3,
-    forcePathStyle: true,
-    credentials: s3TestCredentials,
-  })
+  return s3Storage({ bucket: bucketName, ...gateway })
 }
 
 beforeAll(async () => {
-  const client = new S3Client({
-    region: 'us-east-1',
-    endpoint: inject('services').s3,
-    forcePathStyle: true,
-    credentials: s3TestCredentials,
-  })
-  await client.send(new CreateBucketCommand({ Bucket: bucket }))
+  await new S3Client(gateway).send(new CreateBucketCommand({ Bucket: bucket }))
 })
 
 describe.each([
