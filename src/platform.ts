@@ -123,7 +123,7 @@ export async function startPlatform(config: Config, urls: DependencyUrls, logger
   }
 }
 
-export function documentStorage(config: Config): DocumentStorage {
+function documentStorage(config: Config): DocumentStorage {
   if (!config.S3_BUCKET) return localDiskStorage(config.paths.documents)
   return s3Storage({
     bucket: config.S3_BUCKET,
