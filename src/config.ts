@@ -99,6 +99,70 @@ export const configSchema = z.object({
     .default(false)
     .describe('Address buckets as http://endpoint/bucket (MinIO, versitygw) instead of bucket.endpoint.'),
 
+  AUTH_ISSUER: z
+    .string()
+    .min(1)
+    .default('smart-parking')
+    .describe('`iss` of access tokens; pinned when verifying.'),
+  AUTH_AUDIENCE: z
+    .string()
+    .min(1)
+    .default('smart-parking-api')
+    .describe('`aud` of access tokens; pinned when verifying.'),
+  ACCESS_TOKEN_TTL_SECONDS: z.coerce
+    .number()
+    .int()
+    .min(60)
+    .max(3600)
+    .default(900)
+    .describe('Lifetime of an access token (a JWT signed with ES256) in seconds.'),
+  REFRESH_TOKEN_TTL_DAYS: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(365)
+    .default(30)
+    .describe('Lifetime of a refresh token family in days; each refresh rotates the token.'),
+  SIGNING_KEY_MAX_AGE_DAYS: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .default(30)
+    .describe(
+      'A signing key older than this is replaced at start; old keys stay in the JWKS until their tokens expire.',
+    ),
+  ADMIN_EMAIL: z
+    .email()
+    .optional()
+    .describe('E-mail of the first admin, created at start when no admin exists (with ADMIN_PASSWORD).'),
+  ADMIN_PASSWORD: z
+    .string()
+    .min(12)
+    .optional()
+    .describe('Password of the first admin; used only when the admin is created.'),
+  ADMIN_NAME: z.string().min(1).default('Administrator').describe('Full name of the first admin.'),
+  ACCOUNT_APPROVAL_REQUIRED: bool
+    .default(true)
+    .describe('New customer accounts start pending until an admin approves their registration request.'),
+  LOGIN_FAILURES_PER_ACCOUNT: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(25)
+    .default(10)
+    .describe(
+      'Failed logins allowed per account per 15 minutes before 429 (at most 100 evaluated per hour).',
+    ),
+  LOGIN_FAILURES_PER_ADDRESS: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .default(50)
+    .describe('Failed logins allowed per client address per 15 minutes before 429.'),
+  TRUST_PROXY: bool
+    .default(false)
+    .describe('Take the client address from X-Forwarded-For (only behind a proxy you run).'),
+
   CORS_ORIGINS: z
     .string()
     .default('')
@@ -188,6 +252,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
         return `${key}: ${issue.message}${got}`
       })
   // Checked on the raw input so that it is listed together with every other problem.
+  if ('ADMIN_EMAIL' in input !== 'ADMIN_PASSWORD' in input) {
+    problems.push('ADMIN_PASSWORD: ADMIN_EMAIL and ADMIN_PASSWORD go together: set both or neither')
+  }
   if ('S3_ACCESS_KEY_ID' in input !== 'S3_SECRET_ACCESS_KEY' in input) {
     problems.push(
       'S3_SECRET_ACCESS_KEY: S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY go together: set both or neither',

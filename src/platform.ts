@@ -8,6 +8,10 @@ import { modelRegistrations } from './db/models.ts'
 import type { DependencyUrls } from './embedded/embedded-stack.ts'
 import { createHttpApp, type HttpApp } from './http/app.ts'
 import type { Services } from './http/context.ts'
+import { createAccountsRepository } from './modules/accounts/accounts.repository.ts'
+import { createAccountsService } from './modules/accounts/accounts.service.ts'
+import { createTokensRepository } from './modules/accounts/tokens.repository.ts'
+import { createTokenService } from './modules/accounts/tokens.service.ts'
 import { createHealthService } from './modules/health/health.service.ts'
 import { DependencyDown } from './shared/errors.ts'
 import type { Logger } from './shared/logger.ts'
@@ -82,8 +86,38 @@ export async function startPlatform(config: Config, urls: DependencyUrls, logger
     closers.push({ name: 'broker connection', close: () => broker.endAsync() })
 
     const metrics = createMetrics()
+    const tokens = createTokenService({
+      repo: createTokensRepository(db),
+      redis,
+      settings: {
+        issuer: config.AUTH_ISSUER,
+        audience: config.AUTH_AUDIENCE,
+        accessTtlSeconds: config.ACCESS_TOKEN_TTL_SECONDS,
+        refreshTtlDays: config.REFRESH_TOKEN_TTL_DAYS,
+        keyMaxAgeDays: config.SIGNING_KEY_MAX_AGE_DAYS,
+      },
+    })
+    await tokens.ensureSigningKey()
+    const accounts = createAccountsService({
+      repo: createAccountsRepository(db),
+      tokens,
+      redis,
+      logger,
+      settings: {
+        approvalRequired: config.ACCOUNT_APPROVAL_REQUIRED,
+        failuresPerAccount: config.LOGIN_FAILURES_PER_ACCOUNT,
+        failuresPerAddress: config.LOGIN_FAILURES_PER_ADDRESS,
+      },
+    })
+    await accounts.ensureFirstAdmin(
+      config.ADMIN_EMAIL && config.ADMIN_PASSWORD
+        ? { email: config.ADMIN_EMAIL, password: config.ADMIN_PASSWORD, full_name: config.ADMIN_NAME }
+        : undefined,
+    )
     const services: Services = {
       metrics,
+      tokens,
+      accounts,
       storage: documentStorage(config),
       health: createHealthService({
         metrics,
@@ -103,6 +137,7 @@ export async function startPlatform(config: Config, urls: DependencyUrls, logger
       corsOrigins: config.CORS_ORIGINS,
       bodyLimitBytes: config.BODY_LIMIT_BYTES,
       metricsToken: config.METRICS_TOKEN,
+      trustProxy: config.TRUST_PROXY,
     })
     const server = await listen(app, config.HOST, config.PORT)
     closers.push({ name: 'http server', close: () => closeServer(server, config.SHUTDOWN_TIMEOUT_MS) })

@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
 import { existsSync, mkdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { toolPaths } from '../src/embedded/local-services.ts'
@@ -57,11 +58,15 @@ async function vitest(): Promise<Outcome> {
   return { name: 'vitest', passed, failed, ok: code === 0 }
 }
 
-async function schemathesis(): Promise<Outcome> {
+/** Operations that end the fuzzer's own session; they are fuzzed without its token. */
+const sessionEnding = ['logout', 'changePassword']
+
+async function schemathesis(): Promise<Outcome[]> {
   const urls = services?.urls
   if (!urls) throw new Error('services are not running')
   const port = await freePort()
   const dataDir = scratchDir('schemathesis-platform')
+  const admin = { email: 'fuzz-admin@example.com', password: `fuzz-${randomBytes(12).toString('hex')}` }
   const platform = spawn(node, [join(root, 'src/main.ts')], {
     // Not the clone's root: a developer's .env must not change what is fuzzed.
     cwd: dataDir,
@@ -73,6 +78,8 @@ async function schemathesis(): Promise<Outcome> {
       MQTT_URL: urls.mqtt,
       DATA_DIR: dataDir,
       LOG_LEVEL: 'warn',
+      ADMIN_EMAIL: admin.email,
+      ADMIN_PASSWORD: admin.password,
     },
     stdio: ['ignore', 'ignore', 'inherit'],
   })
@@ -88,38 +95,55 @@ async function schemathesis(): Promise<Outcome> {
         throw new Error('the platform did not become ready')
       await new Promise((resolve) => setTimeout(resolve, 200))
     }
-    const junit = join(artifactsDir, 'schemathesis-junit.xml')
+    const login = await fetch(`${base}/api/v1/auth/login`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify(admin),
+    })
+    if (!login.ok) throw new Error(`the fuzzing admin could not sign in: ${login.status}`)
+    const { access_token: token } = (await login.json()) as { access_token: string }
     console.log(`\nschemathesis: fuzzing every operation of ${base}/openapi.json with its default checks\n`)
-    // Run from .test-artifacts/ so that schemathesis' example cache lands there too.
-    const code = await run(
-      toolPaths.schemathesis(),
-      [
-        'run',
-        `${base}/openapi.json`,
-        '--max-examples=50',
-        '--seed=20261123',
-        '--workers=2',
-        '--request-timeout=10',
-        '--report=junit',
-        `--report-junit-path=${junit}`,
-        '--no-color',
-      ],
-      {},
-      artifactsDir,
-    )
-    const xml = existsSync(junit) ? readFileSync(junit, 'utf8') : ''
-    const cases = (xml.match(/<testcase\b/g) ?? []).length
-    const failures = (xml.match(/<(failure|error)\b/g) ?? []).length
-    return {
-      name: 'schemathesis',
-      passed: Math.max(cases - failures, 0),
-      failed: code === 0 ? failures : Math.max(failures, 1),
-      ok: code === 0,
-    }
+    const exclude = sessionEnding.flatMap((id) => ['--exclude-operation-id', id])
+    const include = sessionEnding.flatMap((id) => ['--include-operation-id', id])
+    return [
+      await fuzz('schemathesis (as admin)', base, ['-H', `Authorization: Bearer ${token}`, ...exclude]),
+      await fuzz('schemathesis (session-ending, anonymous)', base, include),
+    ]
   } finally {
     platform.kill('SIGTERM')
     const exited = platform.exitCode !== null || platform.signalCode !== null
     await new Promise((resolve) => (exited ? resolve(null) : platform.once('exit', resolve)))
+  }
+}
+
+async function fuzz(name: string, base: string, extra: string[]): Promise<Outcome> {
+  const junit = join(artifactsDir, `${name.replace(/\W+/g, '-')}-junit.xml`)
+  // Run from .test-artifacts/ so that schemathesis' example cache lands there too.
+  const code = await run(
+    toolPaths.schemathesis(),
+    [
+      'run',
+      `${base}/openapi.json`,
+      '--max-examples=50',
+      '--seed=20261123',
+      '--workers=2',
+      '--request-timeout=10',
+      '--report=junit',
+      `--report-junit-path=${junit}`,
+      '--no-color',
+      ...extra,
+    ],
+    {},
+    artifactsDir,
+  )
+  const xml = existsSync(junit) ? readFileSync(junit, 'utf8') : ''
+  const cases = (xml.match(/<testcase\b/g) ?? []).length
+  const failures = (xml.match(/<(failure|error)\b/g) ?? []).length
+  return {
+    name,
+    passed: Math.max(cases - failures, 0),
+    failed: code === 0 ? failures : Math.max(failures, 1),
+    ok: code === 0,
   }
 }
 
@@ -137,7 +161,7 @@ try {
   services = await startServices(scratchDir('services'), allServices)
   console.log(`services up in ${Date.now() - begin} ms: ${Object.keys(services.urls).join(', ')}`)
   outcomes.push(await vitest())
-  if (passThrough.length === 0) outcomes.push(await schemathesis())
+  if (passThrough.length === 0) outcomes.push(...(await schemathesis()))
 } catch (error) {
   console.error(error)
   outcomes.push({ name: 'harness', passed: 0, failed: 1, ok: false })

@@ -1,7 +1,9 @@
+import { accountModels } from '../modules/accounts/accounts.model.ts'
+import { tokenModels } from '../modules/accounts/tokens.model.ts'
 import type { ModelRegistration } from '../shared/mongo.ts'
 
 /**
  * Every capability's models, created with their indexes at start before traffic. Each
- * capability adds its registration here as it lands (accounts, facilities, sessions, ...).
+ * capability adds its registration here as it lands.
  */
-export const modelRegistrations: readonly ModelRegistration[] = []
+export const modelRegistrations = [accountModels, tokenModels] as unknown as readonly ModelRegistration[]

@@ -9,26 +9,27 @@ import { HTTPException } from 'hono/http-exception'
 import { requestId } from 'hono/request-id'
 import { matchedRoutes } from 'hono/route'
 import { secureHeaders } from 'hono/secure-headers'
+import { mountAccounts } from '../modules/accounts/accounts.handlers.ts'
 import { mountHealth } from '../modules/health/health.handlers.ts'
 import { mountProblems } from '../modules/problems/problems.handlers.ts'
 import {
   AppError,
   errorCodes,
   errorTitles,
-  type FieldProblem,
-  fieldLocation,
   isDependencyFailure,
   problemTypeOf,
   statusOf,
 } from '../shared/errors.ts'
 import type { Logger } from '../shared/logger.ts'
 import type { AppEnv, Services } from './context.ts'
+import { inputLocation, validationFailed, type ZodIssueLike } from './validation.ts'
 
 export type HttpOptions = {
   version: string
   corsOrigins: string[]
   bodyLimitBytes: number
   metricsToken: string | undefined
+  trustProxy: boolean
 }
 
 /** Routes that serve the documentation itself and are therefore not in it. */
@@ -62,7 +63,14 @@ export function createHttpApp(services: Services, logger: Logger, options: HttpO
 
   mountHealth(app, { metricsToken: options.metricsToken })
   mountProblems(app)
+  mountAccounts(app, { trustProxy: options.trustProxy })
 
+  app.openAPIRegistry.registerComponent('securitySchemes', 'bearerAuth', {
+    type: 'http',
+    scheme: 'bearer',
+    bearerFormat: 'JWT',
+    description: 'An access token from POST /api/v1/auth/login, /register or /refresh.',
+  })
   app.openAPIRegistry.registerComponent('securitySchemes', 'metricsToken', {
     type: 'http',
     scheme: 'bearer',
@@ -76,7 +84,11 @@ export function createHttpApp(services: Services, logger: Logger, options: HttpO
       description:
         'REST API for driver apps, operator consoles, gates and kiosks. Errors are RFC 9457 problem+json with a stable `code`; every response carries an `X-Request-Id`.',
     },
-    tags: [{ name: 'Operations', description: 'Health, readiness, metrics and problem types' }],
+    tags: [
+      { name: 'Auth', description: 'Sign-up, sign-in, tokens and the signed-in account' },
+      { name: 'Users', description: 'Accounts and roles, for admins' },
+      { name: 'Operations', description: 'Health, readiness, metrics and problem types' },
+    ],
   })
   mountDocs(app)
 
@@ -101,36 +113,7 @@ export type HttpApp = ReturnType<typeof createHttpApp>
 function rejectInvalidInput(
   result: { success: true } | { success: false; target: string; error: { issues: readonly ZodIssueLike[] } },
 ): undefined {
-  if (result.success) return
-  const where = inputLocation(result.target)
-  const errors: FieldProblem[] = result.error.issues.map((issue) => ({
-    in: where,
-    ...fieldLocation(issue.path),
-    reason: issue.message,
-  }))
-  throw new AppError(
-    'VALIDATION_FAILED',
-    `${errors.length} field${errors.length === 1 ? '' : 's'} failed validation in the ${where}`,
-    { errors },
-  )
-}
-
-type ZodIssueLike = { path: PropertyKey[]; message: string }
-
-function inputLocation(target: string): FieldProblem['in'] {
-  switch (target) {
-    case 'json':
-      return 'body'
-    case 'param':
-      return 'path'
-    case 'query':
-    case 'header':
-    case 'cookie':
-    case 'form':
-      return target
-    default:
-      return 'body'
-  }
+  if (!result.success) throw validationFailed(result.error.issues, inputLocation(result.target))
 }
 
 function toAppError(error: Error, logger: Logger): AppError {

@@ -1,13 +1,18 @@
+import type { AccountsService } from '../modules/accounts/accounts.service.ts'
+import type { TokenService } from '../modules/accounts/tokens.service.ts'
 import type { HealthService } from '../modules/health/health.service.ts'
 import type { Logger } from '../shared/logger.ts'
 import type { Metrics } from '../shared/metrics.ts'
 import type { DocumentStorage } from '../shared/storage.ts'
+import type { Principal } from './access.ts'
 
 /** What handlers reach through `c.var`: wired once in the composition root. */
 export type Services = {
   health: HealthService
   metrics: Metrics
   storage: DocumentStorage
+  tokens: TokenService
+  accounts: AccountsService
 }
 
 export type AppEnv = {
@@ -15,5 +20,7 @@ export type AppEnv = {
     requestId: string
     logger: Logger
     services: Services
+    /** Set by the access guard on routes that need a signed-in caller. */
+    principal?: Principal
   }
 }

@@ -33,7 +33,7 @@ export async function pingDatabase(connection: Database, timeoutMs: number): Pro
 }
 
 /** Registers a capability's models on a connection; the composition root lists them all. */
-export type ModelRegistration = (connection: Database) => mongoose.Model<never>
+export type ModelRegistration = (connection: Database) => Record<string, mongoose.Model<never>>
 
 /**
  * Creates every collection and index up front, before traffic: parallel first writes would
@@ -43,7 +43,7 @@ export async function initModels(
   connection: Database,
   registrations: readonly ModelRegistration[],
 ): Promise<void> {
-  const models = registrations.map((register) => register(connection))
+  const models = registrations.flatMap((register) => Object.values(register(connection)))
   for (const model of models) {
     await model.createCollection().catch((error: { codeName?: string }) => {
       if (error.codeName !== 'NamespaceExists') throw error
@@ -51,3 +51,22 @@ export async function initModels(
     await model.init()
   }
 }
+
+/** The connection's model of that name, compiled once per connection. */
+export function modelOn<T>(
+  connection: Database,
+  name: string,
+  schema: mongoose.Schema<T>,
+): mongoose.Model<T> {
+  return (connection.models[name] as mongoose.Model<T> | undefined) ?? connection.model<T>(name, schema)
+}
+
+/**
+ * Marks an operator object built by our own code (never from input) so that sanitizeFilter
+ * lets it through; anything else with a `$` key is taken as a plain value.
+ */
+export function trusted<T extends object>(filter: T): T {
+  return mongoose.trusted(filter) as T
+}
+
+export const isDuplicateKey = (error: unknown): boolean => (error as { code?: number }).code === 11000

@@ -136,14 +136,16 @@ describe('migrations', () => {
 describe('model initialisation', () => {
   it('creates collections and indexes before traffic', async () => {
     const schema = new Schema({ plate: { type: String, required: true, index: true } })
-    await initModels(db, [(connection) => connection.model('InitProbe', schema, 'init_probe') as never])
+    await initModels(db, [
+      (connection) => ({ probe: connection.model('InitProbe', schema, 'init_probe') as never }),
+    ])
     const collections = (await db.db?.listCollections().toArray())?.map((c) => c.name)
     expect(collections).toContain('init_probe')
     const indexes = await db.collection('init_probe').indexes()
     expect(indexes.map((index) => Object.keys(index.key))).toContainEqual(['plate'])
     // Idempotent: a second start finds everything in place.
     await expect(
-      initModels(db, [(connection) => connection.model('InitProbe') as never]),
+      initModels(db, [(connection) => ({ probe: connection.model('InitProbe') as never })]),
     ).resolves.toBeUndefined()
   })
 })

@@ -26,6 +26,9 @@ function testApp(
   const services = {
     metrics,
     storage: localDiskStorage(scratchDir('http-layer-documents')),
+    // The account routes are exercised against the real services in test/integration.
+    tokens: {} as never,
+    accounts: {} as never,
     health: createHealthService({
       metrics,
       version: 'test',
@@ -40,6 +43,7 @@ function testApp(
     corsOrigins: options.corsOrigins ?? [],
     bodyLimitBytes: options.bodyLimitBytes ?? 2048,
     metricsToken: options.metricsToken,
+    trustProxy: false,
   })
   app.openapi(
     createRoute({
