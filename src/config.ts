@@ -59,6 +59,11 @@ export const configSchema = z.object({
     .describe(
       'MQTT broker URL, credentials included when the broker needs them. Unset: an embedded Mosquitto with the dynamic-security plugin under DATA_DIR.',
     ),
+  REDIS_KEY_PREFIX: z
+    .string()
+    .regex(/^[\w:.-]{0,64}$/, 'letters, digits, and _ : . - (at most 64)')
+    .default('')
+    .describe('Prefix of every Redis key, so that several deployments (or test runs) can share one Redis.'),
   EMBEDDED_MONGODB_PORT: port
     .default(27017)
     .describe('Port of the embedded FerretDB, when MONGODB_URI is unset.'),

@@ -13,10 +13,14 @@ import { createAccountsService } from './modules/accounts/accounts.service.ts'
 import { createTokensRepository } from './modules/accounts/tokens.repository.ts'
 import { createTokenService } from './modules/accounts/tokens.service.ts'
 import { createHealthService } from './modules/health/health.service.ts'
+import { createRegistrationsRepository } from './modules/registrations/registrations.repository.ts'
+import { createRegistrationsService } from './modules/registrations/registrations.service.ts'
+import { createVehiclesRepository } from './modules/vehicles/vehicles.repository.ts'
+import { createVehiclesService } from './modules/vehicles/vehicles.service.ts'
 import { DependencyDown } from './shared/errors.ts'
 import type { Logger } from './shared/logger.ts'
 import { createMetrics } from './shared/metrics.ts'
-import { connectDatabase, initModels, pingDatabase } from './shared/mongo.ts'
+import { connectDatabase, type Database, initModels, pingDatabase } from './shared/mongo.ts'
 import { connectBroker } from './shared/mqtt.ts'
 import { connectRedis, pingRedis } from './shared/redis.ts'
 import { type DocumentStorage, localDiskStorage, s3Storage } from './shared/storage.ts'
@@ -71,10 +75,13 @@ export async function startPlatform(config: Config, urls: DependencyUrls, logger
     }
 
     const quietErrors = throttledErrorLog(logger)
-    const redis = await retryUntil(() => connectRedis(urls.redis, quietErrors('redis')), {
-      deadlineMs: CONNECT_DEADLINE_MS,
-      onRetry: waiting('Redis'),
-    })
+    const redis = await retryUntil(
+      () => connectRedis(urls.redis, quietErrors('redis'), config.REDIS_KEY_PREFIX),
+      {
+        deadlineMs: CONNECT_DEADLINE_MS,
+        onRetry: waiting('Redis'),
+      },
+    )
     // quit() rejects while Redis is down (offline queue off); then just drop the socket.
     closers.push({ name: 'redis connection', close: () => redis.quit().catch(() => redis.disconnect()) })
 
@@ -98,8 +105,9 @@ export async function startPlatform(config: Config, urls: DependencyUrls, logger
       },
     })
     await tokens.ensureSigningKey()
+    const accountsRepo = createAccountsRepository(db)
     const accounts = createAccountsService({
-      repo: createAccountsRepository(db),
+      repo: accountsRepo,
       tokens,
       redis,
       logger,
@@ -114,11 +122,19 @@ export async function startPlatform(config: Config, urls: DependencyUrls, logger
         ? { email: config.ADMIN_EMAIL, password: config.ADMIN_PASSWORD, full_name: config.ADMIN_NAME }
         : undefined,
     )
+    const storage = documentStorage(config, await documentLinkSecretOf(db))
     const services: Services = {
       metrics,
       tokens,
       accounts,
-      storage: documentStorage(config),
+      vehicles: createVehiclesService({ repo: createVehiclesRepository(db) }),
+      registrations: createRegistrationsService({
+        repo: createRegistrationsRepository(db),
+        accounts: accountsRepo,
+        storage,
+        logger,
+      }),
+      storage,
       health: createHealthService({
         metrics,
         version,
@@ -158,8 +174,17 @@ export async function startPlatform(config: Config, urls: DependencyUrls, logger
   }
 }
 
-function documentStorage(config: Config): DocumentStorage {
-  if (!config.S3_BUCKET) return localDiskStorage(config.paths.documents)
+/** Made by migration 0003; signs local-disk document links on every instance alike. */
+async function documentLinkSecretOf(db: Database): Promise<string> {
+  const record = await db
+    .collection<{ _id: string; secret: string }>('platform')
+    .findOne({ _id: 'document-link-secret' })
+  if (!record) throw new Error('the document link secret is missing: run the migrations (npm run migrate)')
+  return record.secret
+}
+
+function documentStorage(config: Config, linkSecret: string): DocumentStorage {
+  if (!config.S3_BUCKET) return localDiskStorage(config.paths.documents, linkSecret)
   return s3Storage({
     bucket: config.S3_BUCKET,
     region: config.S3_REGION,

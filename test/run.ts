@@ -122,6 +122,8 @@ async function fuzz(name: string, base: string, extra: string[]): Promise<Outcom
   const code = await run(
     toolPaths.schemathesis(),
     [
+      '--config-file',
+      join(root, 'test/schemathesis.toml'),
       'run',
       `${base}/openapi.json`,
       '--max-examples=50',

@@ -1,9 +1,16 @@
 import { accountModels } from '../modules/accounts/accounts.model.ts'
 import { tokenModels } from '../modules/accounts/tokens.model.ts'
+import { registrationModels } from '../modules/registrations/registrations.model.ts'
+import { vehicleModels } from '../modules/vehicles/vehicles.model.ts'
 import type { ModelRegistration } from '../shared/mongo.ts'
 
 /**
  * Every capability's models, created with their indexes at start before traffic. Each
  * capability adds its registration here as it lands.
  */
-export const modelRegistrations = [accountModels, tokenModels] as unknown as readonly ModelRegistration[]
+export const modelRegistrations = [
+  accountModels,
+  tokenModels,
+  vehicleModels,
+  registrationModels,
+] as unknown as readonly ModelRegistration[]

@@ -50,7 +50,7 @@ function guard(rule: Access & { kind: 'signed-in' }): MiddlewareHandler<AppEnv> 
     }
     const { tokens, accounts } = c.var.services
     const claims = await tokens.verifyAccess(token)
-    const user = await accounts.principal(claims.userId, claims.issuedAt)
+    const user = await accounts.principal(claims.userId, claims.sessionEpoch)
     if (!user) {
       throw new AppError('UNAUTHENTICATED', 'The access token no longer matches an active account', {
         headers: { 'WWW-Authenticate': 'Bearer' },

@@ -12,6 +12,8 @@ import { secureHeaders } from 'hono/secure-headers'
 import { mountAccounts } from '../modules/accounts/accounts.handlers.ts'
 import { mountHealth } from '../modules/health/health.handlers.ts'
 import { mountProblems } from '../modules/problems/problems.handlers.ts'
+import { mountRegistrations, uploadLimits } from '../modules/registrations/registrations.handlers.ts'
+import { mountVehicles } from '../modules/vehicles/vehicles.handlers.ts'
 import {
   AppError,
   errorCodes,
@@ -52,18 +54,23 @@ export function createHttpApp(services: Services, logger: Logger, options: HttpO
       }),
     )
   }
-  app.use(
+  // One limit for every body, a larger one for the paths that take document uploads.
+  const limit = (maxSize: number) =>
     bodyLimit({
-      maxSize: options.bodyLimitBytes,
+      maxSize,
       onError: () => {
-        throw new AppError('PAYLOAD_TOO_LARGE', `The request body exceeds ${options.bodyLimitBytes} bytes`)
+        throw new AppError('PAYLOAD_TOO_LARGE', `The request body exceeds ${maxSize} bytes`)
       },
-    }),
-  )
+    })
+  const defaultLimit = limit(options.bodyLimitBytes)
+  const uploads = new Map(Object.entries(uploadLimits).map(([path, bytes]) => [path, limit(bytes)]))
+  app.use((c, next) => (uploads.get(c.req.path) ?? defaultLimit)(c, next))
 
   mountHealth(app, { metricsToken: options.metricsToken })
   mountProblems(app)
   mountAccounts(app, { trustProxy: options.trustProxy })
+  mountVehicles(app)
+  mountRegistrations(app)
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearerAuth', {
     type: 'http',
@@ -87,6 +94,11 @@ export function createHttpApp(services: Services, logger: Logger, options: HttpO
     tags: [
       { name: 'Auth', description: 'Sign-up, sign-in, tokens and the signed-in account' },
       { name: 'Users', description: 'Accounts and roles, for admins' },
+      { name: 'Vehicles', description: 'Vehicle types, and the vehicles drivers register by license plate' },
+      {
+        name: 'Registration requests',
+        description: 'Identification documents sent by customers, approved or denied by admins',
+      },
       { name: 'Operations', description: 'Health, readiness, metrics and problem types' },
     ],
   })

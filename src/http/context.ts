@@ -1,6 +1,8 @@
 import type { AccountsService } from '../modules/accounts/accounts.service.ts'
 import type { TokenService } from '../modules/accounts/tokens.service.ts'
 import type { HealthService } from '../modules/health/health.service.ts'
+import type { RegistrationsService } from '../modules/registrations/registrations.service.ts'
+import type { VehiclesService } from '../modules/vehicles/vehicles.service.ts'
 import type { Logger } from '../shared/logger.ts'
 import type { Metrics } from '../shared/metrics.ts'
 import type { DocumentStorage } from '../shared/storage.ts'
@@ -13,6 +15,8 @@ export type Services = {
   storage: DocumentStorage
   tokens: TokenService
   accounts: AccountsService
+  vehicles: VehiclesService
+  registrations: RegistrationsService
 }
 
 export type AppEnv = {

@@ -8,8 +8,13 @@ export type RedisClient = Redis
  * ioredis reconnects by itself; with the offline queue off, a command issued while Redis is down
  * fails at once (answered as 503) instead of piling up in memory.
  */
-export async function connectRedis(url: string, onError: (error: Error) => void): Promise<RedisClient> {
+export async function connectRedis(
+  url: string,
+  onError: (error: Error) => void,
+  keyPrefix = '',
+): Promise<RedisClient> {
   const client = new Redis(url, {
+    keyPrefix,
     lazyConnect: true,
     enableOfflineQueue: false,
     maxRetriesPerRequest: 1,

@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto'
+import { createHmac, randomUUID, timingSafeEqual } from 'node:crypto'
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
 import { dirname, join, resolve, sep } from 'node:path'
 import {
@@ -9,6 +9,7 @@ import {
   PutObjectCommand,
   S3Client,
 } from '@aws-sdk/client-s3'
+import { getSignedUrl } from '@aws-sdk/s3-request-presigner'
 import { withTimeout } from './timeout.ts'
 
 // Where uploaded documents (ID documents, exports) live: S3 or an S3-compatible server when a
@@ -26,6 +27,17 @@ export type DocumentStorage = {
   delete(key: string): Promise<void>
   /** Resolves when the store answers; for health probes. */
   check(timeoutMs: number): Promise<void>
+  /**
+   * A short-lived link to one document. S3: an absolute presigned URL. Local disk: a path under
+   * the API (`/api/v1/documents/download?...`) carrying an HMAC signature and its expiry.
+   */
+  link(key: string, ttlSeconds: number): Promise<{ url: string; expires_at: Date }>
+  /** Whether a local-disk link is genuine and unexpired (always false for S3). */
+  verifyLink(key: string, expires: number, signature: string): boolean
+}
+
+function linkSignature(secret: string, key: string, expires: number): string {
+  return createHmac('sha256', secret).update(`${key}\n${expires}`).digest('base64url')
 }
 
 /** Keys are ours (ids and fixed prefixes), never user text; still, nothing may escape the store. */
@@ -38,7 +50,7 @@ export function assertValidKey(key: string): void {
   }
 }
 
-export function localDiskStorage(root: string): DocumentStorage {
+export function localDiskStorage(root: string, linkSecret: string): DocumentStorage {
   const base = resolve(root)
   const pathOf = (key: string) => {
     assertValidKey(key)
@@ -81,6 +93,22 @@ export function localDiskStorage(root: string): DocumentStorage {
       const probe = join(base, `.probe-${randomUUID()}`)
       await writeFile(probe, '')
       await rm(probe, { force: true })
+    },
+    async link(key, ttlSeconds) {
+      assertValidKey(key)
+      const expires = Math.floor(Date.now() / 1000) + ttlSeconds
+      const query = new URLSearchParams({
+        key,
+        expires: String(expires),
+        signature: linkSignature(linkSecret, key, expires),
+      })
+      return { url: `/api/v1/documents/download?${query}`, expires_at: new Date(expires * 1000) }
+    },
+    verifyLink(key, expires, signature) {
+      if (!Number.isInteger(expires) || expires * 1000 < Date.now()) return false
+      const expected = Buffer.from(linkSignature(linkSecret, key, expires))
+      const given = Buffer.from(signature)
+      return given.length === expected.length && timingSafeEqual(given, expected)
     },
   }
 }
@@ -129,5 +157,14 @@ export function s3Storage(options: S3Options): DocumentStorage {
     async check(timeoutMs) {
       await withTimeout(client.send(new HeadBucketCommand({ Bucket })), timeoutMs, 'storage check')
     },
+    async link(key, ttlSeconds) {
+      assertValidKey(key)
+      const command = new GetObjectCommand({ Bucket, Key: key, ResponseContentDisposition: 'attachment' })
+      return {
+        url: await getSignedUrl(client, command, { expiresIn: ttlSeconds }),
+        expires_at: new Date(Date.now() + ttlSeconds * 1000),
+      }
+    },
+    verifyLink: () => false,
   }
 }

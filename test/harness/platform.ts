@@ -32,7 +32,13 @@ export async function startTestPlatform(
     redis: urls.redis ?? services.redis,
     mqtt: urls.mqtt ?? services.mqtt,
   }
-  const config = loadConfig({ PORT: '0', LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent', ...env })
+  const config = loadConfig({
+    PORT: '0',
+    LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
+    // Test files share one Redis: each platform keeps to its own keys.
+    REDIS_KEY_PREFIX: `t_${randomBytes(4).toString('hex')}:`,
+    ...env,
+  })
   const platform = await startPlatform(config, resolved, createLogger(config.LOG_LEVEL))
   return {
     ...platform,

@@ -27,7 +27,7 @@ beforeAll(async () => {
 })
 
 describe.each([
-  ['local disk', () => localDiskStorage(localRoot)],
+  ['local disk', () => localDiskStorage(localRoot, 'test-link-secret')],
   ['S3 (versitygw)', () => s3(bucket)],
 ])('document storage on %s', (_name, make) => {
   const pdf = new TextEncoder().encode('%PDF-1.7\n...')
@@ -66,7 +66,11 @@ describe.each([
 
 describe('local disk storage', () => {
   it('keeps documents private to the platform user', async () => {
-    await localDiskStorage(localRoot).put('private/doc.pdf', new Uint8Array([1]), 'application/pdf')
+    await localDiskStorage(localRoot, 'test-link-secret').put(
+      'private/doc.pdf',
+      new Uint8Array([1]),
+      'application/pdf',
+    )
     expect(statSync(join(localRoot, 'private/doc.pdf')).mode & 0o077).toBe(0)
   })
 })

@@ -25,10 +25,12 @@ function testApp(
   const up = async () => {}
   const services = {
     metrics,
-    storage: localDiskStorage(scratchDir('http-layer-documents')),
+    storage: localDiskStorage(scratchDir('http-layer-documents'), 'test-link-secret'),
     // The account routes are exercised against the real services in test/integration.
     tokens: {} as never,
     accounts: {} as never,
+    vehicles: {} as never,
+    registrations: {} as never,
     health: createHealthService({
       metrics,
       version: 'test',

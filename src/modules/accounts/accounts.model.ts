@@ -19,8 +19,11 @@ export type UserRecord = {
   role: Role
   status: AccountStatus
   password_hash: string
-  /** Tokens issued before this instant (whole seconds) are refused: set on password change. */
-  tokens_valid_after: Date
+  /**
+   * Every token carries the epoch it was issued in; a new epoch (password change, disabling, a
+   * role change) ends every session at once, with no clock involved.
+   */
+  session_epoch: string
   created_at: Date
   updated_at: Date
 }
@@ -34,7 +37,7 @@ const userSchema = new Schema<UserRecord>(
     role: { type: String, enum: roles, required: true },
     status: { type: String, enum: accountStatuses, required: true },
     password_hash: { type: String, required: true },
-    tokens_valid_after: { type: Date, required: true },
+    session_epoch: { type: String, required: true },
     created_at: { type: Date, required: true },
     updated_at: { type: Date, required: true },
   },

@@ -93,7 +93,7 @@ export function createAccountsService(deps: {
       role: input.role,
       status: input.status,
       password_hash: await hashPassword(input.password),
-      tokens_valid_after: new Date(Math.floor(now.getTime() / 1000) * 1000),
+      session_epoch: uuidv7(),
       created_at: now,
       updated_at: now,
     }
@@ -172,7 +172,10 @@ export function createAccountsService(deps: {
         role: 'customer',
         status: settings.approvalRequired ? 'pending' : 'active',
       })
-      return { user: toUserView(user), tokens: await tokens.startSession(user._id, user.role) }
+      return {
+        user: toUserView(user),
+        tokens: await tokens.startSession(user._id, user.role, user.session_epoch),
+      }
     },
 
     /**
@@ -210,14 +213,17 @@ export function createAccountsService(deps: {
         throw badCredentials()
       }
       await redis.del(keys.account)
-      return { user: toUserView(user), tokens: await tokens.startSession(user._id, user.role) }
+      return {
+        user: toUserView(user),
+        tokens: await tokens.startSession(user._id, user.role, user.session_epoch),
+      }
     },
 
     async refresh(refreshToken: string): Promise<TokenPair> {
       return await tokens.refresh(refreshToken, async (userId) => {
         const user = await repo.findUser(userId)
         if (!user || user.status === 'disabled') return undefined
-        return { role: user.role, tokensValidAfter: user.tokens_valid_after }
+        return { role: user.role, sessionEpoch: user.session_epoch }
       })
     },
 
@@ -226,10 +232,9 @@ export function createAccountsService(deps: {
     },
 
     /** The account behind an access token, if it may still use it. */
-    async principal(userId: string, issuedAt: number) {
+    async principal(userId: string, sessionEpoch: string) {
       const user = await repo.findUser(userId)
-      if (!user || user.status === 'disabled') return undefined
-      if (issuedAt * 1000 < user.tokens_valid_after.getTime()) return undefined
+      if (!user || user.status === 'disabled' || user.session_epoch !== sessionEpoch) return undefined
       return { id: user._id, role: user.role, status: user.status }
     },
 
@@ -259,15 +264,10 @@ export function createAccountsService(deps: {
         })
       }
       await requirePasswordPolicy(next, user.email)
-      const validAfter = new Date(Math.ceil(Date.now() / 1000) * 1000)
-      await repo.updateUser(user._id, {
-        password_hash: await hashPassword(next),
-        tokens_valid_after: validAfter,
-      })
+      const epoch = uuidv7()
+      await repo.updateUser(user._id, { password_hash: await hashPassword(next), session_epoch: epoch })
       await tokens.revokeSession(claims)
-      // The new session must start at or after the cut-off.
-      await new Promise((resolve) => setTimeout(resolve, Math.max(validAfter.getTime() - Date.now(), 0)))
-      return await tokens.startSession(user._id, user.role)
+      return await tokens.startSession(user._id, user.role, epoch)
     },
 
     /** The first admin, from ADMIN_EMAIL and ADMIN_PASSWORD, when there is no active admin. */
@@ -279,6 +279,9 @@ export function createAccountsService(deps: {
         return user._id
       } catch (error) {
         // Another instance made it first, or the e-mail belongs to an existing account.
+        if (error instanceof AppError && error.code === 'VALIDATION_FAILED') {
+          throw new Error(`ADMIN_PASSWORD is not acceptable: ${error.message}`)
+        }
         if (error instanceof AppError && error.code === 'CONFLICT') {
           deps.logger.warn('ADMIN_EMAIL belongs to an existing account; no admin was created')
           return undefined
@@ -343,7 +346,7 @@ export function createAccountsService(deps: {
           if (patch.phone !== undefined) changes.phone = patch.phone
           // Disabling or a role change ends the account's sessions at once.
           if (patch.status === 'disabled' || (patch.role && patch.role !== target.role)) {
-            changes.tokens_valid_after = new Date(Math.ceil(Date.now() / 1000) * 1000)
+            changes.session_epoch = uuidv7()
           }
           deps.logger.info(
             { actorId, userId: id, changes: Object.keys(changes) },

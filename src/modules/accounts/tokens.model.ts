@@ -17,6 +17,8 @@ export type RefreshTokenRecord = {
   family_id: string
   /** When the family began (the login); absolute expiry counts from here. */
   family_started_at: Date
+  /** The account's session epoch at sign-in; a newer one makes the token worthless. */
+  session_epoch: string
   expires_at: Date
   created_at: Date
 }
@@ -42,6 +44,7 @@ const refreshTokenSchema = new Schema<RefreshTokenRecord>(
     user_id: { type: String, required: true },
     family_id: { type: String, required: true },
     family_started_at: { type: Date, required: true },
+    session_epoch: { type: String, required: true },
     expires_at: { type: Date, required: true },
     created_at: { type: Date, required: true },
   },

@@ -39,7 +39,7 @@ export type AccessClaims = {
   role: Role
   jti: string
   familyId: string
-  issuedAt: number
+  sessionEpoch: string
   expiresAt: number
 }
 
@@ -120,28 +120,27 @@ export function createTokenService(deps: {
     return signer
   }
 
-  async function issueRefresh(userId: string, familyId: string, familyStartedAt: Date) {
+  type Family = { userId: string; role: Role; familyId: string; startedAt: Date; sessionEpoch: string }
+
+  async function issueRefresh({ userId, familyId, startedAt, sessionEpoch }: Family) {
     const token = randomBytes(32).toString('base64url')
-    const expiresAt = new Date(familyStartedAt.getTime() + settings.refreshTtlDays * 86_400_000)
+    const expiresAt = new Date(startedAt.getTime() + settings.refreshTtlDays * 86_400_000)
     await repo.insertRefreshToken({
       _id: sha256(token),
       user_id: userId,
       family_id: familyId,
-      family_started_at: familyStartedAt,
+      family_started_at: startedAt,
+      session_epoch: sessionEpoch,
       expires_at: expiresAt,
       created_at: new Date(),
     })
     return { token, expiresAt }
   }
 
-  async function issuePair(
-    userId: string,
-    role: Role,
-    familyId: string,
-    familyStartedAt: Date,
-  ): Promise<TokenPair> {
+  async function issuePair(family: Family): Promise<TokenPair> {
+    const { userId, role, familyId, sessionEpoch } = family
     const { kid, key } = await currentSigner()
-    const access = await new SignJWT({ role, fam: familyId })
+    const access = await new SignJWT({ role, fam: familyId, sep: sessionEpoch })
       .setProtectedHeader({ alg: ALGORITHM, kid, typ: TOKEN_TYPE })
       .setSubject(userId)
       .setIssuer(settings.issuer)
@@ -150,7 +149,7 @@ export function createTokenService(deps: {
       .setExpirationTime(`${settings.accessTtlSeconds}s`)
       .setJti(uuidv7())
       .sign(key)
-    const refresh = await issueRefresh(userId, familyId, familyStartedAt)
+    const refresh = await issueRefresh(family)
     return {
       access_token: access,
       token_type: 'Bearer',
@@ -177,8 +176,8 @@ export function createTokenService(deps: {
     },
 
     /** A new login: a new refresh family. */
-    async startSession(userId: string, role: Role): Promise<TokenPair> {
-      return await issuePair(userId, role, uuidv7(), new Date())
+    async startSession(userId: string, role: Role, sessionEpoch: string): Promise<TokenPair> {
+      return await issuePair({ userId, role, familyId: uuidv7(), startedAt: new Date(), sessionEpoch })
     },
 
     async verifyAccess(token: string): Promise<AccessClaims> {
@@ -201,18 +200,24 @@ export function createTokenService(deps: {
           throw unauthenticated('The access token is not valid')
         }
       }
-      const { sub, jti, fam, role, iat, exp } = payload as JWTPayload & { fam?: unknown; role?: unknown }
-      if (
-        typeof sub !== 'string' ||
-        typeof jti !== 'string' ||
-        typeof fam !== 'string' ||
-        typeof role !== 'string'
-      ) {
+      const { sub, jti, fam, sep, role, exp } = payload as JWTPayload & {
+        fam?: unknown
+        sep?: unknown
+        role?: unknown
+      }
+      if ([sub, jti, fam, sep, role].some((claim) => typeof claim !== 'string')) {
         throw unauthenticated('The access token is not valid')
       }
       const [denied, familyRevoked] = await redis.mget(`auth:denied:${jti}`, `auth:revoked-family:${fam}`)
       if (denied || familyRevoked) throw unauthenticated('The access token has been revoked')
-      return { userId: sub, role: role as Role, jti, familyId: fam, issuedAt: iat ?? 0, expiresAt: exp ?? 0 }
+      return {
+        userId: sub as string,
+        role: role as Role,
+        jti: jti as string,
+        familyId: fam as string,
+        sessionEpoch: sep as string,
+        expiresAt: exp ?? 0,
+      }
     },
 
     /**
@@ -221,7 +226,7 @@ export function createTokenService(deps: {
      */
     async refresh(
       token: string,
-      currentUser: (userId: string) => Promise<{ role: Role; tokensValidAfter: Date } | undefined>,
+      currentUser: (userId: string) => Promise<{ role: Role; sessionEpoch: string } | undefined>,
     ): Promise<TokenPair> {
       const hash = sha256(token)
       const record = await repo.findRefreshToken(hash)
@@ -236,10 +241,16 @@ export function createTokenService(deps: {
         )
       }
       const user = await currentUser(record.user_id)
-      if (!user || record.family_started_at.getTime() < user.tokensValidAfter.getTime()) {
+      if (!user || record.session_epoch !== user.sessionEpoch) {
         throw unauthenticated('The refresh token is no longer valid; sign in again')
       }
-      return await issuePair(record.user_id, user.role, record.family_id, record.family_started_at)
+      return await issuePair({
+        userId: record.user_id,
+        role: user.role,
+        familyId: record.family_id,
+        startedAt: record.family_started_at,
+        sessionEpoch: record.session_epoch,
+      })
     },
 
     async revokeFamily(familyId: string, userId: string, reason: string): Promise<void> {
