@@ -54,3 +54,28 @@ export function problemResponses(...codes: ErrorCode[]) {
       .map((status) => [status, { description: descriptions[status] ?? 'Error', content: problemContent }]),
   ) as Record<number, { description: string; content: typeof problemContent }>
 }
+
+/** A JSON response of an operation. */
+export function jsonResponse<T extends z.ZodType>(schema: T, description: string) {
+  return { description, content: { 'application/json': { schema } } }
+}
+
+/** A required JSON request body. */
+export function jsonBody<T extends z.ZodType>(schema: T) {
+  return { required: true, content: { 'application/json': { schema } } }
+}
+
+/** `?limit=&cursor=` of every list: a capped limit and the opaque cursor of the previous page. */
+export const PageQuerySchema = z.object({
+  limit: z.coerce.number().int().min(1).max(100).default(20),
+  cursor: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]{1,400}$/)
+    .optional()
+    .openapi({ description: 'The `next_cursor` of the previous page.' }),
+})
+
+/** `{ data, next_cursor }`, the shape of every list. */
+export function pageSchema<T extends z.ZodType>(item: T, name: string) {
+  return z.object({ data: z.array(item), next_cursor: z.string().nullable() }).openapi(name)
+}

@@ -22,3 +22,10 @@ export function encodeCursor(lastId: string): string {
 export function decodeCursor(cursor: string): string {
   return Buffer.from(cursor, 'base64url').toString('utf8')
 }
+
+/** A page of a list read with `limit + 1` rows: the extra row only says that more follow. */
+export function pageOf<T extends { _id: string }, V>(rows: T[], limit: number, view: (row: T) => V) {
+  const data = rows.slice(0, limit)
+  const last = data.at(-1)
+  return { data: data.map(view), next_cursor: rows.length > limit && last ? encodeCursor(last._id) : null }
+}

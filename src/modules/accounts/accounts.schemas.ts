@@ -1,4 +1,5 @@
 import { z } from '@hono/zod-openapi'
+import { PageQuerySchema, pageSchema } from '../../http/openapi.ts'
 import { accountStatuses, roles } from './accounts.model.ts'
 
 // A plain pattern rather than a format, so that the document states exactly what is accepted.
@@ -95,20 +96,12 @@ export const JwksSchema = z
 
 export const UserIdParamSchema = z.object({ id: z.uuid().openapi({ param: { name: 'id', in: 'path' } }) })
 
-export const UserListQuerySchema = z.object({
+export const UserListQuerySchema = PageQuerySchema.extend({
   role: z.enum(roles).optional(),
   status: z.enum(accountStatuses).optional(),
-  limit: z.coerce.number().int().min(1).max(100).default(20),
-  cursor: z
-    .string()
-    .regex(/^[A-Za-z0-9_-]{1,400}$/)
-    .optional()
-    .openapi({ description: 'The `next_cursor` of the previous page.' }),
 })
 
-export const UserListSchema = z
-  .object({ data: z.array(UserSchema), next_cursor: z.string().nullable() })
-  .openapi('UserList')
+export const UserListSchema = pageSchema(UserSchema, 'UserList')
 
 export const AdminCreateUserSchema = z
   .strictObject({

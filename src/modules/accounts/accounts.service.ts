@@ -1,5 +1,5 @@
 import { AppError } from '../../shared/errors.ts'
-import { decodeCursor, encodeCursor, uuidv7 } from '../../shared/ids.ts'
+import { decodeCursor, pageOf, uuidv7 } from '../../shared/ids.ts'
 import type { Logger } from '../../shared/logger.ts'
 import type { RedisClient } from '../../shared/redis.ts'
 import type { AccountStatus, Role, UserRecord } from './accounts.model.ts'
@@ -304,10 +304,7 @@ export function createAccountsService(deps: {
           ...(after ? { after } : {}),
           limit: query.limit + 1,
         })
-        const more = page.length > query.limit
-        const data = page.slice(0, query.limit)
-        const last = data.at(-1)
-        return { data: data.map(toUserView), next_cursor: more && last ? encodeCursor(last._id) : null }
+        return pageOf(page, query.limit, toUserView)
       },
 
       async get(id: string): Promise<UserView> {

@@ -1,6 +1,6 @@
 import { z } from '@hono/zod-openapi'
 import { access, defineRoute } from '../../http/access.ts'
-import { problemResponses } from '../../http/openapi.ts'
+import { jsonBody, jsonResponse, problemResponses } from '../../http/openapi.ts'
 import {
   JwksSchema,
   PasswordChangeSchema,
@@ -13,14 +13,6 @@ import {
 } from './accounts.schemas.ts'
 
 const tags = ['Auth']
-const json = <T extends z.ZodType>(schema: T, description: string) => ({
-  description,
-  content: { 'application/json': { schema } },
-})
-const body = <T extends z.ZodType>(schema: T) => ({
-  required: true,
-  content: { 'application/json': { schema } },
-})
 
 export const register = defineRoute(access.public, {
   method: 'post',
@@ -30,9 +22,9 @@ export const register = defineRoute(access.public, {
   description:
     'The password needs 10 to 128 characters, not a well-known one, not the e-mail. When ACCOUNT_APPROVAL_REQUIRED is on, the account starts `pending`: it may sign in, manage its profile and submit a registration request, nothing else until an admin approves it.',
   tags,
-  request: { body: body(RegisterSchema) },
+  request: { body: jsonBody(RegisterSchema) },
   responses: {
-    201: json(SessionSchema, 'The account and its first tokens'),
+    201: jsonResponse(SessionSchema, 'The account and its first tokens'),
     ...problemResponses('VALIDATION_FAILED', 'CONFLICT', 'UNSUPPORTED_MEDIA_TYPE', 'PAYLOAD_TOO_LARGE'),
   },
 })
@@ -56,7 +48,7 @@ export const login = defineRoute(access.public, {
     },
   },
   responses: {
-    200: json(SessionSchema, 'Tokens for the account'),
+    200: jsonResponse(SessionSchema, 'Tokens for the account'),
     ...problemResponses('VALIDATION_FAILED', 'UNAUTHENTICATED', 'RATE_LIMITED', 'UNSUPPORTED_MEDIA_TYPE'),
   },
 })
@@ -69,9 +61,9 @@ export const refresh = defineRoute(access.public, {
   description:
     'Each refresh token works once. Presenting one a second time revokes every token of that sign-in (the legitimate holder signs in again).',
   tags,
-  request: { body: body(RefreshSchema) },
+  request: { body: jsonBody(RefreshSchema) },
   responses: {
-    200: json(TokenPairSchema, 'A new pair; the old refresh token is spent'),
+    200: jsonResponse(TokenPairSchema, 'A new pair; the old refresh token is spent'),
     ...problemResponses('VALIDATION_FAILED', 'UNAUTHENTICATED', 'UNSUPPORTED_MEDIA_TYPE'),
   },
 })
@@ -91,7 +83,7 @@ export const me = defineRoute(access.anyAccount, {
   operationId: 'getMe',
   summary: 'The signed-in account',
   tags,
-  responses: { 200: json(UserSchema, 'The account'), ...problemResponses() },
+  responses: { 200: jsonResponse(UserSchema, 'The account'), ...problemResponses() },
 })
 
 export const updateMe = defineRoute(access.anyAccount, {
@@ -100,9 +92,9 @@ export const updateMe = defineRoute(access.anyAccount, {
   operationId: 'updateMe',
   summary: 'Change the name or phone of the signed-in account',
   tags,
-  request: { body: body(ProfileUpdateSchema) },
+  request: { body: jsonBody(ProfileUpdateSchema) },
   responses: {
-    200: json(UserSchema, 'The updated account'),
+    200: jsonResponse(UserSchema, 'The updated account'),
     ...problemResponses('VALIDATION_FAILED', 'UNSUPPORTED_MEDIA_TYPE'),
   },
 })
@@ -113,9 +105,9 @@ export const changePassword = defineRoute(access.anyAccount, {
   operationId: 'changePassword',
   summary: 'Change the password; every other session ends',
   tags,
-  request: { body: body(PasswordChangeSchema) },
+  request: { body: jsonBody(PasswordChangeSchema) },
   responses: {
-    200: json(TokenPairSchema, 'A new pair for this session'),
+    200: jsonResponse(TokenPairSchema, 'A new pair for this session'),
     ...problemResponses('VALIDATION_FAILED', 'UNSUPPORTED_MEDIA_TYPE'),
   },
 })
@@ -127,7 +119,7 @@ export const jwks = defineRoute(access.public, {
   summary: 'Public keys that verify access tokens (JWKS)',
   description: 'Keys rotate; a retired key stays here until the last token it signed has expired.',
   tags,
-  responses: { 200: json(JwksSchema, 'The JSON Web Key Set'), ...problemResponses() },
+  responses: { 200: jsonResponse(JwksSchema, 'The JSON Web Key Set'), ...problemResponses() },
 })
 
 export const rotateKeys = defineRoute(access.roles('admin'), {
@@ -138,7 +130,7 @@ export const rotateKeys = defineRoute(access.roles('admin'), {
   description: 'Tokens signed by the previous key stay valid until they expire; nobody is signed out.',
   tags,
   responses: {
-    200: json(z.object({ kid: z.string() }).openapi('RotatedKey'), 'The new key id'),
+    200: jsonResponse(z.object({ kid: z.string() }).openapi('RotatedKey'), 'The new key id'),
     ...problemResponses(),
   },
 })

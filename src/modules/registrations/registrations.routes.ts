@@ -1,6 +1,6 @@
 import { z } from '@hono/zod-openapi'
 import { access, defineRoute } from '../../http/access.ts'
-import { problemResponses } from '../../http/openapi.ts'
+import { jsonResponse, PageQuerySchema, pageSchema, problemResponses } from '../../http/openapi.ts'
 import { requestStatuses } from './registrations.model.ts'
 
 const tags = ['Registration requests']
@@ -22,24 +22,11 @@ export const RegistrationSchema = z
   })
   .openapi('RegistrationRequest')
 
-const ListSchema = z
-  .object({ data: z.array(RegistrationSchema), next_cursor: z.string().nullable() })
-  .openapi('RegistrationRequestList')
+const ListSchema = pageSchema(RegistrationSchema, 'RegistrationRequestList')
 
-const ListQuery = z.object({
-  status: z.enum(requestStatuses).optional(),
-  limit: z.coerce.number().int().min(1).max(100).default(20),
-  cursor: z
-    .string()
-    .regex(/^[A-Za-z0-9_-]{1,400}$/)
-    .optional(),
-})
+const ListQuery = PageQuerySchema.extend({ status: z.enum(requestStatuses).optional() })
 
 const IdParam = z.object({ id: z.uuid() })
-const json = <T extends z.ZodType>(schema: T, description: string) => ({
-  description,
-  content: { 'application/json': { schema } },
-})
 
 export const submit = defineRoute(access.anyAccount, {
   method: 'post',
@@ -56,7 +43,7 @@ export const submit = defineRoute(access.anyAccount, {
     },
   },
   responses: {
-    201: json(RegistrationSchema, 'The request, pending'),
+    201: jsonResponse(RegistrationSchema, 'The request, pending'),
     ...problemResponses('VALIDATION_FAILED', 'CONFLICT', 'PAYLOAD_TOO_LARGE', 'UNSUPPORTED_MEDIA_TYPE'),
   },
 })
@@ -68,7 +55,10 @@ export const mine = defineRoute(access.anyAccount, {
   summary: 'The signed-in account’s registration requests',
   tags,
   request: { query: ListQuery },
-  responses: { 200: json(ListSchema, 'A page of requests'), ...problemResponses('VALIDATION_FAILED') },
+  responses: {
+    200: jsonResponse(ListSchema, 'A page of requests'),
+    ...problemResponses('VALIDATION_FAILED'),
+  },
 })
 
 export const list = defineRoute(access.roles('admin'), {
@@ -78,7 +68,10 @@ export const list = defineRoute(access.roles('admin'), {
   summary: 'Registration requests, oldest first (filter `status=pending` for the queue)',
   tags,
   request: { query: ListQuery },
-  responses: { 200: json(ListSchema, 'A page of requests'), ...problemResponses('VALIDATION_FAILED') },
+  responses: {
+    200: jsonResponse(ListSchema, 'A page of requests'),
+    ...problemResponses('VALIDATION_FAILED'),
+  },
 })
 
 export const get = defineRoute(access.anyAccount, {
@@ -89,7 +82,7 @@ export const get = defineRoute(access.anyAccount, {
   tags,
   request: { params: IdParam },
   responses: {
-    200: json(RegistrationSchema, 'The request'),
+    200: jsonResponse(RegistrationSchema, 'The request'),
     ...problemResponses('VALIDATION_FAILED', 'NOT_FOUND'),
   },
 })
@@ -104,7 +97,7 @@ export const documentLink = defineRoute(access.roles('admin'), {
   tags,
   request: { params: z.object({ id: z.uuid(), document_id: z.uuid() }) },
   responses: {
-    200: json(
+    200: jsonResponse(
       z.object({ url: z.string(), expires_at: z.iso.datetime() }).openapi('DocumentLink'),
       'The link',
     ),
@@ -120,7 +113,7 @@ export const approve = defineRoute(access.roles('admin'), {
   tags,
   request: { params: IdParam },
   responses: {
-    200: json(RegistrationSchema, 'The decided request'),
+    200: jsonResponse(RegistrationSchema, 'The decided request'),
     ...problemResponses('VALIDATION_FAILED', 'NOT_FOUND', 'CONFLICT'),
   },
 })
@@ -143,7 +136,7 @@ export const deny = defineRoute(access.roles('admin'), {
     },
   },
   responses: {
-    200: json(RegistrationSchema, 'The decided request'),
+    200: jsonResponse(RegistrationSchema, 'The decided request'),
     ...problemResponses('VALIDATION_FAILED', 'NOT_FOUND', 'CONFLICT', 'UNSUPPORTED_MEDIA_TYPE'),
   },
 })

@@ -1,5 +1,5 @@
 import { AppError } from '../../shared/errors.ts'
-import { decodeCursor, encodeCursor, uuidv7 } from '../../shared/ids.ts'
+import { decodeCursor, pageOf, uuidv7 } from '../../shared/ids.ts'
 import type { Logger } from '../../shared/logger.ts'
 import type { DocumentStorage } from '../../shared/storage.ts'
 import type { AccountsRepository } from '../accounts/accounts.repository.ts'
@@ -171,12 +171,7 @@ export function createRegistrationsService(deps: {
         ...(query.cursor ? { after: decodeCursor(query.cursor) } : {}),
         limit: query.limit + 1,
       })
-      const data = page.slice(0, query.limit)
-      const last = data.at(-1)
-      return {
-        data: data.map(view),
-        next_cursor: page.length > query.limit && last ? encodeCursor(last._id) : null,
-      }
+      return pageOf(page, query.limit, view)
     },
 
     /** A link valid for a few minutes; documents are never public. */

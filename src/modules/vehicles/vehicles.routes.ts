@@ -1,8 +1,6 @@
-import type { z } from '@hono/zod-openapi'
 import { access, defineRoute } from '../../http/access.ts'
-import { problemResponses } from '../../http/openapi.ts'
+import { jsonBody, jsonResponse, PageQuerySchema, problemResponses } from '../../http/openapi.ts'
 import {
-  PageQuerySchema,
   PlateParamSchema,
   VehicleIdParamSchema,
   VehicleInputSchema,
@@ -15,14 +13,6 @@ import {
 
 const tags = ['Vehicles']
 const drivers = access.roles('customer', 'operator', 'admin')
-const json = <T extends z.ZodType>(schema: T, description: string) => ({
-  description,
-  content: { 'application/json': { schema } },
-})
-const body = <T extends z.ZodType>(schema: T) => ({
-  required: true,
-  content: { 'application/json': { schema } },
-})
 
 export const listVehicleTypes = defineRoute(access.anyAccount, {
   method: 'get',
@@ -32,7 +22,7 @@ export const listVehicleTypes = defineRoute(access.anyAccount, {
   tags,
   request: { query: PageQuerySchema },
   responses: {
-    200: json(VehicleTypeListSchema, 'A page of vehicle types'),
+    200: jsonResponse(VehicleTypeListSchema, 'A page of vehicle types'),
     ...problemResponses('VALIDATION_FAILED'),
   },
 })
@@ -44,9 +34,9 @@ export const createVehicleType = defineRoute(access.roles('admin'), {
   summary: 'Create a vehicle type',
   description: 'The `id` is a short code chosen by the admin; it cannot be reused.',
   tags,
-  request: { body: body(VehicleTypeCreateSchema) },
+  request: { body: jsonBody(VehicleTypeCreateSchema) },
   responses: {
-    201: json(VehicleTypeSchema, 'The vehicle type'),
+    201: jsonResponse(VehicleTypeSchema, 'The vehicle type'),
     ...problemResponses('VALIDATION_FAILED', 'CONFLICT', 'UNSUPPORTED_MEDIA_TYPE', 'PAYLOAD_TOO_LARGE'),
   },
 })
@@ -59,7 +49,7 @@ export const listVehicles = defineRoute(drivers, {
   tags,
   request: { query: PageQuerySchema },
   responses: {
-    200: json(VehicleListSchema, 'A page of vehicles'),
+    200: jsonResponse(VehicleListSchema, 'A page of vehicles'),
     ...problemResponses('VALIDATION_FAILED'),
   },
 })
@@ -72,9 +62,9 @@ export const createVehicle = defineRoute(drivers, {
   description:
     'A license plate is registered once platform-wide, whatever its spelling ("ab-12 c" is "AB12C"): another registration of it is a 409.',
   tags,
-  request: { body: body(VehicleInputSchema) },
+  request: { body: jsonBody(VehicleInputSchema) },
   responses: {
-    201: json(VehicleSchema, 'The vehicle'),
+    201: jsonResponse(VehicleSchema, 'The vehicle'),
     ...problemResponses(
       'VALIDATION_FAILED',
       'NOT_FOUND',
@@ -94,7 +84,7 @@ export const findVehicleByPlate = defineRoute(access.roles('operator', 'admin'),
   tags,
   request: { params: PlateParamSchema },
   responses: {
-    200: json(VehicleSchema, 'The vehicle'),
+    200: jsonResponse(VehicleSchema, 'The vehicle'),
     ...problemResponses('VALIDATION_FAILED', 'NOT_FOUND'),
   },
 })
@@ -108,7 +98,7 @@ export const getVehicle = defineRoute(drivers, {
   tags,
   request: { params: VehicleIdParamSchema },
   responses: {
-    200: json(VehicleSchema, 'The vehicle'),
+    200: jsonResponse(VehicleSchema, 'The vehicle'),
     ...problemResponses('VALIDATION_FAILED', 'NOT_FOUND'),
   },
 })
@@ -120,9 +110,9 @@ export const replaceVehicle = defineRoute(drivers, {
   summary: "Replace a vehicle's details",
   description: "The owner only; another's vehicle is a 404. A new plate that is taken is a 409.",
   tags,
-  request: { params: VehicleIdParamSchema, body: body(VehicleInputSchema) },
+  request: { params: VehicleIdParamSchema, body: jsonBody(VehicleInputSchema) },
   responses: {
-    200: json(VehicleSchema, 'The vehicle'),
+    200: jsonResponse(VehicleSchema, 'The vehicle'),
     ...problemResponses(
       'VALIDATION_FAILED',
       'NOT_FOUND',

@@ -1,4 +1,5 @@
 import { z } from '@hono/zod-openapi'
+import { pageSchema } from '../../http/openapi.ts'
 import { sizeCategories } from './vehicles.model.ts'
 
 // Every rule is a pattern or a bound, so that the OpenAPI document states exactly what is accepted
@@ -43,9 +44,7 @@ export const VehicleTypeCreateSchema = z
   })
   .openapi('VehicleTypeCreate')
 
-export const VehicleTypeListSchema = z
-  .object({ data: z.array(VehicleTypeSchema), next_cursor: z.string().nullable() })
-  .openapi('VehicleTypeList')
+export const VehicleTypeListSchema = pageSchema(VehicleTypeSchema, 'VehicleTypeList')
 
 export const VehicleSchema = z
   .object({
@@ -79,18 +78,7 @@ export const VehicleInputSchema = z
     description: 'On update, a full replacement: a field left out is cleared (is_ev becomes false).',
   })
 
-export const VehicleListSchema = z
-  .object({ data: z.array(VehicleSchema), next_cursor: z.string().nullable() })
-  .openapi('VehicleList')
-
-export const PageQuerySchema = z.object({
-  limit: z.coerce.number().int().min(1).max(100).default(20),
-  cursor: z
-    .string()
-    .regex(/^[A-Za-z0-9_-]{1,400}$/)
-    .optional()
-    .openapi({ description: 'The `next_cursor` of the previous page.' }),
-})
+export const VehicleListSchema = pageSchema(VehicleSchema, 'VehicleList')
 
 export const VehicleIdParamSchema = z.object({
   id: z.uuid().openapi({ param: { name: 'id', in: 'path' } }),

@@ -1,5 +1,5 @@
 import { AppError } from '../../shared/errors.ts'
-import { decodeCursor, encodeCursor, uuidv7 } from '../../shared/ids.ts'
+import { decodeCursor, pageOf, uuidv7 } from '../../shared/ids.ts'
 import type { Role } from '../accounts/accounts.model.ts'
 import type { SizeCategory, VehicleRecord, VehicleTypeRecord } from './vehicles.model.ts'
 import type { VehiclesRepository } from './vehicles.repository.ts'
@@ -94,12 +94,6 @@ function plateOrThrow(licensePlate: string): string {
   return plate
 }
 
-function page<T extends { _id: string }, V>(rows: T[], limit: number, view: (row: T) => V) {
-  const data = rows.slice(0, limit)
-  const last = data.at(-1)
-  return { data: data.map(view), next_cursor: rows.length > limit && last ? encodeCursor(last._id) : null }
-}
-
 export function createVehiclesService(deps: { repo: VehiclesRepository }) {
   const { repo } = deps
 
@@ -137,7 +131,7 @@ export function createVehiclesService(deps: { repo: VehiclesRepository }) {
     async listTypes(query: Page) {
       const after = query.cursor === undefined ? undefined : decodeCursor(query.cursor)
       const rows = await repo.listVehicleTypes({ ...(after ? { after } : {}), limit: query.limit + 1 })
-      return page(rows, query.limit, toVehicleTypeView)
+      return pageOf(rows, query.limit, toVehicleTypeView)
     },
 
     async createType(input: {
@@ -162,7 +156,7 @@ export function createVehiclesService(deps: { repo: VehiclesRepository }) {
     async list(ownerId: string, query: Page) {
       const after = query.cursor === undefined ? undefined : decodeCursor(query.cursor)
       const rows = await repo.listVehiclesOf(ownerId, { ...(after ? { after } : {}), limit: query.limit + 1 })
-      return page(rows, query.limit, toVehicleView)
+      return pageOf(rows, query.limit, toVehicleView)
     },
 
     async create(ownerId: string, input: VehicleInput): Promise<VehicleView> {
