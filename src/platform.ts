@@ -105,9 +105,8 @@ export async function startPlatform(config: Config, urls: DependencyUrls, logger
       },
     })
     await tokens.ensureSigningKey()
-    const accountsRepo = createAccountsRepository(db)
     const accounts = createAccountsService({
-      repo: accountsRepo,
+      repo: createAccountsRepository(db),
       tokens,
       redis,
       logger,
@@ -130,7 +129,7 @@ export async function startPlatform(config: Config, urls: DependencyUrls, logger
       vehicles: createVehiclesService({ repo: createVehiclesRepository(db) }),
       registrations: createRegistrationsService({
         repo: createRegistrationsRepository(db),
-        accounts: accountsRepo,
+        accounts,
         storage,
         logger,
       }),

@@ -22,6 +22,8 @@ export const access = {
   public: { kind: 'public' } as Access,
   /** Any signed-in account, whether approved or not. */
   anyAccount: { kind: 'signed-in', roles: ['customer', 'operator', 'admin'], unapproved: true } as Access,
+  /** Customers, approved or not (their registration request). */
+  customersIncludingUnapproved: { kind: 'signed-in', roles: ['customer'], unapproved: true } as Access,
   /** Approved accounts with one of the roles. */
   roles: (...roles: Role[]): Access => ({ kind: 'signed-in', roles, unapproved: false }),
 }

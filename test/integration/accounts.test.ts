@@ -108,6 +108,17 @@ describe('registration and sign-in', () => {
     ).toBe(1)
   })
 
+  it('frees an e-mail whose claim outlived a crashed sign-up, and no other', async () => {
+    const orphan = uniqueEmail()
+    const fresh = uniqueEmail()
+    await db.collection('email_claims').insertMany([
+      { _id: orphan, user_id: 'crashed-before-insert', created_at: new Date(Date.now() - 120_000) },
+      { _id: fresh, user_id: 'still-being-created', created_at: new Date() },
+    ] as never[])
+    expect((await register(orphan)).status).toBe(201)
+    expect((await register(fresh)).status).toBe(409)
+  })
+
   it('answers an unknown e-mail exactly like a wrong password', async () => {
     const wrong = await post('/api/v1/auth/login', {
       email: customer.email,
@@ -216,7 +227,7 @@ describe('refresh tokens', () => {
 
 describe('access tokens', () => {
   async function signingKey() {
-    const key = await db.collection('signing_keys').findOne({ retired_at: null })
+    const [key] = await db.collection('signing_keys').find({}).sort({ created_at: -1 }).limit(1).toArray()
     if (!key) throw new Error('no active signing key')
     return {
       kid: String(key._id),
@@ -337,6 +348,21 @@ describe('access tokens', () => {
     const fresh = await signIn(platform, customer.email, customer.password)
     const header = JSON.parse(Buffer.from(fresh.access_token.split('.')[0], 'base64url').toString())
     expect(header).toMatchObject({ alg: 'ES256', kid, typ: 'at+jwt' })
+
+    // Two rotations at once leave two new keys; the newer signs and both verify.
+    const both = await Promise.all(
+      [1, 2].map(() =>
+        platform.request('/api/v1/auth/keys/rotate', { method: 'POST', headers: bearer(admin.token) }),
+      ),
+    )
+    expect(both.map((r) => r.status)).toEqual([200, 200])
+    const again = await signIn(platform, customer.email, customer.password)
+    expect((await platform.request('/api/v1/auth/me', { headers: bearer(again.access_token) })).status).toBe(
+      200,
+    )
+    expect((await platform.request('/api/v1/auth/me', { headers: bearer(fresh.access_token) })).status).toBe(
+      200,
+    )
   })
 })
 
@@ -347,6 +373,16 @@ describe('roles', () => {
       ['GET', '/api/v1/auth/me', '', { anonymous: 401, customer: 200, operator: 200, admin: 200 }],
       ['PATCH', '/api/v1/auth/me', '{}', { anonymous: 401, customer: 200, operator: 200, admin: 200 }],
       ['GET', '/api/v1/auth/jwks', '', { anonymous: 200, customer: 200, operator: 200, admin: 200 }],
+      ['POST', '/api/v1/auth/register', '{}', { anonymous: 400, customer: 400, operator: 400, admin: 400 }],
+      ['POST', '/api/v1/auth/login', '{}', { anonymous: 400, customer: 400, operator: 400, admin: 400 }],
+      ['POST', '/api/v1/auth/refresh', '{}', { anonymous: 400, customer: 400, operator: 400, admin: 400 }],
+      ['POST', '/api/v1/auth/password', '{}', { anonymous: 401, customer: 400, operator: 400, admin: 400 }],
+      [
+        'GET',
+        '/api/v1/documents/download?key=a&expires=1&signature=b',
+        '',
+        { anonymous: 403, customer: 403, operator: 403, admin: 403 },
+      ],
       ['GET', '/api/v1/users', '', { anonymous: 401, customer: 403, operator: 403, admin: 200 }],
       ['POST', '/api/v1/users', '{}', { anonymous: 401, customer: 403, operator: 403, admin: 400 }],
       ['GET', `/api/v1/users/${id}`, '', { anonymous: 401, customer: 403, operator: 403, admin: 404 }],
@@ -451,6 +487,17 @@ describe('sign-in throttling', () => {
     const retryAfter = Number(locked.headers.get('retry-after'))
     expect(retryAfter).toBeGreaterThan(0)
     expect(retryAfter).toBeLessThanOrEqual(900)
+  })
+
+  it('evaluates no more than the limit when failures arrive all at once', async () => {
+    const account = `burst-${randomBytes(4).toString('hex')}@example.com`
+    const statuses = await Promise.all(
+      Array.from({ length: 20 }, (_, i) =>
+        attempt(account, 'wrong password', `10.7.0.${i}`).then((r) => r.status),
+      ),
+    )
+    expect(statuses.filter((s) => s === 401)).toHaveLength(5)
+    expect(statuses.filter((s) => s === 429)).toHaveLength(15)
   })
 
   it('limits one address across accounts, and only that address', async () => {

@@ -283,7 +283,7 @@ describe('registration requests: roles', () => {
     [
       'POST',
       '/api/v1/registration-requests',
-      { anonymous: 401, pending: 400, customer: 400, operator: 400, admin: 400 },
+      { anonymous: 401, pending: 400, customer: 400, operator: 403, admin: 403 },
     ],
   ]
   const cases = routes.flatMap(([method, path, expected]) =>

@@ -28,7 +28,8 @@ async function loginCredentials(c: Context<AppEnv>): Promise<{ email: string; pa
 export function mountAccounts(app: OpenAPIHono<AppEnv>, options: { trustProxy: boolean }) {
   const clientAddress = (c: Context<AppEnv>): string => {
     if (options.trustProxy) {
-      const forwarded = c.req.header('x-forwarded-for')?.split(',')[0]?.trim()
+      // The rightmost entry is the one our proxy added; entries to its left are the client's word.
+      const forwarded = c.req.header('x-forwarded-for')?.split(',').at(-1)?.trim()
       if (forwarded) return forwarded
     }
     try {

@@ -22,6 +22,10 @@ export function createAccountsRepository(db: Database) {
       await emailClaims.deleteOne({ _id: emailKey, user_id: userId })
     },
 
+    async findEmailClaim(emailKey: string) {
+      return (await emailClaims.findById(emailKey).lean()) ?? undefined
+    },
+
     async userIdByEmail(emailKey: string): Promise<string | undefined> {
       const claim = await emailClaims.findById(emailKey).lean()
       return claim?.user_id

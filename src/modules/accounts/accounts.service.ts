@@ -27,6 +27,9 @@ export type AccountSettings = {
 }
 
 const THROTTLE_WINDOW_S = 15 * 60
+const ORPHAN_CLAIM_MS = 60_000
+/** Looked up in place of a missing account, so that both paths do the same reads. */
+const unknownAccountId = '00000000-0000-7000-8000-000000000000'
 
 /** Case and surrounding spaces do not make another account; `_id` of the e-mail claim. */
 export function normalizeEmail(email: string): string {
@@ -81,7 +84,7 @@ export function createAccountsService(deps: {
     const id = uuidv7()
     const emailKey = normalizeEmail(input.email)
     // The claim decides: of 50 concurrent registrations of one e-mail exactly one gets here.
-    if (!(await repo.claimEmail(emailKey, id))) {
+    if (!(await repo.claimEmail(emailKey, id)) && !(await reclaimOrphanedEmail(emailKey, id))) {
       throw new AppError('CONFLICT', 'An account with this e-mail already exists')
     }
     const now = new Date()
@@ -106,6 +109,18 @@ export function createAccountsService(deps: {
     return user
   }
 
+  /**
+   * A claim whose account never came to be (a crash between claim and insert) would block the
+   * e-mail for good. Once it is old enough it is removed, and the insert decides again.
+   */
+  async function reclaimOrphanedEmail(emailKey: string, id: string): Promise<boolean> {
+    const claim = await repo.findEmailClaim(emailKey)
+    if (!claim || Date.now() - claim.created_at.getTime() < ORPHAN_CLAIM_MS) return false
+    if (await repo.findUser(claim.user_id)) return false
+    await repo.releaseEmail(emailKey, claim.user_id)
+    return await repo.claimEmail(emailKey, id)
+  }
+
   async function findOrNotFound(id: string): Promise<UserRecord> {
     const user = await repo.findUser(id)
     if (!user) throw new AppError('NOT_FOUND', 'No such user')
@@ -127,18 +142,53 @@ export function createAccountsService(deps: {
    * Admin-count changes go one at a time (a Redis lock), so that two admins removing each other
    * at once cannot leave the platform with none.
    */
-  async function withAdminLock<T>(work: () => Promise<T>): Promise<T> {
+  async function withLock<T>(name: string, work: () => Promise<T>): Promise<T> {
     const token = uuidv7()
     for (let attempt = 0; ; attempt++) {
-      if ((await redis.set('lock:admins', token, 'PX', 10_000, 'NX')) === 'OK') break
-      if (attempt > 50)
-        throw new AppError('CONFLICT', 'Another change to admin accounts is in progress; retry')
-      await new Promise((resolve) => setTimeout(resolve, 100))
+      if ((await redis.set(name, token, 'PX', 10_000, 'NX')) === 'OK') break
+      if (attempt > 50) throw new AppError('CONFLICT', 'Another change to this account is in progress; retry')
+      await new Promise((resolve) => setTimeout(resolve, 50))
     }
     try {
       return await work()
     } finally {
-      if ((await redis.get('lock:admins')) === token) await redis.del('lock:admins')
+      if ((await redis.get(name)) === token) await redis.del(name)
+    }
+  }
+
+  /**
+   * Writes to one account go one at a time: on FerretDB an update rewrites the whole document,
+   * so a profile edit racing an admin's disable could write the old status back.
+   */
+  const withUserLock = <T>(userId: string, work: () => Promise<T>) => withLock(`lock:user:${userId}`, work)
+
+  /** Admin-count changes go one at a time too, so that two admins cannot remove each other. */
+  const withAdminLock = <T>(work: () => Promise<T>) => withLock('lock:admins', work)
+
+  /**
+   * Reserves one evaluation in the current window for the account and the address, before the
+   * password is checked: parallel attempts cannot exceed the limit. A success gives it back.
+   */
+  async function reserveAttempt(emailKey: string, address: string) {
+    const keys = throttleKeys(emailKey, address)
+    const results = await redis
+      .multi()
+      .incr(keys.account)
+      .expire(keys.account, THROTTLE_WINDOW_S)
+      .incr(keys.address)
+      .expire(keys.address, THROTTLE_WINDOW_S)
+      .exec()
+    const account = Number(results?.[0]?.[1] ?? 0)
+    const byAddress = Number(results?.[2]?.[1] ?? 0)
+    if (account > settings.failuresPerAccount || byAddress > settings.failuresPerAddress) {
+      throw new AppError('RATE_LIMITED', 'Too many failed sign-ins; wait and try again', {
+        headers: { 'Retry-After': String(keys.retryAfter) },
+      })
+    }
+    return {
+      succeeded: async () => {
+        await redis.multi().decr(keys.account).decr(keys.address).exec()
+      },
     }
   }
 
@@ -189,30 +239,13 @@ export function createAccountsService(deps: {
       address: string,
     ): Promise<{ user: UserView; tokens: TokenPair }> {
       const emailKey = normalizeEmail(email)
-      const keys = throttleKeys(emailKey, address)
-      const [accountFailures, addressFailures] = await redis.mget(keys.account, keys.address)
-      if (
-        Number(accountFailures) >= settings.failuresPerAccount ||
-        Number(addressFailures) >= settings.failuresPerAddress
-      ) {
-        throw new AppError('RATE_LIMITED', 'Too many failed sign-ins; wait and try again', {
-          headers: { 'Retry-After': String(keys.retryAfter) },
-        })
-      }
+      const attempt = await reserveAttempt(emailKey, address)
+      // The same reads and the same hash work whether the account exists or not.
       const userId = await repo.userIdByEmail(emailKey)
-      const user = userId ? await repo.findUser(userId) : undefined
+      const user = await repo.findUser(userId ?? unknownAccountId)
       const valid = await verifyPassword(password, user?.password_hash ?? unknownAccountHash)
-      if (!user || !valid || user.status === 'disabled') {
-        await redis
-          .multi()
-          .incr(keys.account)
-          .expire(keys.account, THROTTLE_WINDOW_S)
-          .incr(keys.address)
-          .expire(keys.address, THROTTLE_WINDOW_S)
-          .exec()
-        throw badCredentials()
-      }
-      await redis.del(keys.account)
+      if (!user || !valid || user.status === 'disabled') throw badCredentials()
+      await attempt.succeeded()
       return {
         user: toUserView(user),
         tokens: await tokens.startSession(user._id, user.role, user.session_epoch),
@@ -246,16 +279,20 @@ export function createAccountsService(deps: {
       userId: string,
       patch: { full_name?: string | undefined; phone?: string | null | undefined },
     ) {
-      await findOrNotFound(userId)
-      const changes: Partial<UserRecord> = {}
-      if (patch.full_name !== undefined) changes.full_name = patch.full_name
-      if (patch.phone !== undefined) changes.phone = patch.phone
-      return toUserView((await repo.updateUser(userId, changes)) ?? (await findOrNotFound(userId)))
+      return await withUserLock(userId, async () => {
+        await findOrNotFound(userId)
+        const changes: Partial<UserRecord> = {}
+        if (patch.full_name !== undefined) changes.full_name = patch.full_name
+        if (patch.phone !== undefined) changes.phone = patch.phone
+        return toUserView((await repo.updateUser(userId, changes)) ?? (await findOrNotFound(userId)))
+      })
     },
 
     /** Every other session ends: tokens issued before now are refused, and a new pair is returned. */
     async changePassword(claims: AccessClaims, current: string, next: string): Promise<TokenPair> {
       const user = await findOrNotFound(claims.userId)
+      // Guesses of the current password count like failed sign-ins: a stolen token is no oracle.
+      const attempt = await reserveAttempt(normalizeEmail(user.email), `password-change:${user._id}`)
       if (!(await verifyPassword(current, user.password_hash))) {
         throw new AppError('VALIDATION_FAILED', 'The current password is wrong', {
           errors: [
@@ -263,11 +300,28 @@ export function createAccountsService(deps: {
           ],
         })
       }
+      await attempt.succeeded()
       await requirePasswordPolicy(next, user.email)
       const epoch = uuidv7()
-      await repo.updateUser(user._id, { password_hash: await hashPassword(next), session_epoch: epoch })
+      const passwordHash = await hashPassword(next)
+      await withUserLock(user._id, () =>
+        repo.updateUser(user._id, { password_hash: passwordHash, session_epoch: epoch }),
+      )
       await tokens.revokeSession(claims)
       return await tokens.startSession(user._id, user.role, epoch)
+    },
+
+    /**
+     * A registration decision moves a customer who is pending or denied; an account that is
+     * active, disabled or not a customer is left as it is.
+     */
+    async applyRegistrationDecision(userId: string, decision: 'approved' | 'denied'): Promise<void> {
+      await withUserLock(userId, async () => {
+        const user = await repo.findUser(userId)
+        const movable = user?.role === 'customer' && (user.status === 'pending' || user.status === 'denied')
+        if (!movable) return
+        await repo.updateUser(userId, { status: decision === 'approved' ? 'active' : 'denied' })
+      })
     },
 
     /** The first admin, from ADMIN_EMAIL and ADMIN_PASSWORD, when there is no active admin. */
@@ -331,36 +385,40 @@ export function createAccountsService(deps: {
           status?: 'active' | 'disabled' | undefined
         },
       ) {
-        return await withAdminLock(async () => {
-          const target = await findOrNotFound(id)
-          const after = {
-            ...(patch.role ? { role: patch.role } : {}),
-            ...(patch.status ? { status: patch.status } : {}),
-          }
-          await assertNotLastAdmin(target, after)
-          const changes: Partial<UserRecord> = { ...after }
-          if (patch.full_name !== undefined) changes.full_name = patch.full_name
-          if (patch.phone !== undefined) changes.phone = patch.phone
-          // Disabling or a role change ends the account's sessions at once.
-          if (patch.status === 'disabled' || (patch.role && patch.role !== target.role)) {
-            changes.session_epoch = uuidv7()
-          }
-          deps.logger.info(
-            { actorId, userId: id, changes: Object.keys(changes) },
-            'account updated by an admin',
-          )
-          return toUserView((await repo.updateUser(id, changes)) ?? target)
-        })
+        return await withAdminLock(() =>
+          withUserLock(id, async () => {
+            const target = await findOrNotFound(id)
+            const after = {
+              ...(patch.role ? { role: patch.role } : {}),
+              ...(patch.status ? { status: patch.status } : {}),
+            }
+            await assertNotLastAdmin(target, after)
+            const changes: Partial<UserRecord> = { ...after }
+            if (patch.full_name !== undefined) changes.full_name = patch.full_name
+            if (patch.phone !== undefined) changes.phone = patch.phone
+            // Disabling or a role change ends the account's sessions at once.
+            if (patch.status === 'disabled' || (patch.role && patch.role !== target.role)) {
+              changes.session_epoch = uuidv7()
+            }
+            deps.logger.info(
+              { actorId, userId: id, changes: Object.keys(changes) },
+              'account updated by an admin',
+            )
+            return toUserView((await repo.updateUser(id, changes)) ?? target)
+          }),
+        )
       },
 
       async remove(actorId: string, id: string): Promise<void> {
-        await withAdminLock(async () => {
-          const target = await findOrNotFound(id)
-          await assertNotLastAdmin(target, 'deleted')
-          await repo.deleteUser(id)
-          await repo.releaseEmail(normalizeEmail(target.email), id)
-          deps.logger.info({ actorId, userId: id }, 'account deleted by an admin')
-        })
+        await withAdminLock(() =>
+          withUserLock(id, async () => {
+            const target = await findOrNotFound(id)
+            await assertNotLastAdmin(target, 'deleted')
+            await repo.deleteUser(id)
+            await repo.releaseEmail(normalizeEmail(target.email), id)
+            deps.logger.info({ actorId, userId: id }, 'account deleted by an admin')
+          }),
+        )
       },
     },
   }

@@ -1,13 +1,12 @@
 import { Schema } from 'mongoose'
 import { type Database, modelOn } from '../../shared/mongo.ts'
 
-/** An ES256 key pair; the newest unretired one signs, every one still needed verifies. */
+/** An ES256 key pair, never updated; the newest signs, every one still needed verifies. */
 export type SigningKeyRecord = {
   _id: string
   private_jwk: Record<string, unknown>
   public_jwk: Record<string, unknown>
   created_at: Date
-  retired_at: Date | null
 }
 
 /** A refresh token, by the SHA-256 of its value; the value itself is never stored. */
@@ -33,7 +32,6 @@ const signingKeySchema = new Schema<SigningKeyRecord>(
     private_jwk: { type: Object, required: true },
     public_jwk: { type: Object, required: true },
     created_at: { type: Date, required: true },
-    retired_at: { type: Date, default: null },
   },
   { versionKey: false, collection: 'signing_keys', minimize: false },
 )

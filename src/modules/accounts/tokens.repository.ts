@@ -1,4 +1,4 @@
-import { type Database, isDuplicateKey, trusted } from '../../shared/mongo.ts'
+import { type Database, isDuplicateKey } from '../../shared/mongo.ts'
 import { type RefreshTokenRecord, type SigningKeyRecord, tokenModels } from './tokens.model.ts'
 
 export type TokensRepository = ReturnType<typeof createTokensRepository>
@@ -7,19 +7,11 @@ export function createTokensRepository(db: Database) {
   const { signingKeys, refreshTokens, refreshUses, revokedFamilies } = tokenModels(db)
   return {
     async listSigningKeys(): Promise<SigningKeyRecord[]> {
-      return await signingKeys.find({}).sort({ created_at: -1 }).limit(50).lean<SigningKeyRecord[]>()
+      return await signingKeys.find({}).sort({ created_at: -1, _id: -1 }).limit(50).lean<SigningKeyRecord[]>()
     },
 
     async insertSigningKey(key: SigningKeyRecord): Promise<void> {
       await signingKeys.create(key)
-    },
-
-    /** Idempotent: every writer sets the same field on keys older than the new one. */
-    async retireKeysOtherThan(keepId: string, at: Date): Promise<void> {
-      await signingKeys.updateMany(
-        { _id: trusted({ $ne: keepId }), retired_at: null },
-        { $set: { retired_at: at } },
-      )
     },
 
     async insertRefreshToken(record: RefreshTokenRecord): Promise<void> {

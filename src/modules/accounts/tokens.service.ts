@@ -73,17 +73,24 @@ export function createTokenService(deps: {
   let loadedAt = 0
   let signer: { kid: string; key: SigningKey } | undefined
 
-  /** Keys still able to verify: active ones, and retired ones until their last token expired. */
-  function verifying(all: SigningKeyRecord[], now = Date.now()): SigningKeyRecord[] {
+  /**
+   * The newest key signs; an older key keeps verifying until the last token it may have signed
+   * has expired, counted from when its successor appeared. No key is ever updated, so two
+   * rotations at once just leave two new keys, the newer of which signs.
+   */
+  function verifying(newestFirst: SigningKeyRecord[], now = Date.now()): SigningKeyRecord[] {
     const grace = (settings.accessTtlSeconds + 120) * 1000 + KEY_RELOAD_INTERVAL_MS
-    return all.filter((key) => !key.retired_at || key.retired_at.getTime() + grace > now)
+    return newestFirst.filter((_, i) => {
+      const successor = newestFirst[i - 1]
+      return !successor || successor.created_at.getTime() + grace > now
+    })
   }
 
   async function reloadKeys(): Promise<void> {
     keys = await repo.listSigningKeys()
     jwks = createLocalJWKSet(publicJwks())
     loadedAt = Date.now()
-    const active = keys.find((key) => !key.retired_at)
+    const active = keys[0]
     if (active && active._id !== signer?.kid) {
       signer = { kid: active._id, key: await importJWK(active.private_jwk as JWK, ALGORITHM) }
     }
@@ -107,9 +114,7 @@ export function createTokenService(deps: {
       private_jwk: (await exportJWK(privateKey)) as Record<string, unknown>,
       public_jwk: (await exportJWK(publicKey)) as Record<string, unknown>,
       created_at: now,
-      retired_at: null,
     })
-    await repo.retireKeysOtherThan(kid, now)
     await reloadKeys()
     return kid
   }
@@ -163,7 +168,7 @@ export function createTokenService(deps: {
     /** At start: make sure a fresh enough key exists, rotating an old one. */
     async ensureSigningKey(): Promise<void> {
       await reloadKeys()
-      const active = keys.find((key) => !key.retired_at)
+      const active = keys[0]
       const maxAge = settings.keyMaxAgeDays * 86_400_000
       if (!active || Date.now() - active.created_at.getTime() > maxAge) await rotateKey()
     },

@@ -39,6 +39,10 @@ export function createRegistrationsRepository(db: Database) {
 
     recordDecision: (decision: DecisionRecord) => insertOnce(() => decisions.create(decision)),
 
+    async findDecision(id: string): Promise<DecisionRecord | undefined> {
+      return (await decisions.findById(id).lean<DecisionRecord>()) ?? undefined
+    },
+
     /** Only the holder of the decision record reaches this; a single writer. */
     async markDecided(
       id: string,

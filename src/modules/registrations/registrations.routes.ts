@@ -28,7 +28,7 @@ const ListQuery = PageQuerySchema.extend({ status: z.enum(requestStatuses).optio
 
 const IdParam = z.object({ id: z.uuid() })
 
-export const submit = defineRoute(access.anyAccount, {
+export const submit = defineRoute(access.customersIncludingUnapproved, {
   method: 'post',
   path: '/api/v1/registration-requests',
   operationId: 'submitRegistrationRequest',

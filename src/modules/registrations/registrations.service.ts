@@ -2,7 +2,7 @@ import { AppError } from '../../shared/errors.ts'
 import { decodeCursor, pageOf, uuidv7 } from '../../shared/ids.ts'
 import type { Logger } from '../../shared/logger.ts'
 import type { DocumentStorage } from '../../shared/storage.ts'
-import type { AccountsRepository } from '../accounts/accounts.repository.ts'
+import type { AccountsService } from '../accounts/accounts.service.ts'
 import type { RegistrationRequestRecord, RequestStatus, StoredDocumentInfo } from './registrations.model.ts'
 import type { RegistrationsRepository } from './registrations.repository.ts'
 import { documentTypes, sniffDocumentType } from './sniff.ts'
@@ -54,7 +54,7 @@ const fileProblem = (index: number, reason: string) =>
  */
 export function createRegistrationsService(deps: {
   repo: RegistrationsRepository
-  accounts: AccountsRepository
+  accounts: Pick<AccountsService, 'applyRegistrationDecision'>
   storage: DocumentStorage
   logger: Logger
 }) {
@@ -77,16 +77,17 @@ export function createRegistrationsService(deps: {
   ): Promise<RegistrationView> {
     const record = await repo.findRequest(id)
     if (!record) throw new AppError('NOT_FOUND', 'No such registration request')
-    const at = new Date()
+    let at = new Date()
     if (!(await repo.recordDecision({ _id: id, decision, decided_by: adminId, decided_at: at }))) {
-      throw new AppError('CONFLICT', 'This request has already been decided')
+      const earlier = await repo.findDecision(id)
+      // The same decision again finishes what a crash may have left undone; another is a conflict.
+      if (!earlier || earlier.decision !== decision) {
+        throw new AppError('CONFLICT', 'This request has already been decided')
+      }
+      at = earlier.decided_at
     }
     await repo.markDecided(id, { status: decision, decided_at: at, decided_by: adminId, reason })
-    const user = await accounts.findUser(record.user_id)
-    // An account an admin disabled meanwhile stays disabled.
-    if (user && user.status !== 'disabled') {
-      await accounts.updateUser(user._id, { status: decision === 'approved' ? 'active' : 'denied' })
-    }
+    await accounts.applyRegistrationDecision(record.user_id, decision)
     await repo.releaseOpenRequest(record.user_id, id)
     deps.logger.info({ requestId: id, adminId, decision }, 'registration request decided')
     return view({ ...record, status: decision, decided_at: at, decided_by: adminId, reason })
