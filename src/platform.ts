@@ -105,11 +105,13 @@ export async function startPlatform(config: Config, urls: DependencyUrls, logger
       },
     })
     await tokens.ensureSigningKey()
+    const vehicles = createVehiclesService({ repo: createVehiclesRepository(db) })
     const accounts = createAccountsService({
       repo: createAccountsRepository(db),
       tokens,
       redis,
       logger,
+      onAccountDeleted: [(userId) => vehicles.removeAllOf(userId)],
       settings: {
         approvalRequired: config.ACCOUNT_APPROVAL_REQUIRED,
         failuresPerAccount: config.LOGIN_FAILURES_PER_ACCOUNT,
@@ -126,7 +128,7 @@ export async function startPlatform(config: Config, urls: DependencyUrls, logger
       metrics,
       tokens,
       accounts,
-      vehicles: createVehiclesService({ repo: createVehiclesRepository(db) }),
+      vehicles,
       registrations: createRegistrationsService({
         repo: createRegistrationsRepository(db),
         accounts,

@@ -337,3 +337,16 @@ describe('roles', () => {
     expect(res.status).toBe(status)
   })
 })
+
+describe('when an account is deleted', () => {
+  it('its vehicles go too, and their plates are free for someone else', async () => {
+    const leaving = await createAccount(platform, admin, 'customer')
+    const plate = uniquePlate()
+    expect((await send('POST', '/api/v1/vehicles', leaving, vehicleBody(plate))).status).toBe(201)
+    expect((await send('POST', '/api/v1/vehicles', customer, vehicleBody(plate))).status).toBe(409)
+
+    expect((await send('DELETE', `/api/v1/users/${leaving.id}`, admin)).status).toBe(204)
+    expect(await db.collection('vehicles').countDocuments({ owner_id: leaving.id })).toBe(0)
+    expect((await send('POST', '/api/v1/vehicles', customer, vehicleBody(plate))).status).toBe(201)
+  })
+})

@@ -60,6 +60,8 @@ export function createAccountsService(deps: {
   redis: RedisClient
   settings: AccountSettings
   logger: Logger
+  /** Clean-ups that other capabilities register, run after an account is deleted. */
+  onAccountDeleted?: ((userId: string) => Promise<void>)[]
 }) {
   const { repo, tokens, redis, settings } = deps
 
@@ -416,6 +418,8 @@ export function createAccountsService(deps: {
             await assertNotLastAdmin(target, 'deleted')
             await repo.deleteUser(id)
             await repo.releaseEmail(normalizeEmail(target.email), id)
+            // What other capabilities hold for the account (vehicles and their plates).
+            for (const cleanUp of deps.onAccountDeleted ?? []) await cleanUp(id)
             deps.logger.info({ actorId, userId: id }, 'account deleted by an admin')
           }),
         )

@@ -221,6 +221,18 @@ export function createVehiclesService(deps: { repo: VehiclesRepository }) {
       return toVehicleView(updated)
     },
 
+    /** Every vehicle of a deleted account goes, and its plate is free again. */
+    async removeAllOf(ownerId: string): Promise<void> {
+      for (;;) {
+        const vehicles = await repo.listVehiclesOf(ownerId, { limit: 100 })
+        for (const vehicle of vehicles) {
+          await repo.deleteVehicle(vehicle._id)
+          await repo.releasePlate(vehicle.plate_normalized, vehicle._id)
+        }
+        if (vehicles.length < 100) return
+      }
+    },
+
     async remove(ownerId: string, id: string): Promise<void> {
       const vehicle = await ownVehicle(ownerId, id)
       await repo.deleteVehicle(id)
