@@ -226,7 +226,7 @@ export function createAccountsService(deps: {
       })
       return {
         user: toUserView(user),
-        tokens: await tokens.startSession(user._id, user.role, user.session_epoch),
+        tokens: await tokens.newSession(user._id, user.role, user.session_epoch),
       }
     },
 
@@ -250,7 +250,7 @@ export function createAccountsService(deps: {
       await attempt.succeeded()
       return {
         user: toUserView(user),
-        tokens: await tokens.startSession(user._id, user.role, user.session_epoch),
+        tokens: await tokens.newSession(user._id, user.role, user.session_epoch),
       }
     },
 
@@ -310,7 +310,7 @@ export function createAccountsService(deps: {
         repo.updateUser(user._id, { password_hash: passwordHash, session_epoch: epoch }),
       )
       await tokens.revokeSession(claims)
-      return await tokens.startSession(user._id, user.role, epoch)
+      return await tokens.newSession(user._id, user.role, epoch)
     },
 
     /**

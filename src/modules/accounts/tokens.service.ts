@@ -181,7 +181,7 @@ export function createTokenService(deps: {
     },
 
     /** A new login: a new refresh family. */
-    async startSession(userId: string, role: Role, sessionEpoch: string): Promise<TokenPair> {
+    async newSession(userId: string, role: Role, sessionEpoch: string): Promise<TokenPair> {
       return await issuePair({ userId, role, familyId: uuidv7(), startedAt: new Date(), sessionEpoch })
     },
 
