@@ -196,13 +196,17 @@ async function allowPlatformToPublish(dynsecFile: string): Promise<void> {
   await writeFile(dynsecFile, JSON.stringify(dynsec, null, 2), { mode: 0o600 })
 }
 
-export function stripeMock(dir: string, port: number): LocalService {
+/**
+ * stripe-mock also serves HTTPS, by default on 12112 on every interface: that port is given
+ * explicitly, on loopback, so that two runs side by side do not collide.
+ */
+export function stripeMock(dir: string, port: number, httpsPort: number): LocalService {
   return {
     url: `http://127.0.0.1:${port}`,
     process: new ServiceProcess({
       name: 'stripe-mock',
       command: toolPaths.stripeMock(),
-      args: ['-http-addr', `127.0.0.1:${port}`],
+      args: ['-http-addr', `127.0.0.1:${port}`, '-https-addr', `127.0.0.1:${httpsPort}`],
       dir,
       port,
     }),

@@ -29,7 +29,7 @@ const makers = {
   mongodb: async (dir: string) => ferretDb(join(dir, 'ferretdb'), await freePort(), 'test'),
   redis: async (dir: string) => redis(join(dir, 'redis'), await freePort()),
   mqtt: async (dir: string) => mosquitto(join(dir, 'mosquitto'), await freePort()),
-  stripe: async (dir: string) => stripeMock(join(dir, 'stripe-mock'), await freePort()),
+  stripe: async (dir: string) => stripeMock(join(dir, 'stripe-mock'), await freePort(), await freePort()),
   s3: async (dir: string) => versitygw(join(dir, 'versitygw'), await freePort()),
 }
 
