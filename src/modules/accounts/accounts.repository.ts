@@ -39,7 +39,7 @@ export function createAccountsRepository(db: Database) {
       return (await users.findById(id).lean<UserRecord>()) ?? undefined
     },
 
-    /** Written only by the owner or an admin acting on one account; no concurrent counters here. */
+    /** Callers hold the per-user lock (AccountsService): one writer per account at a time. */
     async updateUser(
       id: string,
       patch: Partial<Omit<UserRecord, '_id' | 'created_at'>>,

@@ -12,16 +12,8 @@ export type VehicleTypeView = {
   created_at: string
 }
 
-export type VehicleView = {
+export type VehicleView = Omit<VehicleRecord, '_id' | 'created_at' | 'updated_at'> & {
   id: string
-  license_plate: string
-  plate_normalized: string
-  vehicle_type_id: string
-  make: string | null
-  model: string | null
-  color: string | null
-  is_ev: boolean
-  owner_id: string
   created_at: string
   updated_at: string
 }
@@ -80,6 +72,19 @@ export function toVehicleView(vehicle: VehicleRecord): VehicleView {
 }
 
 const text = (value: string | undefined): string | null => value?.trim() || null
+
+/** What an owner sets, on create and on replace alike. */
+function editableFields(input: VehicleInput, plate: string) {
+  return {
+    license_plate: input.license_plate.trim(),
+    plate_normalized: plate,
+    vehicle_type_id: input.vehicle_type_id,
+    make: text(input.make),
+    model: text(input.model),
+    color: text(input.color),
+    is_ev: input.is_ev ?? false,
+  }
+}
 
 const noVehicle = () => new AppError('NOT_FOUND', 'No such vehicle')
 
@@ -168,13 +173,7 @@ export function createVehiclesService(deps: { repo: VehiclesRepository }) {
       const vehicle: VehicleRecord = {
         _id: id,
         owner_id: ownerId,
-        license_plate: input.license_plate.trim(),
-        plate_normalized: plate,
-        vehicle_type_id: input.vehicle_type_id,
-        make: text(input.make),
-        model: text(input.model),
-        color: text(input.color),
-        is_ev: input.is_ev ?? false,
+        ...editableFields(input, plate),
         created_at: now,
         updated_at: now,
       }
@@ -203,15 +202,7 @@ export function createVehiclesService(deps: { repo: VehiclesRepository }) {
       if (plateChanges) await claimPlate(plate, id)
       let updated: VehicleRecord | undefined
       try {
-        updated = await repo.updateVehicle(id, {
-          license_plate: input.license_plate.trim(),
-          plate_normalized: plate,
-          vehicle_type_id: input.vehicle_type_id,
-          make: text(input.make),
-          model: text(input.model),
-          color: text(input.color),
-          is_ev: input.is_ev ?? false,
-        })
+        updated = await repo.updateVehicle(id, editableFields(input, plate))
       } catch (error) {
         if (plateChanges) await repo.releasePlate(plate, id)
         throw error
