@@ -172,10 +172,10 @@ try {
 }
 
 console.log('')
+console.log(`(${((Date.now() - begin) / 1000).toFixed(0)} s)`)
 for (const o of outcomes)
   console.log(`${o.name}: ${o.passed} passed, ${o.failed} failed${o.ok ? '' : '  <-- FAILED'}`)
 const passed = outcomes.reduce((sum, o) => sum + o.passed, 0)
 const failed = outcomes.reduce((sum, o) => sum + o.failed, 0)
-console.log(`(${((Date.now() - begin) / 1000).toFixed(0)} s)`)
 console.log(`total: ${passed} passed, ${failed} failed`)
 process.exit(outcomes.every((o) => o.ok) ? 0 : 1)
