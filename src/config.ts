@@ -70,6 +70,79 @@ export const configSchema = z.object({
   EMBEDDED_REDIS_PORT: port.default(6379).describe('Port of the embedded Redis, when REDIS_URL is unset.'),
   EMBEDDED_MQTT_PORT: port.default(1883).describe('Port of the embedded Mosquitto, when MQTT_URL is unset.'),
 
+  INGEST_ENABLED: bool
+    .default(true)
+    .describe('Subscribe to sensor messages on the broker (the ingest door); off for API-only instances.'),
+  INGEST_SHARE_GROUP: z
+    .string()
+    .regex(/^[\w-]{1,64}$/, 'letters, digits, _ and -')
+    .default('smart-parking-ingest')
+    .describe('MQTT 5 shared-subscription group: instances in one group split the sensor messages.'),
+  INGEST_CLIENT_ID: z
+    .string()
+    .regex(/^[\w:.-]{1,64}$/, 'letters, digits, and _ : . -')
+    .optional()
+    .describe(
+      'MQTT client id of this instance\'s ingest session, stable across restarts so that messages queued meanwhile are kept. Default: ingest-<host>-<PORT>.',
+    ),
+  INGEST_SESSION_EXPIRY_SECONDS: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .default(3600)
+    .describe('How long the broker keeps an absent ingest session and queues its messages.'),
+  INGEST_BATCH_MAX: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(5000)
+    .default(500)
+    .describe('A micro-batch of sensor messages goes to the worker pool at this many messages...'),
+  INGEST_FLUSH_MS: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(1000)
+    .default(4)
+    .describe('...or this many milliseconds after its first message, whichever comes first.'),
+  INGEST_IN_FLIGHT: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(65535)
+    .default(20000)
+    .describe(
+      'Unacknowledged QoS 1 messages the broker may send this instance (MQTT 5 receive maximum); a message is acknowledged after its Redis step.',
+    ),
+  WORKER_THREADS: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(64)
+    .optional()
+    .describe('Threads of the worker pool (sensor batches, fees). Default: the cores less one, at least 1.'),
+  OCCUPANCY_DWELL_MS: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(600_000)
+    .default(2000)
+    .describe(
+      'Debounce: a sensed change counts once it has held this long (a flap back cancels it); 0 counts every change at once.',
+    ),
+  SENSOR_STALE_AFTER_SECONDS: z.coerce
+    .number()
+    .int()
+    .min(5)
+    .default(900)
+    .describe('A sensor silent (no reading, no heartbeat) for longer turns its space to unknown.'),
+  FEED_RETAIN: z.coerce
+    .number()
+    .int()
+    .min(100)
+    .default(10000)
+    .describe('Changes kept per lot for live feeds to resume from after a reconnect.'),
+
   DOCUMENTS_DIR: z
     .string()
     .min(1)

@@ -37,6 +37,11 @@ export async function startTestPlatform(
     LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
     // Test files share one Redis: each platform keeps to its own keys.
     REDIS_KEY_PREFIX: `t_${randomBytes(4).toString('hex')}:`,
+    // Test files share one broker: a platform that ingests takes sensor messages in a share group
+    // of its own, and only test files about ingestion turn it on.
+    INGEST_ENABLED: 'false',
+    INGEST_SHARE_GROUP: `t_${randomBytes(4).toString('hex')}`,
+    INGEST_CLIENT_ID: `t_${randomBytes(6).toString('hex')}`,
     ...env,
   })
   const platform = await startPlatform(config, resolved, createLogger(config.LOG_LEVEL))

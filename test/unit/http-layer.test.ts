@@ -31,6 +31,9 @@ function testApp(
     accounts: {} as never,
     vehicles: {} as never,
     registrations: {} as never,
+    facilities: {} as never,
+    sensors: {} as never,
+    occupancy: {} as never,
     health: createHealthService({
       metrics,
       version: 'test',

@@ -1,0 +1,282 @@
+-- The occupancy hot state: one script, one atomic step per call. ARGV[1] is the operation,
+-- ARGV[2] the key prefix (keys are built here, so the client's prefix must be passed in), ARGV[3]
+-- how many changes a lot's feed keeps; the operation's own arguments follow from ARGV[4].
+--
+-- Keys (after the prefix):
+--   occ:sp:<space>    hash: lot level zone number type sensed overlay status changed_at device
+--                     pend pend_since pend_at pend_device pend_boot pend_seq
+--   occ:dev:<device>  hash: space boot seq at seen battery signal stale
+--   occ:cnt:<scope>   hash per lot, level and zone: total free occupied unknown reserved maintenance closed
+--   occ:free:<zone>:<type>  set of free spaces
+--   occ:zones:<lot or level> set of zones;  occ:lots  set of lots
+--   occ:pending       zset space -> when its pending change is due (ms)
+--   occ:seen          zset device -> last message (ms, server time)
+--   occ:changes       stream read by the persister (consumer group)
+--   occ:feed:<lot>    stream per lot for live feeds, capped; PUBLISH occ:live:<lot> per change
+-- Times are the Redis server's clock (TIME), one clock for every ingest instance.
+
+local op = ARGV[1]
+local P = ARGV[2]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+
+local function status_of(sensed, overlay)
+  if overlay ~= nil and overlay ~= '' then return overlay end
+  return sensed
+end
+
+-- Moves one space's contribution in the lot, level and zone counters and the free sets.
+local function count(sp, delta_total, status, delta)
+  for _, scope in ipairs({ sp.lot, sp.level, sp.zone }) do
+    local key = P .. 'occ:cnt:' .. scope
+    if delta_total ~= 0 then redis.call('HINCRBY', key, 'total', delta_total) end
+    redis.call('HINCRBY', key, status, delta)
+  end
+  if status == 'free' then
+    local set = P .. 'occ:free:' .. sp.zone .. ':' .. sp.type
+    if delta > 0 then redis.call('SADD', set, sp.id) else redis.call('SREM', set, sp.id) end
+  end
+end
+
+local function load_space(id)
+  local v = redis.call('HMGET', P .. 'occ:sp:' .. id, 'lot', 'level', 'zone', 'number', 'type',
+    'sensed', 'overlay', 'pend', 'pend_since', 'pend_at', 'pend_device', 'pend_boot', 'pend_seq')
+  if not v[1] then return nil end
+  return { id = id, lot = v[1], level = v[2], zone = v[3], number = v[4], type = v[5],
+    sensed = v[6], overlay = v[7] or '', pend = v[8] or '', pend_since = tonumber(v[9] or '0'),
+    pend_at = v[10], pend_device = v[11], pend_boot = v[12], pend_seq = v[13] }
+end
+
+local feed_retain = tonumber(ARGV[3])
+
+-- Appends a change to the persister stream and the lot's feed, and tells live listeners.
+local function emit(sp, kind, sensed_from, sensed_to, status_from, status_to, at, device, boot, seq)
+  local fields = { 'space', sp.id, 'lot', sp.lot, 'level', sp.level, 'zone', sp.zone,
+    'number', sp.number, 'type', sp.type, 'kind', kind,
+    'sensed_from', sensed_from, 'sensed_to', sensed_to, 'status_from', status_from,
+    'status_to', status_to, 'overlay', sp.overlay, 'at', tostring(at),
+    'device', device or '', 'boot', boot or '', 'seq', tostring(seq or '') }
+  redis.call('XADD', P .. 'occ:changes', '*', unpack(fields))
+  local id = redis.call('XADD', P .. 'occ:feed:' .. sp.lot, 'MAXLEN', '~', feed_retain, '*', unpack(fields))
+  local event = { id = id }
+  for i = 1, #fields, 2 do event[fields[i]] = fields[i + 1] end
+  redis.call('PUBLISH', P .. 'occ:live:' .. sp.lot, cjson.encode(event))
+  return 1
+end
+
+local function clear_pending(sp)
+  if sp.pend ~= '' then
+    redis.call('HDEL', P .. 'occ:sp:' .. sp.id, 'pend', 'pend_since', 'pend_at', 'pend_device', 'pend_boot', 'pend_seq')
+    redis.call('ZREM', P .. 'occ:pending', sp.id)
+    sp.pend = ''
+  end
+end
+
+-- Makes `sensed` the space's sensed state (a committed change).
+local function commit(sp, sensed, kind, at, device, boot, seq)
+  clear_pending(sp)
+  if sp.sensed == sensed then return 0 end
+  local from_status = status_of(sp.sensed, sp.overlay)
+  local to_status = status_of(sensed, sp.overlay)
+  if from_status ~= to_status then
+    count(sp, 0, from_status, -1)
+    count(sp, 0, to_status, 1)
+  end
+  redis.call('HSET', P .. 'occ:sp:' .. sp.id, 'sensed', sensed, 'status', to_status, 'changed_at', tostring(at))
+  local from = sp.sensed
+  sp.sensed = sensed
+  return emit(sp, kind, from, sensed, from_status, to_status, at, device, boot, seq)
+end
+
+-- A reading for a bound space: commits at once from unknown or without a dwell time, otherwise
+-- only once the new state has held for the dwell time (a flap back cancels it).
+local function observe(sp, target, dwell, at, device, boot, seq)
+  if target == sp.sensed then
+    clear_pending(sp)
+    return 0
+  end
+  if sp.sensed == 'unknown' or dwell <= 0 then
+    return commit(sp, target, 'sensor', at, device, boot, seq)
+  end
+  if sp.pend == target then
+    if now - sp.pend_since >= dwell then
+      return commit(sp, target, 'sensor', sp.pend_at, sp.pend_device, sp.pend_boot, sp.pend_seq)
+    end
+    return 0
+  end
+  redis.call('HSET', P .. 'occ:sp:' .. sp.id, 'pend', target, 'pend_since', tostring(now),
+    'pend_at', tostring(at), 'pend_device', device, 'pend_boot', boot, 'pend_seq', tostring(seq))
+  redis.call('ZADD', P .. 'occ:pending', now + dwell, sp.id)
+  sp.pend = target
+  return 0
+end
+
+if op == 'apply' then
+  -- ARGV[4] dwell ms, then 7 per reading: device boot seq at occupied(1/0/'') battery signal
+  local dwell = tonumber(ARGV[4])
+  local accepted, duplicates, stale, changes = 0, 0, 0, 0
+  local unknown = {}
+  local spaces = {}
+  local n = 0
+  for i = 5, #ARGV, 7 do
+    n = n + 1
+    local device, boot, seq, at = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
+    local occupied, battery, signal = ARGV[i + 4], ARGV[i + 5], ARGV[i + 6]
+    local dkey = P .. 'occ:dev:' .. device
+    local d = redis.call('HMGET', dkey, 'space', 'boot', 'seq', 'at')
+    if not d[1] then
+      unknown[#unknown + 1] = n - 1
+    else
+      local verdict = 'new'
+      if d[2] == boot then
+        local last = tonumber(d[3])
+        if seq == last then verdict = 'duplicate' elseif seq < last then verdict = 'stale' end
+      elseif d[4] and tonumber(d[4]) > at then
+        verdict = 'stale'
+      end
+      if verdict == 'duplicate' then
+        duplicates = duplicates + 1
+      elseif verdict == 'stale' then
+        stale = stale + 1
+      else
+        accepted = accepted + 1
+        redis.call('HSET', dkey, 'boot', boot, 'seq', tostring(seq), 'at', tostring(at), 'seen', tostring(now), 'stale', '0')
+        if battery ~= '' then redis.call('HSET', dkey, 'battery', battery) end
+        if signal ~= '' then redis.call('HSET', dkey, 'signal', signal) end
+        redis.call('ZADD', P .. 'occ:seen', now, device)
+        if occupied ~= '' and d[1] ~= '' then
+          local sp = spaces[d[1]] or load_space(d[1])
+          if sp then
+            spaces[d[1]] = sp
+            local target = 'free'
+            if occupied == '1' then target = 'occupied' end
+            changes = changes + observe(sp, target, dwell, at, device, boot, seq)
+          end
+        end
+      end
+    end
+  end
+  return { accepted, duplicates, stale, changes, unknown }
+end
+
+if op == 'sweep' then
+  -- ARGV[4] stale after ms, ARGV[5] limit. Commits pending changes that are due, and turns the
+  -- spaces of silent sensors to unknown.
+  local stale_after, limit = tonumber(ARGV[4]), tonumber(ARGV[5])
+  local committed, silenced = 0, 0
+  local due = redis.call('ZRANGEBYSCORE', P .. 'occ:pending', '-inf', now, 'LIMIT', 0, limit)
+  for _, id in ipairs(due) do
+    local sp = load_space(id)
+    if sp and sp.pend ~= '' then
+      committed = committed + commit(sp, sp.pend, 'sensor', sp.pend_at, sp.pend_device, sp.pend_boot, sp.pend_seq)
+    else
+      redis.call('ZREM', P .. 'occ:pending', id)
+    end
+  end
+  local silent = redis.call('ZRANGEBYSCORE', P .. 'occ:seen', '-inf', now - stale_after, 'LIMIT', 0, limit)
+  for _, device in ipairs(silent) do
+    redis.call('ZREM', P .. 'occ:seen', device)
+    local dkey = P .. 'occ:dev:' .. device
+    local space = redis.call('HGET', dkey, 'space')
+    if space then
+      redis.call('HSET', dkey, 'stale', '1')
+      local sp = space ~= '' and load_space(space)
+      if sp then silenced = silenced + commit(sp, 'unknown', 'stale', now, device, '', '') end
+    end
+  end
+  return { committed, silenced }
+end
+
+if op == 'upsert' then
+  -- 7 per space from ARGV[4]: id lot level zone number type overlay('' for none)
+  local changed = 0
+  for i = 4, #ARGV, 7 do
+    local id = ARGV[i]
+    local next = { id = id, lot = ARGV[i + 1], level = ARGV[i + 2], zone = ARGV[i + 3],
+      number = ARGV[i + 4], type = ARGV[i + 5], overlay = ARGV[i + 6] }
+    local key = P .. 'occ:sp:' .. id
+    local sp = load_space(id)
+    local sensed = 'unknown'
+    if sp then
+      sensed = sp.sensed
+      local same = sp.lot == next.lot and sp.level == next.level and sp.zone == next.zone
+        and sp.type == next.type and sp.overlay == next.overlay and sp.number == next.number
+      if not same then
+        local from_status = status_of(sp.sensed, sp.overlay)
+        count(sp, -1, from_status, -1)
+        next.sensed = sensed
+        count(next, 1, status_of(sensed, next.overlay), 1)
+        redis.call('HSET', key, 'lot', next.lot, 'level', next.level, 'zone', next.zone,
+          'number', next.number, 'type', next.type, 'overlay', next.overlay,
+          'status', status_of(sensed, next.overlay))
+        if sp.overlay ~= next.overlay then
+          changed = changed + emit(next, 'overlay', sensed, sensed, from_status,
+            status_of(sensed, next.overlay), now, '', '', '')
+        end
+      end
+    else
+      count(next, 1, status_of(sensed, next.overlay), 1)
+      redis.call('HSET', key, 'lot', next.lot, 'level', next.level, 'zone', next.zone,
+        'number', next.number, 'type', next.type, 'overlay', next.overlay, 'sensed', sensed,
+        'status', status_of(sensed, next.overlay), 'changed_at', tostring(now), 'device', '')
+    end
+    redis.call('SADD', P .. 'occ:lots', next.lot)
+    redis.call('SADD', P .. 'occ:zones:' .. next.lot, next.zone)
+    redis.call('SADD', P .. 'occ:zones:' .. next.level, next.zone)
+  end
+  return changed
+end
+
+if op == 'remove' then
+  -- space ids from ARGV[4]
+  for i = 4, #ARGV do
+    local sp = load_space(ARGV[i])
+    if sp then
+      clear_pending(sp)
+      count(sp, -1, status_of(sp.sensed, sp.overlay), -1)
+      local device = redis.call('HGET', P .. 'occ:sp:' .. sp.id, 'device')
+      if device and device ~= '' then redis.call('HSET', P .. 'occ:dev:' .. device, 'space', '') end
+      redis.call('DEL', P .. 'occ:sp:' .. sp.id)
+    end
+  end
+  return 0
+end
+
+if op == 'bind' then
+  -- ARGV[4] device, ARGV[5] space ('' unbinds; '-' forgets the device). A space that loses its
+  -- sensor, or gets a new one, starts over at unknown.
+  local device, space = ARGV[4], ARGV[5]
+  local dkey = P .. 'occ:dev:' .. device
+  local old = redis.call('HGET', dkey, 'space')
+  if old and old ~= '' and old ~= space then
+    local sp = load_space(old)
+    if sp then
+      redis.call('HSET', P .. 'occ:sp:' .. old, 'device', '')
+      commit(sp, 'unknown', 'unbound', now, device, '', '')
+    end
+  end
+  if space == '-' then
+    redis.call('DEL', dkey)
+    redis.call('ZREM', P .. 'occ:seen', device)
+    return 0
+  end
+  if not old then
+    redis.call('HSET', dkey, 'space', space, 'boot', '', 'seq', '-1', 'at', '0', 'stale', '0')
+  elseif old ~= space then
+    redis.call('HSET', dkey, 'space', space)
+  end
+  if space ~= '' and old ~= space then
+    local sp = load_space(space)
+    if sp then
+      local previous = redis.call('HGET', P .. 'occ:sp:' .. space, 'device')
+      if previous and previous ~= '' and previous ~= device then
+        redis.call('HSET', P .. 'occ:dev:' .. previous, 'space', '')
+      end
+      redis.call('HSET', P .. 'occ:sp:' .. space, 'device', device)
+      commit(sp, 'unknown', 'bound', now, device, '', '')
+    end
+  end
+  return 0
+end
+
+return redis.error_reply('unknown operation ' .. tostring(op))

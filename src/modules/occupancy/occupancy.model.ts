@@ -1,0 +1,82 @@
+import { Schema } from 'mongoose'
+import { type Database, modelOn } from '../../shared/mongo.ts'
+import type { Overlay, SensedState, SpaceStatus, SpaceType } from './occupancy.contract.ts'
+
+/**
+ * One committed change of a space, written by the persister. `_id` is `<space>/<stream entry id>`:
+ * a redelivered entry is a duplicate key (no second row), and a space's history is an `_id` range
+ * in time order (entry ids start with their epoch milliseconds), so no secondary index is needed.
+ */
+export type SpaceHistoryRecord = {
+  _id: string
+  space_id: string
+  lot_id: string
+  level_id: string
+  zone_id: string
+  number: string
+  type: SpaceType
+  kind: string
+  sensed_from: SensedState
+  sensed_to: SensedState
+  status_from: SpaceStatus
+  status_to: SpaceStatus
+  overlay: Overlay | null
+  at: Date
+  device_id: string | null
+  boot: string | null
+  seq: number | null
+  recorded_at: Date
+}
+
+const historySchema = new Schema<SpaceHistoryRecord>(
+  {
+    _id: { type: String, required: true },
+    space_id: { type: String, required: true },
+    lot_id: { type: String, required: true },
+    level_id: { type: String, required: true },
+    zone_id: { type: String, required: true },
+    number: { type: String, required: true },
+    type: { type: String, required: true },
+    kind: { type: String, required: true },
+    sensed_from: { type: String, required: true },
+    sensed_to: { type: String, required: true },
+    status_from: { type: String, required: true },
+    status_to: { type: String, required: true },
+    overlay: { type: String, default: null },
+    at: { type: Date, required: true },
+    device_id: { type: String, default: null },
+    boot: { type: String, default: null },
+    seq: { type: Number, default: null },
+    recorded_at: { type: Date, required: true },
+  },
+  { versionKey: false, collection: 'space_history' },
+)
+// Lot-wide reports (analytics) read by lot and time.
+historySchema.index({ lot_id: 1, at: 1 })
+
+/** The last committed state of each space: the durable copy of the hot state's sensed part. */
+export type SpaceStateRecord = {
+  _id: string
+  sensed: SensedState
+  status: SpaceStatus
+  changed_at: Date
+  change_id: string
+}
+
+const stateSchema = new Schema<SpaceStateRecord>(
+  {
+    _id: { type: String, required: true },
+    sensed: { type: String, required: true },
+    status: { type: String, required: true },
+    changed_at: { type: Date, required: true },
+    change_id: { type: String, required: true },
+  },
+  { versionKey: false, collection: 'space_states' },
+)
+
+export function occupancyModels(db: Database) {
+  return {
+    history: modelOn(db, 'SpaceHistory', historySchema),
+    states: modelOn(db, 'SpaceState', stateSchema),
+  }
+}

@@ -1,0 +1,133 @@
+import type { Config } from '../../config.ts'
+import type { Logger } from '../../shared/logger.ts'
+import type { Metrics } from '../../shared/metrics.ts'
+import type { Database } from '../../shared/mongo.ts'
+import type { RedisClient } from '../../shared/redis.ts'
+import type { WorkerPool } from '../../shared/worker-pool.ts'
+import { createFeedHub } from './feeds.ts'
+import { defaultIngestClientId, openIngestDoor } from './ingest.door.ts'
+import { createIngestPipeline } from './ingest.pipeline.ts'
+import type { SpacePlacement } from './occupancy.contract.ts'
+import { createOccupancyRepository } from './occupancy.repository.ts'
+import { createOccupancyService, type FacilityLookup } from './occupancy.service.ts'
+import { createOccupancyState } from './occupancy.state.ts'
+import { createPersister } from './persister.ts'
+
+const SWEEP_EVERY_MS = 200
+const DRAIN_TIMEOUT_MS = 5_000
+
+/**
+ * The occupancy capability put together: hot state, reads and feeds, the ingest pipeline with its
+ * MQTT door, the sweeper (debounce commits, silent sensors) and the persister to MongoDB.
+ */
+export async function startOccupancy(deps: {
+  config: Config
+  db: Database
+  redis: RedisClient
+  brokerUrl: string
+  pool: WorkerPool
+  metrics: Metrics
+  logger: Logger
+  exists: FacilityLookup
+}) {
+  const { config, redis, logger } = deps
+  const state = createOccupancyState(redis, { feedRetain: config.FEED_RETAIN })
+  const repo = createOccupancyRepository(deps.db)
+  const feeds = createFeedHub({ redis, state, logger })
+  await feeds.start()
+  const service = createOccupancyService({ state, repo, redis, feeds, exists: deps.exists })
+  const pipeline = createIngestPipeline({
+    state,
+    pool: deps.pool,
+    redis,
+    metrics: deps.metrics,
+    logger,
+    settings: {
+      dwellMs: config.OCCUPANCY_DWELL_MS,
+      batchMax: config.INGEST_BATCH_MAX,
+      flushMs: config.INGEST_FLUSH_MS,
+      deadLetterRetain: 10_000,
+    },
+  })
+  const clientId = config.INGEST_CLIENT_ID ?? defaultIngestClientId(config.PORT)
+  const persister = createPersister({
+    redis,
+    repo,
+    metrics: deps.metrics,
+    logger,
+    settings: { consumer: clientId, batch: 1000, blockMs: 1000, claimIdleMs: 30_000 },
+  })
+  await persister.start()
+
+  let sweeping = false
+  let sweepFailures = 0
+  const sweeper = setInterval(() => {
+    if (sweeping) return
+    sweeping = true
+    state
+      .sweep(config.SENSOR_STALE_AFTER_SECONDS * 1000)
+      .then(() => {
+        sweepFailures = 0
+      })
+      .catch((error: Error) => {
+        if (sweepFailures++ % 50 === 0) logger.warn({ reason: error.message }, 'occupancy sweep failed; retrying')
+      })
+      .finally(() => {
+        sweeping = false
+      })
+  }, SWEEP_EVERY_MS)
+
+  const door = config.INGEST_ENABLED
+    ? openIngestDoor({
+        pipeline,
+        metrics: deps.metrics,
+        logger,
+        settings: {
+          brokerUrl: deps.brokerUrl,
+          shareGroup: config.INGEST_SHARE_GROUP,
+          clientId,
+          receiveMaximum: config.INGEST_IN_FLIGHT,
+          sessionExpirySeconds: config.INGEST_SESSION_EXPIRY_SECONDS,
+        },
+      })
+    : undefined
+
+  return {
+    index: state.index,
+    service,
+    sink: pipeline.sink,
+    state,
+    persister,
+    /** Whether the ingest door holds its broker session (for readiness). */
+    ingestConnected: () => door?.connected ?? true,
+
+    /**
+     * Builds the hot state from MongoDB when Redis has none (a first start, or a Redis that lost
+     * its data): every space at unknown until its sensor speaks again, every device bound again.
+     */
+    async rebuildIfEmpty(source: {
+      placements(): AsyncIterable<SpacePlacement[]>
+      bindings(): AsyncIterable<{ deviceId: string; spaceId: string | null }[]>
+    }) {
+      if (await state.isBuilt()) return false
+      for await (const page of source.placements()) await state.index.upsertSpaces(page)
+      for await (const page of source.bindings())
+        for (const { deviceId, spaceId } of page) await state.index.bindDevice(deviceId, spaceId)
+      await state.markBuilt()
+      return true
+    },
+
+    /** Stops taking messages, lets batches under way finish (unfinished ones stay with the broker). */
+    async stop() {
+      await Promise.race([pipeline.drain(), new Promise((resolve) => setTimeout(resolve, DRAIN_TIMEOUT_MS))])
+      pipeline.abandon()
+      // After the drain, so that the acknowledgements of finished batches go out first.
+      await door?.close()
+      clearInterval(sweeper)
+      await persister.stop()
+      await feeds.stop()
+    },
+  }
+}
+
+export type Occupancy = Awaited<ReturnType<typeof startOccupancy>>

@@ -1,0 +1,289 @@
+import { readFileSync } from 'node:fs'
+import type { RedisClient } from '../../shared/redis.ts'
+import type {
+  DeviceHealth,
+  OccupancyIndex,
+  Overlay,
+  SensedState,
+  SpacePlacement,
+  SpaceStatus,
+  SpaceType,
+} from './occupancy.contract.ts'
+import { spaceTypes } from './occupancy.contract.ts'
+
+const script = readFileSync(new URL('./occupancy.lua', import.meta.url), 'utf8')
+
+/** Counts of one lot, level or zone by the status that counts. */
+export type Counts = Record<'total' | SpaceStatus, number>
+
+/** A change as the Redis step records it, in the persister stream and a lot's feed. */
+export type ChangeEvent = {
+  /** The lot feed's entry id (resume from it), or the persister stream's. */
+  id: string
+  space: string
+  lot: string
+  level: string
+  zone: string
+  number: string
+  type: SpaceType
+  /** sensor: a reading; stale: the sensor went silent; bound/unbound: its sensor changed; overlay: an operator. */
+  kind: 'sensor' | 'stale' | 'bound' | 'unbound' | 'overlay'
+  sensed_from: SensedState
+  sensed_to: SensedState
+  status_from: SpaceStatus
+  status_to: SpaceStatus
+  overlay: Overlay | ''
+  /** Epoch ms: when the change happened (the first reading of it, for a debounced one). */
+  at: string
+  device: string
+  boot: string
+  seq: string
+}
+
+export type SpaceState = {
+  spaceId: string
+  lotId: string
+  levelId: string
+  zoneId: string
+  number: string
+  type: SpaceType
+  sensed: SensedState
+  overlay: Overlay | null
+  status: SpaceStatus
+  changedAt: Date
+  deviceId: string | null
+  /** A sensed change waiting for its dwell time. */
+  pending: SensedState | null
+}
+
+export type ApplyResult = { accepted: number; duplicates: number; stale: number; changes: number; unknown: number[] }
+
+type ScriptRunner = { occupancy(...args: (string | number)[]): Promise<unknown> }
+
+const emptyCounts = (): Counts => ({
+  total: 0,
+  free: 0,
+  occupied: 0,
+  unknown: 0,
+  reserved: 0,
+  maintenance: 0,
+  closed: 0,
+})
+
+/**
+ * The occupancy hot state in Redis. Every state change is one call of occupancy.lua, atomic;
+ * reads are plain hash and set reads.
+ */
+export function createOccupancyState(redis: RedisClient, settings: { feedRetain: number }) {
+  if (!('occupancy' in redis)) redis.defineCommand('occupancy', { numberOfKeys: 0, lua: script })
+  const prefix = redis.options.keyPrefix ?? ''
+  const run = (op: string, args: (string | number)[]) =>
+    (redis as unknown as ScriptRunner).occupancy(op, prefix, settings.feedRetain, ...args)
+  const key = {
+    space: (id: string) => `occ:sp:${id}`,
+    device: (id: string) => `occ:dev:${id}`,
+    counts: (scope: string) => `occ:cnt:${scope}`,
+    free: (zone: string, type: SpaceType) => `occ:free:${zone}:${type}`,
+    zones: (lotOrLevel: string) => `occ:zones:${lotOrLevel}`,
+    feed: (lot: string) => `occ:feed:${lot}`,
+  }
+
+  const index: OccupancyIndex = {
+    async upsertSpaces(spaces: readonly SpacePlacement[]) {
+      for (let i = 0; i < spaces.length; i += 500) {
+        const args = spaces
+          .slice(i, i + 500)
+          .flatMap((s) => [s.spaceId, s.lotId, s.levelId, s.zoneId, s.number, s.type, s.overlay ?? ''])
+        await run('upsert', args)
+      }
+    },
+    async removeSpaces(spaceIds: readonly string[]) {
+      for (let i = 0; i < spaceIds.length; i += 500) await run('remove', spaceIds.slice(i, i + 500))
+    },
+    async bindDevice(deviceId: string, spaceId: string | null) {
+      await run('bind', [deviceId, spaceId ?? ''])
+    },
+    async removeDevice(deviceId: string) {
+      await run('bind', [deviceId, '-'])
+    },
+    async deviceHealth(deviceIds: readonly string[]): Promise<DeviceHealth[]> {
+      if (deviceIds.length === 0) return []
+      const pipeline = redis.pipeline()
+      for (const id of deviceIds)
+        pipeline.hmget(key.device(id), 'space', 'boot', 'seq', 'at', 'seen', 'battery', 'signal', 'stale')
+      const rows = (await pipeline.exec()) ?? []
+      return deviceIds.map((deviceId, i) => {
+        const [space, boot, seq, at, seen, battery, signal, stale] = (rows[i]?.[1] ?? []) as (string | null)[]
+        const ms = (value: string | null | undefined) => (value && value !== '0' ? new Date(Number(value)) : null)
+        const num = (value: string | null | undefined) => (value ? Number(value) : null)
+        return {
+          deviceId,
+          spaceId: space || null,
+          lastSeenAt: ms(seen),
+          lastMeasuredAt: ms(at),
+          boot: boot || null,
+          seq: seq && seq !== '-1' ? Number(seq) : null,
+          battery: num(battery),
+          signal: num(signal),
+          stale: stale === '1',
+        }
+      })
+    },
+  }
+
+  return {
+    index,
+
+    /** Applies one normalised batch (7 strings per reading, see readings.ts) atomically. */
+    async apply(args: readonly string[], dwellMs: number): Promise<ApplyResult> {
+      const [accepted, duplicates, stale, changes, unknown] = (await run('apply', [dwellMs, ...args])) as [
+        number,
+        number,
+        number,
+        number,
+        number[],
+      ]
+      return { accepted, duplicates, stale, changes, unknown }
+    },
+
+    /** Commits debounced changes that are due and turns silent sensors' spaces to unknown. */
+    async sweep(staleAfterMs: number, limit = 1000): Promise<{ committed: number; silenced: number }> {
+      const [committed, silenced] = (await run('sweep', [staleAfterMs, limit])) as [number, number]
+      return { committed, silenced }
+    },
+
+    /** Counts of a lot, level or zone; null when no space was ever placed in it. */
+    async counts(scopeId: string): Promise<Counts | null> {
+      return countsOf(await redis.hgetall(key.counts(scopeId)))
+    },
+
+    /** A lot's counts and its feed's newest id, read in one transaction: a consistent snapshot. */
+    async lotSnapshot(lotId: string): Promise<{ counts: Counts | null; head: string }> {
+      const [counts, head] = (await redis
+        .multi()
+        .hgetall(key.counts(lotId))
+        .xrevrange(key.feed(lotId), '+', '-', 'COUNT', 1)
+        .exec()) ?? [[null, {}], [null, []]]
+      if (counts?.[0]) throw counts[0]
+      const last = (head?.[1] as [string, string[]][] | undefined)?.[0]?.[0]
+      return { counts: countsOf(counts?.[1] as Record<string, string>), head: last ?? '0-0' }
+    },
+
+    async space(spaceId: string): Promise<SpaceState | null> {
+      const raw = await redis.hgetall(key.space(spaceId))
+      return raw.lot ? spaceStateOf(spaceId, raw) : null
+    },
+
+    /**
+     * Free spaces (status free: sensed free and no overlay) in the given zones, of the given types.
+     * Answers the total and up to `limit` of them, ordered by number.
+     */
+    async freeSpaces(filter: {
+      lotId?: string | undefined
+      levelId?: string | undefined
+      zoneId?: string | undefined
+      types?: readonly SpaceType[] | undefined
+      limit: number
+    }): Promise<{ total: number; spaces: SpaceState[] }> {
+      let zones: string[]
+      if (filter.zoneId) zones = [filter.zoneId]
+      else if (filter.levelId) zones = await redis.smembers(key.zones(filter.levelId))
+      else if (filter.lotId) zones = await redis.smembers(key.zones(filter.lotId))
+      else {
+        const lots = await redis.smembers('occ:lots')
+        const pipeline = redis.pipeline()
+        for (const lot of lots) pipeline.smembers(key.zones(lot))
+        zones = ((await pipeline.exec()) ?? []).flatMap(([, members]) => members as string[])
+      }
+      const types = filter.types?.length ? filter.types : spaceTypes
+      const pipeline = redis.pipeline()
+      for (const zone of zones) for (const type of types) pipeline.smembers(key.free(zone, type))
+      const ids = ((await pipeline.exec()) ?? []).flatMap(([, members]) => members as string[])
+      const reads = redis.pipeline()
+      // Numbers are needed to order; a zone has hundreds of spaces, so reading them all is cheap.
+      for (const id of ids) reads.hgetall(key.space(id))
+      const rows = (await reads.exec()) ?? []
+      const spaces = ids
+        .map((id, i) => spaceStateOf(id, (rows[i]?.[1] ?? {}) as Record<string, string>))
+        .filter((s) => s.status === 'free')
+        .sort((a, b) => a.number.localeCompare(b.number, 'en', { numeric: true }))
+      return { total: spaces.length, spaces: spaces.slice(0, filter.limit) }
+    },
+
+    /** A lot feed's changes after `afterId`, oldest first. */
+    async feedSince(lotId: string, afterId: string, count: number): Promise<ChangeEvent[]> {
+      const entries = await redis.xrange(key.feed(lotId), `(${afterId}`, '+', 'COUNT', count)
+      return entries.map(([id, fields]) => changeOf(id, fields))
+    },
+
+    /**
+     * Whether a feed still holds every change after `afterId`: false when the cap trimmed some
+     * of them away (the client must re-read the availability).
+     */
+    async feedCovers(lotId: string, afterId: string): Promise<boolean> {
+      try {
+        const info = (await redis.call('XINFO', 'STREAM', `${prefix}${key.feed(lotId)}`)) as unknown[]
+        const at = info.indexOf('max-deleted-entry-id')
+        const maxDeleted = at >= 0 ? String(info[at + 1]) : '0-0'
+        return compareIds(afterId, maxDeleted) >= 0
+      } catch {
+        return true // no stream yet: nothing was ever trimmed
+      }
+    },
+
+    /** The newest entry id of a lot's feed, where a fresh listener starts. */
+    async feedHead(lotId: string): Promise<string> {
+      const [last] = await redis.xrevrange(key.feed(lotId), '+', '-', 'COUNT', 1)
+      return last?.[0] ?? '0-0'
+    },
+
+    /** Whether the hot state has been built (see the rebuild at start). */
+    async isBuilt(): Promise<boolean> {
+      return (await redis.exists('occ:built')) === 1
+    },
+    async markBuilt(): Promise<void> {
+      await redis.set('occ:built', new Date().toISOString())
+    },
+  }
+}
+
+export type OccupancyState = ReturnType<typeof createOccupancyState>
+
+function countsOf(raw: Record<string, string>): Counts | null {
+  if (Object.keys(raw).length === 0) return null
+  const counts = emptyCounts()
+  for (const field of Object.keys(counts) as (keyof Counts)[]) counts[field] = Number(raw[field] ?? 0)
+  return counts
+}
+
+export function changeOf(id: string, fields: string[]): ChangeEvent {
+  const event: Record<string, string> = { id }
+  for (let i = 0; i + 1 < fields.length; i += 2) event[fields[i] as string] = fields[i + 1] as string
+  return event as unknown as ChangeEvent
+}
+
+/** Stream ids `ms-seq` in order. */
+export function compareIds(a: string, b: string): number {
+  const [am = 0, as = 0] = a.split('-').map(Number)
+  const [bm = 0, bs = 0] = b.split('-').map(Number)
+  return am === bm ? as - bs : am - bm
+}
+
+function spaceStateOf(spaceId: string, raw: Record<string, string>): SpaceState {
+  const sensed = (raw.sensed ?? 'unknown') as SensedState
+  const overlay = (raw.overlay || null) as Overlay | null
+  return {
+    spaceId,
+    lotId: raw.lot ?? '',
+    levelId: raw.level ?? '',
+    zoneId: raw.zone ?? '',
+    number: raw.number ?? '',
+    type: (raw.type ?? 'STANDARD') as SpaceType,
+    sensed,
+    overlay,
+    status: overlay ?? sensed,
+    changedAt: new Date(Number(raw.changed_at ?? 0)),
+    deviceId: raw.device || null,
+    pending: (raw.pend || null) as SensedState | null,
+  }
+}

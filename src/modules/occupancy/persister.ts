@@ -1,0 +1,167 @@
+import { Counter, Histogram } from 'prom-client'
+import type { Logger } from '../../shared/logger.ts'
+import type { Metrics } from '../../shared/metrics.ts'
+import type { RedisClient } from '../../shared/redis.ts'
+import type { SpaceHistoryRecord, SpaceStateRecord } from './occupancy.model.ts'
+import type { OccupancyRepository } from './occupancy.repository.ts'
+import { type ChangeEvent, changeOf } from './occupancy.state.ts'
+
+const STREAM = 'occ:changes'
+const GROUP = 'persister'
+
+export type PersisterSettings = {
+  /** This instance's consumer name in the group. */
+  consumer: string
+  batch: number
+  blockMs: number
+  /** Entries another consumer read but did not acknowledge for this long are taken over. */
+  claimIdleMs: number
+}
+
+/**
+ * Moves committed changes from the Redis stream to MongoDB: history rows and state snapshots in
+ * unordered batches, then XACK and XDEL. An entry is acknowledged only after its write, so with
+ * MongoDB down entries wait in the stream (and in this consumer's pending list) and nothing is lost.
+ */
+export function createPersister(deps: {
+  redis: RedisClient
+  repo: OccupancyRepository
+  metrics: Metrics
+  logger: Logger
+  settings: PersisterSettings
+}) {
+  const { redis, repo, logger, settings } = deps
+  const registers = [deps.metrics.registry]
+  const persisted = new Counter({
+    name: 'persister_changes_total',
+    help: 'Space changes written to MongoDB by the persister.',
+    registers,
+  })
+  const lag = new Histogram({
+    name: 'persister_lag_seconds',
+    help: 'From a change entering the Redis stream to its MongoDB write being acknowledged.',
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers,
+  })
+  let stopped = false
+  let reader: RedisClient | undefined
+  let loop: Promise<void> | undefined
+  let idle: (() => void) | undefined
+
+  const ensureGroup = async () => {
+    try {
+      await redis.xgroup('CREATE', STREAM, GROUP, '0', 'MKSTREAM')
+    } catch (error) {
+      if (!String((error as Error).message).includes('BUSYGROUP')) throw error
+    }
+  }
+
+  type Entries = [id: string, fields: string[]][]
+  const read = async (client: RedisClient, from: '0' | '>'): Promise<Entries> => {
+    const args: (string | number)[] = ['GROUP', GROUP, settings.consumer, 'COUNT', settings.batch]
+    if (from === '>') args.push('BLOCK', settings.blockMs)
+    args.push('STREAMS', STREAM, from)
+    const reply = (await (client.xreadgroup as (...a: (string | number)[]) => Promise<unknown>)(...args)) as
+      | [string, Entries][]
+      | null
+    return reply?.[0]?.[1] ?? []
+  }
+
+  const write = async (entries: Entries) => {
+    // A pending entry deleted meanwhile comes back without fields: nothing to write.
+    const events = entries.filter(([, fields]) => fields && fields.length > 0).map(([id, f]) => changeOf(id, f))
+    const now = new Date()
+    const rows = events.map((e) => historyRow(e, now))
+    const latest = new Map<string, SpaceStateRecord>()
+    for (const e of events)
+      latest.set(e.space, {
+        _id: e.space,
+        sensed: e.sensed_to,
+        status: e.status_to,
+        changed_at: new Date(Number(e.at)),
+        change_id: e.id,
+      })
+    await repo.persist(rows, [...latest.values()])
+    const ids = entries.map(([id]) => id)
+    await redis.pipeline().xack(STREAM, GROUP, ...ids).xdel(STREAM, ...ids).exec()
+    persisted.inc(rows.length)
+    const nowMs = Date.now()
+    for (const id of ids) lag.observe((nowMs - Number(id.split('-')[0])) / 1000)
+  }
+
+  const run = async (client: RedisClient) => {
+    let failures = 0
+    let lastClaim = 0
+    let backlog = true // our own pending entries first (a restart, or a failed write)
+    while (!stopped) {
+      try {
+        if (Date.now() - lastClaim > settings.claimIdleMs) {
+          lastClaim = Date.now()
+          await ensureGroup()
+          // Entries a vanished consumer read and never acknowledged.
+          await redis.xautoclaim(STREAM, GROUP, settings.consumer, settings.claimIdleMs, '0', 'COUNT', 1000)
+          backlog = true
+        }
+        const entries = await read(client, backlog ? '0' : '>')
+        if (backlog && entries.length === 0) backlog = false
+        if (entries.length > 0) await write(entries)
+        if (failures > 0) logger.info({ after: failures }, 'persister writing again')
+        failures = 0
+      } catch (error) {
+        if (stopped) break
+        backlog = true
+        if (failures++ % 30 === 0)
+          logger.warn({ reason: (error as Error).message }, 'persister waiting: changes stay in the stream')
+        await new Promise<void>((resolve) => {
+          idle = resolve
+          setTimeout(resolve, Math.min(200 * 2 ** Math.min(failures, 4), 2_000))
+        })
+      }
+    }
+  }
+
+  return {
+    async start() {
+      await ensureGroup()
+      // Blocking reads need a connection of their own.
+      reader = redis.duplicate({ lazyConnect: false, enableOfflineQueue: true })
+      reader.on('error', () => {})
+      loop = run(reader)
+    },
+    async stop() {
+      stopped = true
+      idle?.()
+      reader?.disconnect()
+      await loop
+    },
+    /** Entries not yet written to MongoDB (in the stream, read or not). */
+    async backlog(): Promise<number> {
+      return await redis.xlen(STREAM)
+    },
+  }
+}
+
+export type Persister = ReturnType<typeof createPersister>
+
+function historyRow(e: ChangeEvent, now: Date): SpaceHistoryRecord {
+  return {
+    _id: `${e.space}/${e.id}`,
+    space_id: e.space,
+    lot_id: e.lot,
+    level_id: e.level,
+    zone_id: e.zone,
+    number: e.number,
+    type: e.type,
+    kind: e.kind,
+    sensed_from: e.sensed_from,
+    sensed_to: e.sensed_to,
+    status_from: e.status_from,
+    status_to: e.status_to,
+    overlay: e.overlay || null,
+    at: new Date(Number(e.at)),
+    device_id: e.device || null,
+    boot: e.boot || null,
+    seq: e.seq === '' ? null : Number(e.seq),
+    recorded_at: now,
+  }
+}
