@@ -150,7 +150,8 @@ export function startSubscriber(options: SubscriberOptions): Subscriber {
       if (!s || s.destroyed) return
       await new Promise<void>((resolve) => {
         s.once('close', () => resolve())
-        if (connected) s.end(mqttPacket.generate({ cmd: 'disconnect', reasonCode: 0 }, { protocolVersion: 5 }))
+        if (connected)
+          s.end(mqttPacket.generate({ cmd: 'disconnect', reasonCode: 0 }, { protocolVersion: 5 }))
         else s.destroy()
         setTimeout(() => s.destroy(), 1_000).unref()
       })

@@ -36,8 +36,8 @@ export function createFeedHub(deps: { redis: RedisClient; state: OccupancyState;
   }
 
   const listen = (lotId: string, listener: Listener) => {
-    let set = listeners.get(lotId)
-    if (!set) listeners.set(lotId, (set = new Set()))
+    const set = listeners.get(lotId) ?? new Set<Listener>()
+    listeners.set(lotId, set)
     set.add(listener)
     return () => {
       set.delete(listener)
@@ -64,7 +64,11 @@ export function createFeedHub(deps: { redis: RedisClient; state: OccupancyState;
      * Follows a lot from `since` (a feed id the client saw last), or from now. Returns the
      * unsubscribe function. `send` is called in id order.
      */
-    async follow(lotId: string, since: string | null, send: (message: FeedMessage) => void): Promise<() => void> {
+    async follow(
+      lotId: string,
+      since: string | null,
+      send: (message: FeedMessage) => void,
+    ): Promise<() => void> {
       let last = since ?? (await state.feedHead(lotId))
       let buffered: ChangeEvent[] | null = []
       const deliver = (event: ChangeEvent) => {

@@ -15,7 +15,9 @@ export type IngestDoorSettings = {
 }
 
 export const defaultIngestClientId = (port: number) =>
-  `ingest-${hostname().replace(/[^\w.-]/g, '-').slice(0, 40)}-${port === 0 ? process.pid : port}`
+  `ingest-${hostname()
+    .replace(/[^\w.-]/g, '-')
+    .slice(0, 40)}-${port === 0 ? process.pid : port}`
 
 /**
  * The MQTT door: one QoS 1 shared subscription (instances in one group split the messages), each
@@ -36,8 +38,10 @@ export function openIngestDoor(deps: {
     sessionExpirySeconds: settings.sessionExpirySeconds,
     onMessage: (topic, payload, ack) => deps.pipeline.accept(topic, payload, ack),
     onState: (state, detail) => {
-      if (state === 'connected') logger.info({ clientId: settings.clientId }, 'ingest subscribed to sensor messages')
-      else logger.warn({ detail }, 'ingest lost the broker; reconnecting (unacknowledged messages come again)')
+      if (state === 'connected')
+        logger.info({ clientId: settings.clientId }, 'ingest subscribed to sensor messages')
+      else
+        logger.warn({ detail }, 'ingest lost the broker; reconnecting (unacknowledged messages come again)')
     },
   })
   new Gauge({

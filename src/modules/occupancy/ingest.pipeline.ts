@@ -114,7 +114,12 @@ export function createIngestPipeline(deps: {
     messages.inc({ outcome: 'duplicate' }, applied.duplicates)
     messages.inc({ outcome: 'stale' }, applied.stale)
     changes.inc(applied.changes)
-    return { accepted: applied.accepted, duplicates: applied.duplicates, stale: applied.stale, rejected: rejects }
+    return {
+      accepted: applied.accepted,
+      duplicates: applied.duplicates,
+      stale: applied.stale,
+      rejected: rejects,
+    }
   }
 
   const runMqttBatch = async (batch: Pending[]) => {
@@ -132,7 +137,10 @@ export function createIngestPipeline(deps: {
       } catch (error) {
         if (closing) return // not acknowledged: the broker resends them to the next session
         if (attempt === 0 || attempt % 50 === 0)
-          logger.warn({ reason: (error as Error).message, messages: batch.length }, 'ingest batch waiting to be applied')
+          logger.warn(
+            { reason: (error as Error).message, messages: batch.length },
+            'ingest batch waiting to be applied',
+          )
         await new Promise((resolve) => setTimeout(resolve, Math.min(100 * 2 ** attempt, 2_000)))
       }
     }

@@ -35,7 +35,8 @@ export function attachLiveSockets(server: Server, occupancy: OccupancyService, l
     const send = (message: unknown) => {
       const text = JSON.stringify(message)
       if (!ws) return void early.push(text)
-      if (ws.bufferedAmount > MAX_BUFFERED_BYTES) return ws.close(1013, 'too far behind; reconnect with since')
+      if (ws.bufferedAmount > MAX_BUFFERED_BYTES)
+        return ws.close(1013, 'too far behind; reconnect with since')
       ws.send(text)
     }
     let stop: (() => void) | undefined

@@ -39,7 +39,8 @@ export function mountOccupancy(app: OpenAPIHono<AppEnv>) {
   app.openapi(routes.lotFeed, async (c) => {
     const { id } = c.req.valid('param')
     const lastEventId = c.req.header('last-event-id')
-    const since = c.req.valid('query').since ?? (lastEventId && resumeIdPattern.test(lastEventId) ? lastEventId : null)
+    const since =
+      c.req.valid('query').since ?? (lastEventId && resumeIdPattern.test(lastEventId) ? lastEventId : null)
     const queue: { event: string; id: string; data: string }[] = []
     let wake: (() => void) | undefined
     // Subscribing checks the lot before the stream opens, so an unknown lot is a plain 404.

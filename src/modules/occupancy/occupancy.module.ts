@@ -70,7 +70,8 @@ export async function startOccupancy(deps: {
         sweepFailures = 0
       })
       .catch((error: Error) => {
-        if (sweepFailures++ % 50 === 0) logger.warn({ reason: error.message }, 'occupancy sweep failed; retrying')
+        if (sweepFailures++ % 50 === 0)
+          logger.warn({ reason: error.message }, 'occupancy sweep failed; retrying')
       })
       .finally(() => {
         sweeping = false

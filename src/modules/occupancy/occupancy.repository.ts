@@ -11,12 +11,16 @@ export function createOccupancyRepository(db: Database) {
      * Writes history rows and state snapshots in unordered batches. A row that exists already
      * (a redelivered stream entry) is skipped; anything else fails the call.
      */
-    async persist(rows: readonly SpaceHistoryRecord[], snapshots: readonly SpaceStateRecord[]): Promise<void> {
+    async persist(
+      rows: readonly SpaceHistoryRecord[],
+      snapshots: readonly SpaceStateRecord[],
+    ): Promise<void> {
       if (rows.length > 0) {
         try {
           await history.insertMany(rows, { ordered: false, lean: true })
         } catch (error) {
-          const writeErrors = (error as { writeErrors?: { code?: number; err?: { code?: number } }[] }).writeErrors
+          const writeErrors = (error as { writeErrors?: { code?: number; err?: { code?: number } }[] })
+            .writeErrors
           const onlyDuplicates =
             (error as { code?: number }).code === 11000 ||
             (writeErrors !== undefined &&
@@ -35,7 +39,8 @@ export function createOccupancyRepository(db: Database) {
 
     /** A space's history between two times, oldest first, paged by `_id`. */
     async history(spaceId: string, filter: { from: Date; to: Date; after?: string; limit: number }) {
-      const lower = filter.after && filter.after > `${spaceId}/${filter.from.getTime()}` ? filter.after : undefined
+      const lower =
+        filter.after && filter.after > `${spaceId}/${filter.from.getTime()}` ? filter.after : undefined
       const range = trusted({
         ...(lower ? { $gt: lower } : { $gte: `${spaceId}/${filter.from.getTime()}` }),
         $lt: `${spaceId}/${filter.to.getTime()}`,

@@ -87,7 +87,7 @@ export const lotFeed = defineRoute(access.public, {
   operationId: 'followLot',
   summary: "A lot's changes as they happen (Server-Sent Events)",
   description: [
-    'A `text/event-stream` that stays open: first an `availability` event with the lot\'s counts,',
+    "A `text/event-stream` that stays open: first an `availability` event with the lot's counts,",
     'then a `change` event per space change (its `id` is the resume point), and `reset` when changes',
     'after the given id were trimmed away (re-read the availability). Reconnect with the',
     '`Last-Event-ID` header (browsers do it by themselves) or `?since=` to resume without a gap.',

@@ -26,11 +26,15 @@ export const AvailabilitySchema = z
     description: 'Counts by the status that counts: an operator overlay wins over the sensed state.',
   })
 
-export const LotAvailabilitySchema = AvailabilitySchema.extend({ lot_id: z.string() }).openapi('LotAvailability')
+export const LotAvailabilitySchema = AvailabilitySchema.extend({ lot_id: z.string() }).openapi(
+  'LotAvailability',
+)
 export const LevelAvailabilitySchema = AvailabilitySchema.extend({ level_id: z.string() }).openapi(
   'LevelAvailability',
 )
-export const ZoneAvailabilitySchema = AvailabilitySchema.extend({ zone_id: z.string() }).openapi('ZoneAvailability')
+export const ZoneAvailabilitySchema = AvailabilitySchema.extend({ zone_id: z.string() }).openapi(
+  'ZoneAvailability',
+)
 
 export const SpaceStateSchema = z
   .object({
@@ -42,7 +46,9 @@ export const SpaceStateSchema = z
     zone_id: z.string(),
     sensed: z.enum(sensedStates).openapi({ description: 'What the sensor says.' }),
     overlay: z.enum(overlays).nullable().openapi({ description: 'What an operator laid over it.' }),
-    status: z.enum(statuses).openapi({ description: 'The overlay when there is one, the sensed state otherwise.' }),
+    status: z
+      .enum(statuses)
+      .openapi({ description: 'The overlay when there is one, the sensed state otherwise.' }),
     changed_at: z.iso.datetime(),
     device_id: z.string().nullable(),
     pending: z
@@ -66,10 +72,15 @@ export const FreeSpacesQuerySchema = z.object({
 
 export const FreeSpacesSchema = z
   .object({ total: z.int(), data: z.array(SpaceStateSchema) })
-  .openapi('FreeSpaces', { description: 'How many free spaces match, and the first `limit` of them by number.' })
+  .openapi('FreeSpaces', {
+    description: 'How many free spaces match, and the first `limit` of them by number.',
+  })
 
 export const HistoryQuerySchema = z.object({
-  from: z.iso.datetime({ offset: true }).optional().openapi({ description: 'Default: 24 hours before `to`.' }),
+  from: z.iso
+    .datetime({ offset: true })
+    .optional()
+    .openapi({ description: 'Default: 24 hours before `to`.' }),
   to: z.iso.datetime({ offset: true }).optional().openapi({ description: 'Default: now.' }),
   limit: z.coerce.number().int().min(1).max(500).default(100),
   cursor: z
@@ -88,7 +99,9 @@ export const HistoryEntrySchema = z
     status_from: z.enum(statuses),
     status_to: z.enum(statuses),
     overlay: z.enum(overlays).nullable(),
-    at: z.iso.datetime().openapi({ description: 'When it happened (the first reading of a debounced change).' }),
+    at: z.iso
+      .datetime()
+      .openapi({ description: 'When it happened (the first reading of a debounced change).' }),
     recorded_at: z.iso.datetime(),
     device_id: z.string().nullable(),
     boot: z.string().nullable(),
@@ -107,7 +120,13 @@ export const FeedQuerySchema = z.object({
 })
 
 export const DeadLetterSchema = z
-  .object({ id: z.string(), at: z.iso.datetime(), reason: z.string(), topic: z.string(), payload: z.string() })
+  .object({
+    id: z.string(),
+    at: z.iso.datetime(),
+    reason: z.string(),
+    topic: z.string(),
+    payload: z.string(),
+  })
   .openapi('DeadLetter')
 
 export const DeadLetterListSchema = z.object({ data: z.array(DeadLetterSchema) }).openapi('DeadLetterList')

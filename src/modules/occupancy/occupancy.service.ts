@@ -1,8 +1,8 @@
 import { AppError } from '../../shared/errors.ts'
 import { decodeCursor, encodeCursor } from '../../shared/ids.ts'
 import type { RedisClient } from '../../shared/redis.ts'
-import type { SpaceType } from './occupancy.contract.ts'
 import type { FeedHub, FeedMessage } from './feeds.ts'
+import type { SpaceType } from './occupancy.contract.ts'
 import type { SpaceHistoryRecord } from './occupancy.model.ts'
 import type { OccupancyRepository } from './occupancy.repository.ts'
 import type { Counts, OccupancyState, SpaceState } from './occupancy.state.ts'
@@ -64,7 +64,15 @@ function historyView(row: SpaceHistoryRecord) {
   }
 }
 
-const emptyCounts: Counts = { total: 0, free: 0, occupied: 0, unknown: 0, reserved: 0, maintenance: 0, closed: 0 }
+const emptyCounts: Counts = {
+  total: 0,
+  free: 0,
+  occupied: 0,
+  unknown: 0,
+  reserved: 0,
+  maintenance: 0,
+  closed: 0,
+}
 
 /** The reads of occupancy: availability, free spaces, a space's state and history, live feeds. */
 export function createOccupancyService(deps: {
@@ -114,8 +122,7 @@ export function createOccupancyService(deps: {
       const data = result.spaces
         .filter(
           (s) =>
-            (!query.lot_id || s.lotId === query.lot_id) &&
-            (!query.level_id || s.levelId === query.level_id),
+            (!query.lot_id || s.lotId === query.lot_id) && (!query.level_id || s.levelId === query.level_id),
         )
         .map(spaceStateView)
       return { total: result.total, data }
@@ -127,8 +134,17 @@ export function createOccupancyService(deps: {
       return spaceStateView(found)
     },
 
-    async history(id: string, query: { from?: string | undefined; to?: string | undefined; limit: number; cursor?: string | undefined }) {
-      if (!(await state.space(id)) && !(await exists('space', id))) throw new AppError('NOT_FOUND', `No space ${id}`)
+    async history(
+      id: string,
+      query: {
+        from?: string | undefined
+        to?: string | undefined
+        limit: number
+        cursor?: string | undefined
+      },
+    ) {
+      if (!(await state.space(id)) && !(await exists('space', id)))
+        throw new AppError('NOT_FOUND', `No space ${id}`)
       const to = query.to ? new Date(query.to) : new Date()
       const from = query.from ? new Date(query.from) : new Date(to.getTime() - DAY_MS)
       const rows = await deps.repo.history(id, {
@@ -166,9 +182,14 @@ export function createOccupancyService(deps: {
      * Starts following a lot: checks it exists, then calls `send` with the lot's availability
      * (fresh listeners) and every change after `since`. Returns the function that stops it.
      */
-    async follow(lotId: string, since: string | null, send: (message: FeedMessage | AvailabilityMessage) => void) {
+    async follow(
+      lotId: string,
+      since: string | null,
+      send: (message: FeedMessage | AvailabilityMessage) => void,
+    ) {
       const snapshot = await state.lotSnapshot(lotId)
-      if (!snapshot.counts && !(await exists('lot', lotId))) throw new AppError('NOT_FOUND', `No lot ${lotId}`)
+      if (!snapshot.counts && !(await exists('lot', lotId)))
+        throw new AppError('NOT_FOUND', `No lot ${lotId}`)
       if (since !== null) return await deps.feeds.follow(lotId, since, send)
       // The counts and the feed position are one snapshot: changes after it follow, none twice.
       const counts = snapshot.counts ?? emptyCounts
@@ -178,6 +199,8 @@ export function createOccupancyService(deps: {
   }
 }
 
-export type AvailabilityMessage = { type: 'availability'; id: string; lot_id: string } & ReturnType<typeof availabilityView>
+export type AvailabilityMessage = { type: 'availability'; id: string; lot_id: string } & ReturnType<
+  typeof availabilityView
+>
 
 export type OccupancyService = ReturnType<typeof createOccupancyService>

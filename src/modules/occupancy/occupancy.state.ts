@@ -56,7 +56,13 @@ export type SpaceState = {
   pending: SensedState | null
 }
 
-export type ApplyResult = { accepted: number; duplicates: number; stale: number; changes: number; unknown: number[] }
+export type ApplyResult = {
+  accepted: number
+  duplicates: number
+  stale: number
+  changes: number
+  unknown: number[]
+}
 
 type ScriptRunner = { occupancy(...args: (string | number)[]): Promise<unknown> }
 
@@ -114,7 +120,8 @@ export function createOccupancyState(redis: RedisClient, settings: { feedRetain:
       const rows = (await pipeline.exec()) ?? []
       return deviceIds.map((deviceId, i) => {
         const [space, boot, seq, at, seen, battery, signal, stale] = (rows[i]?.[1] ?? []) as (string | null)[]
-        const ms = (value: string | null | undefined) => (value && value !== '0' ? new Date(Number(value)) : null)
+        const ms = (value: string | null | undefined) =>
+          value && value !== '0' ? new Date(Number(value)) : null
         const num = (value: string | null | undefined) => (value ? Number(value) : null)
         return {
           deviceId,
@@ -163,7 +170,10 @@ export function createOccupancyState(redis: RedisClient, settings: { feedRetain:
         .multi()
         .hgetall(key.counts(lotId))
         .xrevrange(key.feed(lotId), '+', '-', 'COUNT', 1)
-        .exec()) ?? [[null, {}], [null, []]]
+        .exec()) ?? [
+        [null, {}],
+        [null, []],
+      ]
       if (counts?.[0]) throw counts[0]
       const last = (head?.[1] as [string, string[]][] | undefined)?.[0]?.[0]
       return { counts: countsOf(counts?.[1] as Record<string, string>), head: last ?? '0-0' }

@@ -69,7 +69,9 @@ export function createPersister(deps: {
 
   const write = async (entries: Entries) => {
     // A pending entry deleted meanwhile comes back without fields: nothing to write.
-    const events = entries.filter(([, fields]) => fields && fields.length > 0).map(([id, f]) => changeOf(id, f))
+    const events = entries
+      .filter(([, fields]) => fields && fields.length > 0)
+      .map(([id, f]) => changeOf(id, f))
     const now = new Date()
     const rows = events.map((e) => historyRow(e, now))
     const latest = new Map<string, SpaceStateRecord>()
@@ -83,7 +85,11 @@ export function createPersister(deps: {
       })
     await repo.persist(rows, [...latest.values()])
     const ids = entries.map(([id]) => id)
-    await redis.pipeline().xack(STREAM, GROUP, ...ids).xdel(STREAM, ...ids).exec()
+    await redis
+      .pipeline()
+      .xack(STREAM, GROUP, ...ids)
+      .xdel(STREAM, ...ids)
+      .exec()
     persisted.inc(rows.length)
     const nowMs = Date.now()
     for (const id of ids) lag.observe((nowMs - Number(id.split('-')[0])) / 1000)
