@@ -13,8 +13,12 @@ import { createAccountsService } from './modules/accounts/accounts.service.ts'
 import { createTokensRepository } from './modules/accounts/tokens.repository.ts'
 import { createTokenService } from './modules/accounts/tokens.service.ts'
 import { createHealthService } from './modules/health/health.service.ts'
+import type { OccupancyIndex, ReadingSink } from './modules/occupancy/occupancy.contract.ts'
 import { createRegistrationsRepository } from './modules/registrations/registrations.repository.ts'
 import { createRegistrationsService } from './modules/registrations/registrations.service.ts'
+import { createDynsecAccounts } from './modules/sensors/dynsec.ts'
+import { createSensorsRepository } from './modules/sensors/sensors.repository.ts'
+import { createSensorsService } from './modules/sensors/sensors.service.ts'
 import { createVehiclesRepository } from './modules/vehicles/vehicles.repository.ts'
 import { createVehiclesService } from './modules/vehicles/vehicles.service.ts'
 import { DependencyDown } from './shared/errors.ts'
@@ -124,6 +128,30 @@ export async function startPlatform(config: Config, urls: DependencyUrls, logger
         : undefined,
     )
     const storage = documentStorage(config, await documentLinkSecretOf(db))
+    // TODO(lead): the occupancy hot state; until it is wired, bindings live in MongoDB only and
+    // devices report no health.
+    const occupancyIndex: OccupancyIndex = {
+      upsertSpaces: async () => {},
+      removeSpaces: async () => {},
+      bindDevice: async () => {},
+      removeDevice: async () => {},
+      deviceHealth: async () => [],
+    }
+    // TODO(lead): the ingest pipeline's sink; until it is wired, HTTP ingest answers 503.
+    const readingSink: ReadingSink = {
+      submit: async () => {
+        throw new DependencyDown('ingest pipeline not wired')
+      },
+    }
+    const sensors = createSensorsService({
+      repo: createSensorsRepository(db),
+      broker: createDynsecAccounts(broker),
+      occupancy: occupancyIndex,
+      // TODO(lead): the facilities service's space lookup; until it is wired, any space id is taken.
+      findSpace: async (spaceId) => ({ id: spaceId }),
+      readingSink,
+      logger,
+    })
     const services: Services = {
       metrics,
       tokens,
@@ -136,6 +164,7 @@ export async function startPlatform(config: Config, urls: DependencyUrls, logger
         logger,
       }),
       storage,
+      sensors,
       health: createHealthService({
         metrics,
         version,

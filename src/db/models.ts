@@ -1,6 +1,7 @@
 import { accountModels } from '../modules/accounts/accounts.model.ts'
 import { tokenModels } from '../modules/accounts/tokens.model.ts'
 import { registrationModels } from '../modules/registrations/registrations.model.ts'
+import { sensorModels } from '../modules/sensors/sensors.model.ts'
 import { vehicleModels } from '../modules/vehicles/vehicles.model.ts'
 import type { ModelRegistration } from '../shared/mongo.ts'
 
@@ -13,4 +14,5 @@ export const modelRegistrations = [
   tokenModels,
   vehicleModels,
   registrationModels,
+  sensorModels,
 ] as unknown as readonly ModelRegistration[]

@@ -13,6 +13,7 @@ import { mountAccounts } from '../modules/accounts/accounts.handlers.ts'
 import { mountHealth } from '../modules/health/health.handlers.ts'
 import { mountProblems } from '../modules/problems/problems.handlers.ts'
 import { mountRegistrations, uploadLimits } from '../modules/registrations/registrations.handlers.ts'
+import { mountSensors } from '../modules/sensors/sensors.handlers.ts'
 import { mountVehicles } from '../modules/vehicles/vehicles.handlers.ts'
 import {
   AppError,
@@ -71,6 +72,7 @@ export function createHttpApp(services: Services, logger: Logger, options: HttpO
   mountAccounts(app, { trustProxy: options.trustProxy })
   mountVehicles(app)
   mountRegistrations(app)
+  mountSensors(app)
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearerAuth', {
     type: 'http',
@@ -98,6 +100,10 @@ export function createHttpApp(services: Services, logger: Logger, options: HttpO
       {
         name: 'Registration requests',
         description: 'Identification documents sent by customers, approved or denied by admins',
+      },
+      {
+        name: 'Sensors',
+        description: 'Sensors and gateways, their broker credentials and health, and HTTP ingest',
       },
       { name: 'Operations', description: 'Health, readiness, metrics and problem types' },
     ],

@@ -2,6 +2,7 @@ import type { AccountsService } from '../modules/accounts/accounts.service.ts'
 import type { TokenService } from '../modules/accounts/tokens.service.ts'
 import type { HealthService } from '../modules/health/health.service.ts'
 import type { RegistrationsService } from '../modules/registrations/registrations.service.ts'
+import type { DeviceCaller, SensorsService } from '../modules/sensors/sensors.service.ts'
 import type { VehiclesService } from '../modules/vehicles/vehicles.service.ts'
 import type { Logger } from '../shared/logger.ts'
 import type { Metrics } from '../shared/metrics.ts'
@@ -17,6 +18,7 @@ export type Services = {
   accounts: AccountsService
   vehicles: VehiclesService
   registrations: RegistrationsService
+  sensors: SensorsService
 }
 
 export type AppEnv = {
@@ -26,5 +28,7 @@ export type AppEnv = {
     services: Services
     /** Set by the access guard on routes that need a signed-in caller. */
     principal?: Principal
+    /** Set by the device guard of the ingest route (HTTP Basic with a device id and secret). */
+    device?: DeviceCaller
   }
 }

@@ -1,0 +1,65 @@
+import type { QueryFilter } from 'mongoose'
+import { type Database, isDuplicateKey, trusted } from '../../shared/mongo.ts'
+import { type DeviceKind, type DeviceRecord, type SpaceBindingRecord, sensorModels } from './sensors.model.ts'
+
+export type SensorsRepository = ReturnType<typeof createSensorsRepository>
+
+export function createSensorsRepository(db: Database) {
+  const { devices, spaceBindings } = sensorModels(db)
+  return {
+    /** False when a device with this id exists already. */
+    async insertDevice(device: DeviceRecord): Promise<boolean> {
+      try {
+        await devices.create(device)
+        return true
+      } catch (error) {
+        if (isDuplicateKey(error)) return false
+        throw error
+      }
+    },
+
+    async findDevice(id: string): Promise<DeviceRecord | undefined> {
+      return (await devices.findById(id).lean<DeviceRecord>()) ?? undefined
+    },
+
+    /** Written by the admin who changes the device; the space's uniqueness is the binding's business. */
+    async updateDevice(
+      id: string,
+      fields: Partial<Pick<DeviceRecord, 'space_id' | 'model' | 'firmware' | 'secret_hash'>>,
+    ): Promise<DeviceRecord | undefined> {
+      await devices.updateOne({ _id: id }, { $set: { ...fields, updated_at: new Date() } })
+      return await this.findDevice(id)
+    },
+
+    async deleteDevice(id: string): Promise<void> {
+      await devices.deleteOne({ _id: id })
+    },
+
+    async listDevices(filter: { kind?: DeviceKind | undefined; after?: string | undefined; limit: number }) {
+      const query: QueryFilter<DeviceRecord> = {}
+      if (filter.kind) query.kind = filter.kind
+      if (filter.after) query._id = trusted({ $gt: filter.after })
+      return await devices.find(query).sort({ _id: 1 }).limit(filter.limit).lean<DeviceRecord[]>()
+    },
+
+    /** True when this call bound the space; false when a device holds it already. */
+    async claimSpace(spaceId: string, deviceId: string): Promise<boolean> {
+      try {
+        await spaceBindings.create({ _id: spaceId, device_id: deviceId, created_at: new Date() })
+        return true
+      } catch (error) {
+        if (isDuplicateKey(error)) return false
+        throw error
+      }
+    },
+
+    async findSpaceBinding(spaceId: string): Promise<SpaceBindingRecord | undefined> {
+      return (await spaceBindings.findById(spaceId).lean<SpaceBindingRecord>()) ?? undefined
+    },
+
+    /** Only the holder's binding goes: a space bound since to another device stays bound. */
+    async releaseSpace(spaceId: string, deviceId: string): Promise<void> {
+      await spaceBindings.deleteOne({ _id: spaceId, device_id: deviceId })
+    },
+  }
+}
