@@ -4,7 +4,7 @@
 # virtual environment are cached outside the clone, keyed by version, so later runs take seconds.
 #
 #   scripts/install-services.sh          core: redis, mosquitto, ferretdb (what `npm start` needs)
-#   scripts/install-services.sh --all    core + stripe-mock, versitygw, schemathesis (what `npm test` needs)
+#   scripts/install-services.sh --all    core + stripe-mock, versitygw, schemathesis, k6 with MQTT (what `npm test` needs)
 #
 # Prints nothing but a line per tool it actually had to install.
 set -euo pipefail
@@ -102,4 +102,6 @@ if $want_all; then
   go_tool stripe-mock "$STRIPE_MOCK_VERSION" github.com/stripe/stripe-mock
   go_tool versitygw "$VERSITYGW_VERSION" github.com/versity/versitygw/cmd/versitygw
   install_schemathesis
+  # It prints the binary's path, which callers here do not need; its messages go to stderr.
+  bash "$(dirname "${BASH_SOURCE[0]}")/../loadtest/build-k6.sh" >/dev/null
 fi
