@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process'
-import { randomBytes } from 'node:crypto'
-import { existsSync, mkdirSync, readFileSync } from 'node:fs'
+import { createHash, randomBytes } from 'node:crypto'
+import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs'
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { homedir, userInfo } from 'node:os'
 import { join } from 'node:path'
@@ -44,6 +44,35 @@ function systemTool(name: string, debianPackage: string): string {
   )
 }
 
+/**
+ * k6 with the project's MQTT extension, as loadtest/build-k6.sh builds it: the directory is keyed
+ * by the k6 version and the same hash of the extension's sources the script computes (sha256 of
+ * the `sha256sum` lines of go.mod, go.sum and *.go in byte order, first 12 hex digits).
+ */
+function k6Path(): string {
+  const ext = new URL('../../loadtest/xk6-mqtt/', import.meta.url).pathname
+  const files = (readdirSync(ext, { recursive: true }) as string[])
+    .filter((file) => /(^|\/)(go\.mod|go\.sum|[^/]+\.go)$/.test(file))
+    .map((file) => `./${file}`)
+    .sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)))
+  const lines = files
+    .map(
+      (file) =>
+        `${createHash('sha256')
+          .update(readFileSync(join(ext, file)))
+          .digest('hex')}  ${file}\n`,
+    )
+    .join('')
+  const hash = createHash('sha256').update(lines).digest('hex').slice(0, 12)
+  const path = join(toolsDir, `k6-${toolVersion('K6_VERSION')}-mqtt-${hash}`, 'k6')
+  if (!existsSync(path)) {
+    throw new Error(
+      `k6 with the MQTT extension is not built at ${path}: run "bash loadtest/build-k6.sh" (or "npm run services:install")`,
+    )
+  }
+  return path
+}
+
 export const toolPaths = {
   ferretdb: () => cachedTool('ferretdb', 'FERRETDB_VERSION'),
   stripeMock: () => cachedTool('stripe-mock', 'STRIPE_MOCK_VERSION'),
@@ -52,6 +81,7 @@ export const toolPaths = {
   redis: () => systemTool('redis-server', 'redis-server'),
   mosquitto: () => systemTool('mosquitto', 'mosquitto'),
   mosquittoCtrl: () => systemTool('mosquitto_ctrl', 'mosquitto-clients'),
+  k6: k6Path,
 }
 
 export type LocalService = { process: ServiceProcess; url: string }
