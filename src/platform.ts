@@ -12,6 +12,8 @@ import { createAccountsRepository } from './modules/accounts/accounts.repository
 import { createAccountsService } from './modules/accounts/accounts.service.ts'
 import { createTokensRepository } from './modules/accounts/tokens.repository.ts'
 import { createTokenService } from './modules/accounts/tokens.service.ts'
+import { createFacilitiesRepository } from './modules/facilities/facilities.repository.ts'
+import { createFacilitiesService } from './modules/facilities/facilities.service.ts'
 import { createHealthService } from './modules/health/health.service.ts'
 import type { OccupancyIndex, ReadingSink } from './modules/occupancy/occupancy.contract.ts'
 import { createRegistrationsRepository } from './modules/registrations/registrations.repository.ts'
@@ -143,12 +145,15 @@ export async function startPlatform(config: Config, urls: DependencyUrls, logger
         throw new DependencyDown('ingest pipeline not wired')
       },
     }
+    const facilities = createFacilitiesService({
+      repo: createFacilitiesRepository(db),
+      occupancy: occupancyIndex,
+    })
     const sensors = createSensorsService({
       repo: createSensorsRepository(db),
       broker: createDynsecAccounts(broker),
       occupancy: occupancyIndex,
-      // TODO(lead): the facilities service's space lookup; until it is wired, any space id is taken.
-      findSpace: async (spaceId) => ({ id: spaceId }),
+      findSpace: (spaceId) => facilities.findSpace(spaceId),
       readingSink,
       logger,
     })
@@ -164,6 +169,7 @@ export async function startPlatform(config: Config, urls: DependencyUrls, logger
         logger,
       }),
       storage,
+      facilities,
       sensors,
       health: createHealthService({
         metrics,

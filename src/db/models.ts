@@ -1,5 +1,6 @@
 import { accountModels } from '../modules/accounts/accounts.model.ts'
 import { tokenModels } from '../modules/accounts/tokens.model.ts'
+import { facilityModels } from '../modules/facilities/facilities.model.ts'
 import { registrationModels } from '../modules/registrations/registrations.model.ts'
 import { sensorModels } from '../modules/sensors/sensors.model.ts'
 import { vehicleModels } from '../modules/vehicles/vehicles.model.ts'
@@ -14,5 +15,6 @@ export const modelRegistrations = [
   tokenModels,
   vehicleModels,
   registrationModels,
+  facilityModels,
   sensorModels,
 ] as unknown as readonly ModelRegistration[]

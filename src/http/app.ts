@@ -10,6 +10,7 @@ import { requestId } from 'hono/request-id'
 import { matchedRoutes } from 'hono/route'
 import { secureHeaders } from 'hono/secure-headers'
 import { mountAccounts } from '../modules/accounts/accounts.handlers.ts'
+import { mountFacilities } from '../modules/facilities/facilities.handlers.ts'
 import { mountHealth } from '../modules/health/health.handlers.ts'
 import { mountProblems } from '../modules/problems/problems.handlers.ts'
 import { mountRegistrations, uploadLimits } from '../modules/registrations/registrations.handlers.ts'
@@ -72,6 +73,7 @@ export function createHttpApp(services: Services, logger: Logger, options: HttpO
   mountAccounts(app, { trustProxy: options.trustProxy })
   mountVehicles(app)
   mountRegistrations(app)
+  mountFacilities(app)
   mountSensors(app)
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearerAuth', {
@@ -105,6 +107,7 @@ export function createHttpApp(services: Services, logger: Logger, options: HttpO
         name: 'Sensors',
         description: 'Sensors and gateways, their broker credentials and health, and HTTP ingest',
       },
+      { name: 'Facilities', description: 'Parking lots, their levels, zones and spaces, and space overlays' },
       { name: 'Operations', description: 'Health, readiness, metrics and problem types' },
     ],
   })

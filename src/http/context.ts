@@ -1,5 +1,6 @@
 import type { AccountsService } from '../modules/accounts/accounts.service.ts'
 import type { TokenService } from '../modules/accounts/tokens.service.ts'
+import type { FacilitiesService } from '../modules/facilities/facilities.service.ts'
 import type { HealthService } from '../modules/health/health.service.ts'
 import type { RegistrationsService } from '../modules/registrations/registrations.service.ts'
 import type { DeviceCaller, SensorsService } from '../modules/sensors/sensors.service.ts'
@@ -18,6 +19,7 @@ export type Services = {
   accounts: AccountsService
   vehicles: VehiclesService
   registrations: RegistrationsService
+  facilities: FacilitiesService
   sensors: SensorsService
 }
 
