@@ -130,7 +130,7 @@ const ingestRoute = defineRoute(access.public, {
   operationId: 'ingestReadings',
   summary: 'Send a batch of readings over HTTP (gateways, and sensors without MQTT)',
   description: [
-    'Authenticated by the device itself, not by an account: HTTP Basic with a device id and its secret (`basicAuth`); a wrong secret is a 401 with `WWW-Authenticate: Basic`.',
+    'The `basicAuth` scheme: a wrong or missing secret is a 401 with `WWW-Authenticate: Basic`.',
     "A gateway may send any device's readings; a sensor only its own (another device's reading refuses the whole batch with 403). 1 to 1000 readings as in the MQTT message contract; a reading without `occupied` is a heartbeat.",
     'The answer comes after the durable step: what was accepted, and what was a duplicate, stale or rejected (by index, with the reason).',
   ].join('\n\n'),
@@ -145,6 +145,10 @@ const ingestRoute = defineRoute(access.public, {
 /** The public rule's route, with the device's own security and guard in front of its checks. */
 export const ingestReadings = createRoute({
   ...ingestRoute,
+  description: ingestRoute.description.replace(
+    /^Access: anyone\./,
+    'Access: a device (HTTP Basic with its id and secret), not an account.',
+  ),
   security: [{ basicAuth: [] }],
   middleware: [deviceGuard, ...((ingestRoute.middleware ?? []) as MiddlewareHandler<AppEnv>[])],
 })
