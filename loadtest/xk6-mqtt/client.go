@@ -179,14 +179,13 @@ func (c *Client) Publish(topic string, payload sobek.Value, qos sobek.Value, ret
 		failed = 1
 		c.lastErr = fmt.Sprintf("publish to %s: %s", topic, err)
 	}
+	at := stampOf(state)
 	samples := make(metrics.Samples, 0, 4)
-	samples = c.sample(samples, state, c.metrics.publishes, 1)
-	samples = c.sample(samples, state, c.metrics.publishFailures, failed)
+	samples = append(samples, at.sample(c.metrics.publishes, 1), at.sample(c.metrics.publishFailures, failed))
 	if err == nil && q > 0 {
-		samples = c.sample(samples, state, c.metrics.pubackDuration, metrics.D(elapsed))
+		samples = append(samples, at.sample(c.metrics.pubackDuration, metrics.D(elapsed)))
 	}
-	samples = c.receivedSample(samples, state)
-	metrics.PushIfNotDone(c.vu.Context(), state.Samples, samples)
+	c.push(state, c.receivedSample(samples, state))
 	return err == nil
 }
 
@@ -244,14 +243,14 @@ drain:
 			break drain
 		}
 	}
-	metrics.PushIfNotDone(c.vu.Context(), state.Samples, c.receivedSample(nil, state))
+	c.push(state, c.receivedSample(nil, state))
 	return rt.NewArray(items...)
 }
 
 // Received is the number of messages this client's subscriptions delivered so far.
 func (c *Client) Received() int64 {
 	if state := c.vu.State(); state != nil {
-		metrics.PushIfNotDone(c.vu.Context(), state.Samples, c.receivedSample(nil, state))
+		c.push(state, c.receivedSample(nil, state))
 	}
 	return c.received.Load()
 }
@@ -274,7 +273,7 @@ func (c *Client) Close() {
 	c.closed = true
 	c.conn.Disconnect(250)
 	if state := c.vu.State(); state != nil {
-		metrics.PushIfNotDone(c.vu.Context(), state.Samples, c.receivedSample(nil, state))
+		c.push(state, c.receivedSample(nil, state))
 	}
 }
 
@@ -306,14 +305,29 @@ func (c *Client) qosArg(v sobek.Value) byte {
 	return byte(q)
 }
 
-func (c *Client) sample(into metrics.Samples, state *lib.State, m *metrics.Metric, value float64) metrics.Samples {
-	tags := state.Tags.GetCurrentValues()
-	return append(into, metrics.Sample{
-		TimeSeries: metrics.TimeSeries{Metric: m, Tags: tags.Tags},
-		Time:       time.Now(),
-		Metadata:   tags.Metadata,
+// stamp is the VU's tags and the time, taken once for the samples of one call.
+type stamp struct {
+	tags metrics.TagsAndMeta
+	at   time.Time
+}
+
+func stampOf(state *lib.State) stamp {
+	return stamp{tags: state.Tags.GetCurrentValues(), at: time.Now()}
+}
+
+func (s stamp) sample(m *metrics.Metric, value float64) metrics.Sample {
+	return metrics.Sample{
+		TimeSeries: metrics.TimeSeries{Metric: m, Tags: s.tags.Tags},
+		Time:       s.at,
+		Metadata:   s.tags.Metadata,
 		Value:      value,
-	})
+	}
+}
+
+func (c *Client) push(state *lib.State, samples metrics.Samples) {
+	if len(samples) > 0 {
+		metrics.PushIfNotDone(c.vu.Context(), state.Samples, samples)
+	}
 }
 
 // receivedSample adds what arrived since the last report to mqtt_messages_received. Samples are
@@ -322,7 +336,7 @@ func (c *Client) receivedSample(into metrics.Samples, state *lib.State) metrics.
 	now := c.received.Load()
 	if delta := now - c.reported; delta > 0 {
 		c.reported = now
-		into = c.sample(into, state, c.metrics.messagesReceived, float64(delta))
+		into = append(into, stampOf(state).sample(c.metrics.messagesReceived, float64(delta)))
 	}
 	return into
 }
