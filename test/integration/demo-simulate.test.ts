@@ -3,7 +3,7 @@ import { readFileSync, rmSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { type Account, bearer, signInAdmin, testAdmin } from '../harness/accounts.ts'
-import { json } from '../harness/http.ts'
+import { type Json, json } from '../harness/http.ts'
 import { startTestPlatform, type TestPlatform } from '../harness/platform.ts'
 import { scratchDir } from '../harness/services.ts'
 
@@ -154,7 +154,7 @@ describe('npm run simulate', () => {
 
     const lot = (await get('/api/v1/lots?name_prefix=Demo%20Garage')).data[0]
     // The broker acknowledges on receipt; the platform applies the readings moments later.
-    let availability: Record<string, number> = {}
+    let availability: Json = {}
     for (let i = 0; i < 100; i++) {
       availability = await json(await platform.request(`/api/v1/lots/${lot.id}/availability`))
       if (availability.unknown === 0) break
