@@ -83,7 +83,7 @@ export const configSchema = z.object({
     .regex(/^[\w:.-]{1,64}$/, 'letters, digits, and _ : . -')
     .optional()
     .describe(
-      'MQTT client id of this instance\'s ingest session, stable across restarts so that messages queued meanwhile are kept. Default: ingest-<host>-<PORT>.',
+      "MQTT client id of this instance's ingest session, stable across restarts so that messages queued meanwhile are kept. Default: ingest-<host>-<PORT>.",
     ),
   INGEST_SESSION_EXPIRY_SECONDS: z.coerce
     .number()
@@ -136,12 +136,14 @@ export const configSchema = z.object({
     .min(5)
     .default(900)
     .describe('A sensor silent (no reading, no heartbeat) for longer turns its space to unknown.'),
-  FEED_RETAIN: z.coerce
+  FEED_RETAIN_SECONDS: z.coerce
     .number()
     .int()
-    .min(100)
-    .default(10000)
-    .describe('Changes kept per lot for live feeds to resume from after a reconnect.'),
+    .min(10)
+    .default(600)
+    .describe(
+      'How long written changes stay in the Redis change stream, so that a live feed can resume after a reconnect.',
+    ),
 
   DOCUMENTS_DIR: z
     .string()

@@ -15,7 +15,8 @@ import { createTokenService } from './modules/accounts/tokens.service.ts'
 import { createFacilitiesRepository } from './modules/facilities/facilities.repository.ts'
 import { createFacilitiesService } from './modules/facilities/facilities.service.ts'
 import { createHealthService } from './modules/health/health.service.ts'
-import type { OccupancyIndex, ReadingSink } from './modules/occupancy/occupancy.contract.ts'
+import { attachLiveSockets } from './modules/occupancy/live.socket.ts'
+import { type Occupancy, startOccupancy } from './modules/occupancy/occupancy.module.ts'
 import { createRegistrationsRepository } from './modules/registrations/registrations.repository.ts'
 import { createRegistrationsService } from './modules/registrations/registrations.service.ts'
 import { createDynsecAccounts } from './modules/sensors/dynsec.ts'
@@ -31,6 +32,7 @@ import { connectBroker } from './shared/mqtt.ts'
 import { connectRedis, pingRedis } from './shared/redis.ts'
 import { type DocumentStorage, localDiskStorage, s3Storage } from './shared/storage.ts'
 import { retryUntil } from './shared/timeout.ts'
+import { createWorkerPool } from './shared/worker-pool.ts'
 
 export const version: string = JSON.parse(
   readFileSync(new URL('../package.json', import.meta.url), 'utf8'),
@@ -38,6 +40,10 @@ export const version: string = JSON.parse(
 
 export type Platform = {
   app: HttpApp
+  /** The services behind the doors (tests and tools reach them directly). */
+  services: Services
+  /** The occupancy capability's moving parts (hot state, pipeline, persister). */
+  occupancy: Occupancy
   /** Where the HTTP API listens, e.g. http://127.0.0.1:3000. */
   url: string
   stop(): Promise<void>
@@ -130,21 +136,22 @@ export async function startPlatform(config: Config, urls: DependencyUrls, logger
         : undefined,
     )
     const storage = documentStorage(config, await documentLinkSecretOf(db))
-    // TODO(lead): the occupancy hot state; until it is wired, bindings live in MongoDB only and
-    // devices report no health.
-    const occupancyIndex: OccupancyIndex = {
-      upsertSpaces: async () => {},
-      removeSpaces: async () => {},
-      bindDevice: async () => {},
-      removeDevice: async () => {},
-      deviceHealth: async () => [],
-    }
-    // TODO(lead): the ingest pipeline's sink; until it is wired, HTTP ingest answers 503.
-    const readingSink: ReadingSink = {
-      submit: async () => {
-        throw new DependencyDown('ingest pipeline not wired')
-      },
-    }
+    const pool = createWorkerPool(config.WORKER_THREADS)
+    closers.push({ name: 'worker pool', close: () => pool.destroy() })
+    const occupancy = await startOccupancy({
+      config,
+      db,
+      redis,
+      brokerUrl: urls.mqtt,
+      pool,
+      metrics,
+      logger,
+      // Asked at request time only, when Redis has no counts of a scope.
+      exists: (kind, id) => facilities.exists(kind, id),
+    })
+    closers.push({ name: 'occupancy (ingest, persister, feeds)', close: () => occupancy.stop() })
+    const occupancyIndex = occupancy.index
+    const readingSink = occupancy.sink
     const facilities = createFacilitiesService({
       repo: createFacilitiesRepository(db),
       occupancy: occupancyIndex,
@@ -157,6 +164,13 @@ export async function startPlatform(config: Config, urls: DependencyUrls, logger
       readingSink,
       logger,
     })
+    if (
+      await occupancy.rebuildIfEmpty({
+        placements: () => facilities.placements(),
+        bindings: () => sensors.bindings(),
+      })
+    )
+      logger.info('occupancy hot state built from MongoDB')
     const services: Services = {
       metrics,
       tokens,
@@ -171,6 +185,7 @@ export async function startPlatform(config: Config, urls: DependencyUrls, logger
       storage,
       facilities,
       sensors,
+      occupancy: occupancy.service,
       health: createHealthService({
         metrics,
         version,
@@ -193,11 +208,15 @@ export async function startPlatform(config: Config, urls: DependencyUrls, logger
     })
     const server = await listen(app, config.HOST, config.PORT)
     closers.push({ name: 'http server', close: () => closeServer(server, config.SHUTDOWN_TIMEOUT_MS) })
+    const liveSockets = attachLiveSockets(server as import('node:http').Server, occupancy.service, logger)
+    closers.push({ name: 'live sockets', close: async () => liveSockets.close() })
     const address = server.address() as AddressInfo
     const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
 
     return {
       app,
+      services,
+      occupancy,
       stop: async () => {
         services.health.startDraining()
         await closeAll()

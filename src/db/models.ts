@@ -1,6 +1,7 @@
 import { accountModels } from '../modules/accounts/accounts.model.ts'
 import { tokenModels } from '../modules/accounts/tokens.model.ts'
 import { facilityModels } from '../modules/facilities/facilities.model.ts'
+import { occupancyModels } from '../modules/occupancy/occupancy.model.ts'
 import { registrationModels } from '../modules/registrations/registrations.model.ts'
 import { sensorModels } from '../modules/sensors/sensors.model.ts'
 import { vehicleModels } from '../modules/vehicles/vehicles.model.ts'
@@ -17,4 +18,5 @@ export const modelRegistrations = [
   registrationModels,
   facilityModels,
   sensorModels,
+  occupancyModels,
 ] as unknown as readonly ModelRegistration[]

@@ -188,6 +188,9 @@ export async function mosquitto(dir: string, port: number): Promise<LocalService
       'allow_anonymous false',
       `plugin ${plugin}`,
       `plugin_opt_config_file ${dynsecFile}`,
+      // The ingest session queues sensor messages while its instance is away: keep them (the
+      // default keeps 1,000 per client and drops the rest).
+      'max_queued_messages 1000000',
       'persistence true',
       `persistence_location ${dir}/`,
       'log_dest stdout',

@@ -12,6 +12,7 @@ import { secureHeaders } from 'hono/secure-headers'
 import { mountAccounts } from '../modules/accounts/accounts.handlers.ts'
 import { mountFacilities } from '../modules/facilities/facilities.handlers.ts'
 import { mountHealth } from '../modules/health/health.handlers.ts'
+import { mountOccupancy } from '../modules/occupancy/occupancy.handlers.ts'
 import { mountProblems } from '../modules/problems/problems.handlers.ts'
 import { mountRegistrations, uploadLimits } from '../modules/registrations/registrations.handlers.ts'
 import { mountSensors } from '../modules/sensors/sensors.handlers.ts'
@@ -75,6 +76,7 @@ export function createHttpApp(services: Services, logger: Logger, options: HttpO
   mountRegistrations(app)
   mountFacilities(app)
   mountSensors(app)
+  mountOccupancy(app)
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearerAuth', {
     type: 'http',
@@ -102,6 +104,10 @@ export function createHttpApp(services: Services, logger: Logger, options: HttpO
       {
         name: 'Registration requests',
         description: 'Identification documents sent by customers, approved or denied by admins',
+      },
+      {
+        name: 'Occupancy',
+        description: 'Availability, free spaces, space state and history, and live feeds (SSE and WebSocket)',
       },
       {
         name: 'Sensors',

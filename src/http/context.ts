@@ -2,6 +2,7 @@ import type { AccountsService } from '../modules/accounts/accounts.service.ts'
 import type { TokenService } from '../modules/accounts/tokens.service.ts'
 import type { FacilitiesService } from '../modules/facilities/facilities.service.ts'
 import type { HealthService } from '../modules/health/health.service.ts'
+import type { OccupancyService } from '../modules/occupancy/occupancy.service.ts'
 import type { RegistrationsService } from '../modules/registrations/registrations.service.ts'
 import type { DeviceCaller, SensorsService } from '../modules/sensors/sensors.service.ts'
 import type { VehiclesService } from '../modules/vehicles/vehicles.service.ts'
@@ -21,6 +22,7 @@ export type Services = {
   registrations: RegistrationsService
   facilities: FacilitiesService
   sensors: SensorsService
+  occupancy: OccupancyService
 }
 
 export type AppEnv = {

@@ -67,7 +67,7 @@ async function publish(device: string, body: unknown, kind: 'state' | 'heartbeat
   await broker.publishAsync(`parking/sensors/${device}/${kind}`, payload, { qos: 1 })
 }
 
-async function eventually<T>(read: () => Promise<T>, ok: (value: T) => boolean, ms = 5_000): Promise<T> {
+async function eventually<T>(read: () => Promise<T>, ok: (value: T) => boolean, ms = 10_000): Promise<T> {
   const deadline = Date.now() + ms
   for (;;) {
     const value = await read()

@@ -10,66 +10,85 @@ export type FeedMessage =
 
 type Listener = (event: ChangeEvent) => void
 
+const PAGE = 1_000
+
 /**
- * Live feeds per lot. One Redis subscriber per process fans the occupancy step's PUBLISHes out to
- * the connected clients; a client that reconnects with its last id is replayed what it missed
- * from the lot's capped stream first, then goes live, with no gap and no repeat.
+ * Live feeds per lot. The occupancy step publishes one notice per call that added changes; while
+ * anyone listens, one reader per process then reads the change stream onward and hands each change
+ * to the listeners of its lot. A client that reconnects with its last id is replayed what it
+ * missed from the stream first, then goes live, with no gap and no repeat.
  */
 export function createFeedHub(deps: { redis: RedisClient; state: OccupancyState; logger: Logger }) {
-  const { state } = deps
-  const prefix = deps.redis.options.keyPrefix ?? ''
-  const channelPrefix = `${prefix}occ:live:`
+  const { state, logger } = deps
+  const channel = `${deps.redis.options.keyPrefix ?? ''}occ:changed`
   const listeners = new Map<string, Set<Listener>>()
   let subscriber: RedisClient | undefined
+  let listening = 0
+  /** The last change handed out, while anyone listens. */
+  let position: string | undefined
+  let pumping = false
+  let again = false
 
-  const dispatch = (_pattern: string, channel: string, message: string) => {
-    const lot = channel.slice(channelPrefix.length)
-    const set = listeners.get(lot)
-    if (!set || set.size === 0) return
-    let event: ChangeEvent
-    try {
-      event = JSON.parse(message) as ChangeEvent
-    } catch {
+  const pump = async () => {
+    if (pumping) {
+      again = true
       return
     }
-    for (const listener of set) listener(event)
+    pumping = true
+    try {
+      do {
+        again = false
+        for (;;) {
+          if (listening === 0 || position === undefined) break
+          const page = await state.changesSince(position, PAGE)
+          for (const event of page) {
+            position = event.id
+            const set = listeners.get(event.lot)
+            if (set) for (const listener of set) listener(event)
+          }
+          if (page.length < PAGE) break
+        }
+      } while (again)
+    } catch (error) {
+      logger.warn({ reason: (error as Error).message }, 'live feed read failed; next notice retries')
+    } finally {
+      pumping = false
+    }
   }
 
-  const listen = (lotId: string, listener: Listener) => {
+  const listen = async (lotId: string, listener: Listener) => {
     const set = listeners.get(lotId) ?? new Set<Listener>()
     listeners.set(lotId, set)
     set.add(listener)
+    if (listening++ === 0) position = await state.feedHead()
     return () => {
-      set.delete(listener)
+      if (!set.delete(listener)) return
       if (set.size === 0) listeners.delete(lotId)
+      if (--listening === 0) position = undefined
     }
   }
 
   return {
     async start() {
-      // Channels are not prefixed by ioredis: the subscriber names them in full.
       // Its own connection (a subscriber can do nothing else), resubscribed after a reconnect.
       subscriber = deps.redis.duplicate({ keyPrefix: '', lazyConnect: false, enableOfflineQueue: true })
       subscriber.on('error', () => {})
-      subscriber.on('pmessage', dispatch)
-      await subscriber.psubscribe(`${channelPrefix}*`)
+      subscriber.on('message', () => void pump())
+      await subscriber.subscribe(channel)
     },
 
     async stop() {
       subscriber?.disconnect()
       listeners.clear()
+      listening = 0
     },
 
     /**
-     * Follows a lot from `since` (a feed id the client saw last), or from now. Returns the
-     * unsubscribe function. `send` is called in id order.
+     * Follows a lot from `since` (a change id the client saw last). Returns the unsubscribe
+     * function. `send` is called in id order.
      */
-    async follow(
-      lotId: string,
-      since: string | null,
-      send: (message: FeedMessage) => void,
-    ): Promise<() => void> {
-      let last = since ?? (await state.feedHead(lotId))
+    async follow(lotId: string, since: string, send: (message: FeedMessage) => void): Promise<() => void> {
+      let last = since
       let buffered: ChangeEvent[] | null = []
       const deliver = (event: ChangeEvent) => {
         if (compareIds(event.id, last) <= 0) return
@@ -77,18 +96,17 @@ export function createFeedHub(deps: { redis: RedisClient; state: OccupancyState;
         send({ type: 'change', id: event.id, change: event })
       }
       // Listen first, replay second: what arrives during the replay waits in the buffer.
-      const unlisten = listen(lotId, (event) => (buffered ? buffered.push(event) : deliver(event)))
+      const unlisten = await listen(lotId, (event) => (buffered ? buffered.push(event) : deliver(event)))
       try {
-        if (since !== null) {
-          if (!(await state.feedCovers(lotId, since))) {
-            last = await state.feedHead(lotId)
-            send({ type: 'reset', id: last })
-          }
-          for (;;) {
-            const page = await state.feedSince(lotId, last, 500)
-            for (const event of page) deliver(event)
-            if (page.length < 500) break
-          }
+        if (!(await state.feedCovers(since))) {
+          last = await state.feedHead()
+          send({ type: 'reset', id: last })
+        }
+        for (let cursor = last; ; ) {
+          const page = await state.changesSince(cursor, PAGE)
+          for (const event of page) if (event.lot === lotId) deliver(event)
+          cursor = page.at(-1)?.id ?? cursor
+          if (page.length < PAGE) break
         }
         const pending = buffered
         buffered = null
@@ -102,9 +120,7 @@ export function createFeedHub(deps: { redis: RedisClient; state: OccupancyState;
 
     /** Connected listeners, for the metrics. */
     listenerCount(): number {
-      let n = 0
-      for (const set of listeners.values()) n += set.size
-      return n
+      return listening
     },
   }
 }

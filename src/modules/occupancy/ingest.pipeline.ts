@@ -95,12 +95,29 @@ export function createIngestPipeline(deps: {
     if (failed?.[0]) throw failed[0]
   }
 
+  // Batches are parsed in parallel but applied in the order they left the buffer: the pool
+  // finishes tasks in any order, and a batch applied before an older one would make the older
+  // one's readings stale.
+  let applyTail: Promise<unknown> = Promise.resolve()
+  const inOrder = <T>(step: () => Promise<T>): Promise<T> => {
+    const result = applyTail.then(step, step)
+    applyTail = result.catch(() => {})
+    return result
+  }
+
   /** Pool, dead letters, Redis step: one batch through the pipeline. */
-  const process = async (
+  const process = (
     batch: RawBatch | ObjectBatch,
     describe: (index: number) => { topic: string; payload: string },
   ): Promise<IngestOutcome> => {
-    const normalised = (await pool.run(batch, { filename: sensorTask })) as NormalisedBatch
+    const parsed = pool.run(batch, { filename: sensorTask }) as Promise<NormalisedBatch>
+    return inOrder(async () => apply(await parsed, describe))
+  }
+
+  const apply = async (
+    normalised: NormalisedBatch,
+    describe: (index: number) => { topic: string; payload: string },
+  ): Promise<IngestOutcome> => {
     const applied =
       normalised.indexes.length > 0
         ? await state.apply(normalised.args, settings.dwellMs)
@@ -130,20 +147,28 @@ export function createIngestPipeline(deps: {
       topic: batch[i]?.topic ?? '',
       payload: batch[i]?.payload.toString('utf8') ?? '',
     })
-    for (let attempt = 0; ; attempt++) {
-      try {
-        await process(raw, describe)
-        break
-      } catch (error) {
-        if (closing) return // not acknowledged: the broker resends them to the next session
-        if (attempt === 0 || attempt % 50 === 0)
-          logger.warn(
-            { reason: (error as Error).message, messages: batch.length },
-            'ingest batch waiting to be applied',
-          )
-        await new Promise((resolve) => setTimeout(resolve, Math.min(100 * 2 ** attempt, 2_000)))
+    const parsed = pool.run(raw, { filename: sensorTask }) as Promise<NormalisedBatch>
+    parsed.catch(() => {}) // awaited below, in order
+    // Retried in place until it succeeds, holding back later batches: nothing is acknowledged
+    // meanwhile, and order is kept.
+    const applied = await inOrder(async () => {
+      for (let attempt = 0; ; attempt++) {
+        try {
+          const normalised = attempt === 0 ? await parsed : await pool.run(raw, { filename: sensorTask })
+          await apply(normalised as NormalisedBatch, describe)
+          return true
+        } catch (error) {
+          if (closing) return false // not acknowledged: the broker resends them to the next session
+          if (attempt === 0 || attempt % 50 === 0)
+            logger.warn(
+              { reason: (error as Error).message, messages: batch.length },
+              'ingest batch waiting to be applied',
+            )
+          await new Promise((resolve) => setTimeout(resolve, Math.min(100 * 2 ** attempt, 2_000)))
+        }
       }
-    }
+    })
+    if (!applied) return
     for (const message of batch) message.ack()
     batchSeconds.observe((performance.now() - began) / 1000)
   }

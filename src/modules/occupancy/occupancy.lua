@@ -1,6 +1,6 @@
 -- The occupancy hot state: one script, one atomic step per call. ARGV[1] is the operation,
--- ARGV[2] the key prefix (keys are built here, so the client's prefix must be passed in), ARGV[3]
--- how many changes a lot's feed keeps; the operation's own arguments follow from ARGV[4].
+-- ARGV[2] the key prefix (keys are built here, so the client's prefix must be passed in); the
+-- operation's own arguments follow from ARGV[3].
 --
 -- Keys (after the prefix):
 --   occ:sp:<space>    hash: lot level zone number type sensed overlay status changed_at device
@@ -11,8 +11,9 @@
 --   occ:zones:<lot or level> set of zones;  occ:lots  set of lots
 --   occ:pending       zset space -> when its pending change is due (ms)
 --   occ:seen          zset device -> last message (ms, server time)
---   occ:changes       stream read by the persister (consumer group)
---   occ:feed:<lot>    stream per lot for live feeds, capped; PUBLISH occ:live:<lot> per change
+--   occ:changes       stream of committed changes, one packed field `c` per entry: read by the
+--                     persister (consumer group) and by live feeds; the persister trims it
+--   PUBLISH occ:changed once per call that added changes (live feeds then read the stream)
 -- Times are the Redis server's clock (TIME), one clock for every ingest instance.
 
 local op = ARGV[1]
@@ -47,21 +48,21 @@ local function load_space(id)
     pend_at = v[10], pend_device = v[11], pend_boot = v[12], pend_seq = v[13] }
 end
 
-local feed_retain = tonumber(ARGV[3])
+local emitted = 0
 
--- Appends a change to the persister stream and the lot's feed, and tells live listeners.
+-- Appends a change to the stream, packed in one field (every part is free of '|': ids, codes and
+-- numbers by their patterns). The order is ChangeEvent's in occupancy.state.ts.
 local function emit(sp, kind, sensed_from, sensed_to, status_from, status_to, at, device, boot, seq)
-  local fields = { 'space', sp.id, 'lot', sp.lot, 'level', sp.level, 'zone', sp.zone,
-    'number', sp.number, 'type', sp.type, 'kind', kind,
-    'sensed_from', sensed_from, 'sensed_to', sensed_to, 'status_from', status_from,
-    'status_to', status_to, 'overlay', sp.overlay, 'at', tostring(at),
-    'device', device or '', 'boot', boot or '', 'seq', tostring(seq or '') }
-  redis.call('XADD', P .. 'occ:changes', '*', unpack(fields))
-  local id = redis.call('XADD', P .. 'occ:feed:' .. sp.lot, 'MAXLEN', '~', feed_retain, '*', unpack(fields))
-  local event = { id = id }
-  for i = 1, #fields, 2 do event[fields[i]] = fields[i + 1] end
-  redis.call('PUBLISH', P .. 'occ:live:' .. sp.lot, cjson.encode(event))
+  redis.call('XADD', P .. 'occ:changes', '*', 'c', table.concat({ sp.id, sp.lot, sp.level, sp.zone,
+    sp.number, sp.type, kind, sensed_from, sensed_to, status_from, status_to, sp.overlay,
+    tostring(at), device or '', boot or '', tostring(seq or '') }, '|'))
+  emitted = emitted + 1
   return 1
+end
+
+-- One notice per call for the live feeds, however many changes it added.
+local function notify()
+  if emitted > 0 then redis.call('PUBLISH', P .. 'occ:changed', emitted) end
 end
 
 local function clear_pending(sp)
@@ -112,13 +113,13 @@ local function observe(sp, target, dwell, at, device, boot, seq)
 end
 
 if op == 'apply' then
-  -- ARGV[4] dwell ms, then 7 per reading: device boot seq at occupied(1/0/'') battery signal
-  local dwell = tonumber(ARGV[4])
+  -- ARGV[3] dwell ms, then 7 per reading: device boot seq at occupied(1/0/'') battery signal
+  local dwell = tonumber(ARGV[3])
   local accepted, duplicates, stale, changes = 0, 0, 0, 0
   local unknown = {}
   local spaces = {}
   local n = 0
-  for i = 5, #ARGV, 7 do
+  for i = 4, #ARGV, 7 do
     n = n + 1
     local device, boot, seq, at = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
     local occupied, battery, signal = ARGV[i + 4], ARGV[i + 5], ARGV[i + 6]
@@ -156,13 +157,14 @@ if op == 'apply' then
       end
     end
   end
+  notify()
   return { accepted, duplicates, stale, changes, unknown }
 end
 
 if op == 'sweep' then
-  -- ARGV[4] stale after ms, ARGV[5] limit. Commits pending changes that are due, and turns the
+  -- ARGV[3] stale after ms, ARGV[4] limit. Commits pending changes that are due, and turns the
   -- spaces of silent sensors to unknown.
-  local stale_after, limit = tonumber(ARGV[4]), tonumber(ARGV[5])
+  local stale_after, limit = tonumber(ARGV[3]), tonumber(ARGV[4])
   local committed, silenced = 0, 0
   local due = redis.call('ZRANGEBYSCORE', P .. 'occ:pending', '-inf', now, 'LIMIT', 0, limit)
   for _, id in ipairs(due) do
@@ -184,13 +186,14 @@ if op == 'sweep' then
       if sp then silenced = silenced + commit(sp, 'unknown', 'stale', now, device, '', '') end
     end
   end
+  notify()
   return { committed, silenced }
 end
 
 if op == 'upsert' then
-  -- 7 per space from ARGV[4]: id lot level zone number type overlay('' for none)
+  -- 7 per space from ARGV[3]: id lot level zone number type overlay('' for none)
   local changed = 0
-  for i = 4, #ARGV, 7 do
+  for i = 3, #ARGV, 7 do
     local id = ARGV[i]
     local next = { id = id, lot = ARGV[i + 1], level = ARGV[i + 2], zone = ARGV[i + 3],
       number = ARGV[i + 4], type = ARGV[i + 5], overlay = ARGV[i + 6] }
@@ -224,12 +227,13 @@ if op == 'upsert' then
     redis.call('SADD', P .. 'occ:zones:' .. next.lot, next.zone)
     redis.call('SADD', P .. 'occ:zones:' .. next.level, next.zone)
   end
+  notify()
   return changed
 end
 
 if op == 'remove' then
-  -- space ids from ARGV[4]
-  for i = 4, #ARGV do
+  -- space ids from ARGV[3]
+  for i = 3, #ARGV do
     local sp = load_space(ARGV[i])
     if sp then
       clear_pending(sp)
@@ -243,9 +247,9 @@ if op == 'remove' then
 end
 
 if op == 'bind' then
-  -- ARGV[4] device, ARGV[5] space ('' unbinds; '-' forgets the device). A space that loses its
+  -- ARGV[3] device, ARGV[4] space ('' unbinds; '-' forgets the device). A space that loses its
   -- sensor, or gets a new one, starts over at unknown.
-  local device, space = ARGV[4], ARGV[5]
+  local device, space = ARGV[3], ARGV[4]
   local dkey = P .. 'occ:dev:' .. device
   local old = redis.call('HGET', dkey, 'space')
   if old and old ~= '' and old ~= space then
@@ -258,6 +262,7 @@ if op == 'bind' then
   if space == '-' then
     redis.call('DEL', dkey)
     redis.call('ZREM', P .. 'occ:seen', device)
+    notify()
     return 0
   end
   if not old then
@@ -276,6 +281,7 @@ if op == 'bind' then
       commit(sp, 'unknown', 'bound', now, device, '', '')
     end
   end
+  notify()
   return 0
 end
 

@@ -31,7 +31,7 @@ export async function startOccupancy(deps: {
   exists: FacilityLookup
 }) {
   const { config, redis, logger } = deps
-  const state = createOccupancyState(redis, { feedRetain: config.FEED_RETAIN })
+  const state = createOccupancyState(redis)
   const repo = createOccupancyRepository(deps.db)
   const feeds = createFeedHub({ redis, state, logger })
   await feeds.start()
@@ -55,7 +55,13 @@ export async function startOccupancy(deps: {
     repo,
     metrics: deps.metrics,
     logger,
-    settings: { consumer: clientId, batch: 1000, blockMs: 1000, claimIdleMs: 30_000 },
+    settings: {
+      consumer: clientId,
+      batch: 1000,
+      blockMs: 1000,
+      claimIdleMs: 30_000,
+      retainMs: config.FEED_RETAIN_SECONDS * 1000,
+    },
   })
   await persister.start()
 

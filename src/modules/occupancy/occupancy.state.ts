@@ -16,9 +16,9 @@ const script = readFileSync(new URL('./occupancy.lua', import.meta.url), 'utf8')
 /** Counts of one lot, level or zone by the status that counts. */
 export type Counts = Record<'total' | SpaceStatus, number>
 
-/** A change as the Redis step records it, in the persister stream and a lot's feed. */
+/** A change as the Redis step records it in the change stream. */
 export type ChangeEvent = {
-  /** The lot feed's entry id (resume from it), or the persister stream's. */
+  /** The stream entry's id: live feeds resume after it. */
   id: string
   space: string
   lot: string
@@ -80,18 +80,17 @@ const emptyCounts = (): Counts => ({
  * The occupancy hot state in Redis. Every state change is one call of occupancy.lua, atomic;
  * reads are plain hash and set reads.
  */
-export function createOccupancyState(redis: RedisClient, settings: { feedRetain: number }) {
+export function createOccupancyState(redis: RedisClient) {
   if (!('occupancy' in redis)) redis.defineCommand('occupancy', { numberOfKeys: 0, lua: script })
   const prefix = redis.options.keyPrefix ?? ''
   const run = (op: string, args: (string | number)[]) =>
-    (redis as unknown as ScriptRunner).occupancy(op, prefix, settings.feedRetain, ...args)
+    (redis as unknown as ScriptRunner).occupancy(op, prefix, ...args)
   const key = {
     space: (id: string) => `occ:sp:${id}`,
     device: (id: string) => `occ:dev:${id}`,
     counts: (scope: string) => `occ:cnt:${scope}`,
     free: (zone: string, type: SpaceType) => `occ:free:${zone}:${type}`,
     zones: (lotOrLevel: string) => `occ:zones:${lotOrLevel}`,
-    feed: (lot: string) => `occ:feed:${lot}`,
   }
 
   const index: OccupancyIndex = {
@@ -164,12 +163,12 @@ export function createOccupancyState(redis: RedisClient, settings: { feedRetain:
       return countsOf(await redis.hgetall(key.counts(scopeId)))
     },
 
-    /** A lot's counts and its feed's newest id, read in one transaction: a consistent snapshot. */
+    /** A lot's counts and the change stream's newest id, read in one transaction: a consistent snapshot. */
     async lotSnapshot(lotId: string): Promise<{ counts: Counts | null; head: string }> {
       const [counts, head] = (await redis
         .multi()
         .hgetall(key.counts(lotId))
-        .xrevrange(key.feed(lotId), '+', '-', 'COUNT', 1)
+        .xrevrange(CHANGES, '+', '-', 'COUNT', 1)
         .exec()) ?? [
         [null, {}],
         [null, []],
@@ -220,30 +219,24 @@ export function createOccupancyState(redis: RedisClient, settings: { feedRetain:
       return { total: spaces.length, spaces: spaces.slice(0, filter.limit) }
     },
 
-    /** A lot feed's changes after `afterId`, oldest first. */
-    async feedSince(lotId: string, afterId: string, count: number): Promise<ChangeEvent[]> {
-      const entries = await redis.xrange(key.feed(lotId), `(${afterId}`, '+', 'COUNT', count)
+    /** Changes after `afterId`, oldest first, at most `count` read (of every lot). */
+    async changesSince(afterId: string, count: number): Promise<ChangeEvent[]> {
+      const entries = await redis.xrange(CHANGES, `(${afterId}`, '+', 'COUNT', count)
       return entries.map(([id, fields]) => changeOf(id, fields))
     },
 
     /**
-     * Whether a feed still holds every change after `afterId`: false when the cap trimmed some
-     * of them away (the client must re-read the availability).
+     * Whether the stream still holds every change after `afterId`: false when the persister's
+     * trimming (past FEED_RETAIN_SECONDS) removed some (the client must re-read the availability).
      */
-    async feedCovers(lotId: string, afterId: string): Promise<boolean> {
-      try {
-        const info = (await redis.call('XINFO', 'STREAM', `${prefix}${key.feed(lotId)}`)) as unknown[]
-        const at = info.indexOf('max-deleted-entry-id')
-        const maxDeleted = at >= 0 ? String(info[at + 1]) : '0-0'
-        return compareIds(afterId, maxDeleted) >= 0
-      } catch {
-        return true // no stream yet: nothing was ever trimmed
-      }
+    async feedCovers(afterId: string): Promise<boolean> {
+      const trimmedTo = await redis.get(TRIMMED_TO)
+      return !trimmedTo || compareIds(afterId, trimmedTo) >= 0
     },
 
-    /** The newest entry id of a lot's feed, where a fresh listener starts. */
-    async feedHead(lotId: string): Promise<string> {
-      const [last] = await redis.xrevrange(key.feed(lotId), '+', '-', 'COUNT', 1)
+    /** The newest change's id, where a fresh listener starts. */
+    async feedHead(): Promise<string> {
+      const [last] = await redis.xrevrange(CHANGES, '+', '-', 'COUNT', 1)
       return last?.[0] ?? '0-0'
     },
 
@@ -266,9 +259,36 @@ function countsOf(raw: Record<string, string>): Counts | null {
   return counts
 }
 
+/** The change stream (see occupancy.lua) and where the persister last trimmed it. */
+export const CHANGES = 'occ:changes'
+export const TRIMMED_TO = 'occ:trimmed-to'
+
+const packedFields = [
+  'space',
+  'lot',
+  'level',
+  'zone',
+  'number',
+  'type',
+  'kind',
+  'sensed_from',
+  'sensed_to',
+  'status_from',
+  'status_to',
+  'overlay',
+  'at',
+  'device',
+  'boot',
+  'seq',
+] as const
+
+/** A stream entry (one packed field `c`, parts joined with '|') as a change. */
 export function changeOf(id: string, fields: string[]): ChangeEvent {
+  const parts = (fields[1] ?? '').split('|')
   const event: Record<string, string> = { id }
-  for (let i = 0; i + 1 < fields.length; i += 2) event[fields[i] as string] = fields[i + 1] as string
+  packedFields.forEach((name, i) => {
+    event[name] = parts[i] ?? ''
+  })
   return event as unknown as ChangeEvent
 }
 

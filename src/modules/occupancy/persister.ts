@@ -4,10 +4,10 @@ import type { Metrics } from '../../shared/metrics.ts'
 import type { RedisClient } from '../../shared/redis.ts'
 import type { SpaceHistoryRecord, SpaceStateRecord } from './occupancy.model.ts'
 import type { OccupancyRepository } from './occupancy.repository.ts'
-import { type ChangeEvent, changeOf } from './occupancy.state.ts'
+import { type ChangeEvent, changeOf, compareIds, CHANGES as STREAM, TRIMMED_TO } from './occupancy.state.ts'
 
-const STREAM = 'occ:changes'
 const GROUP = 'persister'
+const TRIM_EVERY_MS = 5_000
 
 export type PersisterSettings = {
   /** This instance's consumer name in the group. */
@@ -16,12 +16,15 @@ export type PersisterSettings = {
   blockMs: number
   /** Entries another consumer read but did not acknowledge for this long are taken over. */
   claimIdleMs: number
+  /** Written entries stay this long in the stream, for live feeds to resume from. */
+  retainMs: number
 }
 
 /**
  * Moves committed changes from the Redis stream to MongoDB: history rows and state snapshots in
- * unordered batches, then XACK and XDEL. An entry is acknowledged only after its write, so with
- * MongoDB down entries wait in the stream (and in this consumer's pending list) and nothing is lost.
+ * unordered batches, then XACK. An entry is acknowledged only after its write, so with MongoDB
+ * down entries wait in the stream (and in this consumer's pending list) and nothing is lost. The
+ * stream is trimmed only below what the group has written and past the retention time.
  */
 export function createPersister(deps: {
   redis: RedisClient
@@ -85,19 +88,33 @@ export function createPersister(deps: {
       })
     await repo.persist(rows, [...latest.values()])
     const ids = entries.map(([id]) => id)
-    await redis
-      .pipeline()
-      .xack(STREAM, GROUP, ...ids)
-      .xdel(STREAM, ...ids)
-      .exec()
+    await redis.xack(STREAM, GROUP, ...ids)
     persisted.inc(rows.length)
     const nowMs = Date.now()
     for (const id of ids) lag.observe((nowMs - Number(id.split('-')[0])) / 1000)
   }
 
+  /** Trims below the oldest entry not yet written (pending or undelivered) and the retention. */
+  const trim = async () => {
+    const info = await groupInfo()
+    if (!info) return
+    const pending = (await redis.xpending(STREAM, GROUP)) as [number, string | null, ...unknown[]]
+    const unwritten = pending[0] > 0 && pending[1] ? pending[1] : nextId(String(info['last-delivered-id']))
+    const retained = `${Date.now() - settings.retainMs}-0`
+    const minId = compareIds(unwritten, retained) < 0 ? unwritten : retained
+    await redis.set(TRIMMED_TO, minId)
+    await redis.xtrim(STREAM, 'MINID', '~', minId)
+  }
+
+  const groupInfo = async () => {
+    const groups = (await redis.xinfo('GROUPS', STREAM)) as unknown[][]
+    return groups.map((g) => Object.fromEntries(pairs(g))).find((g) => g.name === GROUP)
+  }
+
   const run = async (client: RedisClient) => {
     let failures = 0
     let lastClaim = 0
+    let lastTrim = 0
     let backlog = true // our own pending entries first (a restart, or a failed write)
     while (!stopped) {
       try {
@@ -107,6 +124,10 @@ export function createPersister(deps: {
           // Entries a vanished consumer read and never acknowledged.
           await redis.xautoclaim(STREAM, GROUP, settings.consumer, settings.claimIdleMs, '0', 'COUNT', 1000)
           backlog = true
+        }
+        if (Date.now() - lastTrim > TRIM_EVERY_MS) {
+          lastTrim = Date.now()
+          await trim()
         }
         const entries = await read(client, backlog ? '0' : '>')
         if (backlog && entries.length === 0) backlog = false
@@ -140,14 +161,29 @@ export function createPersister(deps: {
       reader?.disconnect()
       await loop
     },
-    /** Entries not yet written to MongoDB (in the stream, read or not). */
+    /** Entries not yet written to MongoDB: read and not acknowledged, or not read yet. */
     async backlog(): Promise<number> {
-      return await redis.xlen(STREAM)
+      const info = await groupInfo()
+      if (!info) return await redis.xlen(STREAM)
+      // `lag` (Redis 7) counts entries not delivered yet; `pending`, delivered and not acknowledged.
+      return Number(info.pending ?? 0) + Number(info.lag ?? 0)
     },
   }
 }
 
 export type Persister = ReturnType<typeof createPersister>
+
+function pairs(list: unknown[]): [string, unknown][] {
+  const out: [string, unknown][] = []
+  for (let i = 0; i + 1 < list.length; i += 2) out.push([String(list[i]), list[i + 1]])
+  return out
+}
+
+/** The smallest stream id after `id`. */
+function nextId(id: string): string {
+  const [ms = '0', seq = '0'] = id.split('-')
+  return `${ms}-${Number(seq) + 1}`
+}
 
 function historyRow(e: ChangeEvent, now: Date): SpaceHistoryRecord {
   return {

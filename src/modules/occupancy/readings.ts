@@ -7,7 +7,7 @@ import { deviceIdPattern } from './occupancy.contract.ts'
  */
 export const ReadingMessageSchema = z.object({
   device_id: z.string().regex(deviceIdPattern, 'a device id: letters, digits and _ . : -, at most 64'),
-  boot_id: z.string().min(1).max(64),
+  boot_id: z.string().regex(/^[\w.:-]{1,64}$/, 'a boot id: letters, digits, and _ . : -, at most 64'),
   seq: z.int().min(0).max(Number.MAX_SAFE_INTEGER),
   measured_at: z.union([z.iso.datetime({ offset: true }), z.int().min(0)]),
   occupied: z.boolean().optional(),

@@ -383,6 +383,17 @@ export function createSensorsService(deps: {
       return { ...(await viewOf(updated)), credentials: credentialsOf(updated, secret) }
     },
 
+    /** Every sensor's binding, in pages of 1,000: the occupancy capability rebuilds Redis from them. */
+    async *bindings(): AsyncIterable<{ deviceId: string; spaceId: string | null }[]> {
+      let after: string | undefined
+      for (;;) {
+        const page = await repo.listDevices({ kind: 'sensor', after, limit: 1000 })
+        if (page.length === 0) return
+        yield page.map((d) => ({ deviceId: d._id, spaceId: d.space_id }))
+        after = page.at(-1)?._id
+      }
+    },
+
     /** For the facilities capability: a space that goes away takes its sensor's binding along. */
     async unbindSpace(spaceId: string): Promise<void> {
       const binding = await repo.findSpaceBinding(spaceId)
