@@ -2,6 +2,8 @@ import type { AnyBulkWriteOperation } from 'mongoose'
 import { type Database, trusted } from '../../shared/mongo.ts'
 import { occupancyModels, type SpaceHistoryRecord, type SpaceStateRecord } from './occupancy.model.ts'
 
+const STATE_WRITE_CHUNK = 50
+
 export type OccupancyRepository = ReturnType<typeof createOccupancyRepository>
 
 export function createOccupancyRepository(db: Database) {
@@ -29,10 +31,13 @@ export function createOccupancyRepository(db: Database) {
           if (!onlyDuplicates) throw error
         }
       }
-      if (snapshots.length > 0) {
-        const ops: AnyBulkWriteOperation<SpaceStateRecord>[] = snapshots.map((s) => ({
-          replaceOne: { filter: { _id: s._id }, replacement: s, upsert: true },
-        }))
+      // In chunks: FerretDB v1.24 keeps a connection per matched statement of one update command
+      // until the command ends (a deferred close in a loop), out of a pool of 100; a command that
+      // replaces 100 existing documents waits forever for a connection and stalls the server.
+      for (let i = 0; i < snapshots.length; i += STATE_WRITE_CHUNK) {
+        const ops: AnyBulkWriteOperation<SpaceStateRecord>[] = snapshots
+          .slice(i, i + STATE_WRITE_CHUNK)
+          .map((s) => ({ replaceOne: { filter: { _id: s._id }, replacement: s, upsert: true } }))
         await states.bulkWrite(ops, { ordered: false })
       }
     },
