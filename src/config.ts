@@ -110,7 +110,7 @@ export const configSchema = z.object({
     .int()
     .min(1)
     .max(65535)
-    .default(20000)
+    .default(4000)
     .describe(
       'Unacknowledged QoS 1 messages the broker may send this instance (MQTT 5 receive maximum); a message is acknowledged after its Redis step.',
     ),

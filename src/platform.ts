@@ -164,13 +164,7 @@ export async function startPlatform(config: Config, urls: DependencyUrls, logger
       readingSink,
       logger,
     })
-    if (
-      await occupancy.rebuildIfEmpty({
-        placements: () => facilities.placements(),
-        bindings: () => sensors.bindings(),
-      })
-    )
-      logger.info('occupancy hot state built from MongoDB')
+    await occupancy.open({ placements: () => facilities.placements(), bindings: () => sensors.bindings() })
     const services: Services = {
       metrics,
       tokens,

@@ -70,7 +70,13 @@ export function startSubscriber(options: SubscriberOptions): Subscriber {
         },
       })
     })
-    s.on('data', (chunk) => parser.parse(chunk))
+    let lastHeard = Date.now()
+    // No CONNACK in time, or a broker silent for 1.5 keepalives (a half-open connection): redial.
+    const deadline = setTimeout(() => s.destroy(new Error('no CONNACK in time')), 5_000)
+    s.on('data', (chunk) => {
+      lastHeard = Date.now()
+      parser.parse(chunk)
+    })
     parser.on('error', (error) => s.destroy(error))
     parser.on('packet', (packet: Packet) => {
       switch (packet.cmd) {
@@ -79,11 +85,18 @@ export function startSubscriber(options: SubscriberOptions): Subscriber {
             s.destroy(new Error(`connection refused by the broker (reason ${packet.reasonCode})`))
             return
           }
+          clearTimeout(deadline)
           connected = true
           retryMs = 250
           // Always (re)subscribe: harmless when the session kept the subscription.
           send(s, { cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: options.topic, qos: 1 }] })
-          pingTimer = setInterval(() => send(s, { cmd: 'pingreq' }), (keepalive * 1000) / 2)
+          pingTimer = setInterval(
+            () => {
+              if (Date.now() - lastHeard > keepalive * 1500) s.destroy(new Error('the broker went silent'))
+              else send(s, { cmd: 'pingreq' })
+            },
+            (keepalive * 1000) / 2,
+          )
           options.onState?.('connected')
           return
         }
@@ -103,6 +116,7 @@ export function startSubscriber(options: SubscriberOptions): Subscriber {
     })
     s.on('error', () => {})
     s.on('close', (hadError) => {
+      clearTimeout(deadline)
       clearInterval(pingTimer)
       const wasConnected = connected
       connected = false
@@ -128,6 +142,11 @@ export function startSubscriber(options: SubscriberOptions): Subscriber {
       // the broker resends the old one instead.
       if (mine !== generation || s.destroyed) return
       inFlight--
+      // A batch's acknowledgements leave in one write: corked until the end of this tick.
+      if (s.writableCorked === 0) {
+        s.cork()
+        process.nextTick(() => s.uncork())
+      }
       // The subscription asks for QoS 1 at most, so the broker never sends QoS 2.
       send(s, { cmd: 'puback', messageId: packet.messageId ?? 0, reasonCode: 0 })
     })

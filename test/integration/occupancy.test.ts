@@ -288,6 +288,41 @@ describe('the Redis step', () => {
   })
 })
 
+describe('silent sensors, without false alarms', () => {
+  const apply = (device: string, seq: number, occupied: string, seenEveryMs = 1_000) =>
+    platform.occupancy.state.apply(
+      [device, 'b', String(seq), String(Date.now()), occupied, '', ''],
+      0,
+      seenEveryMs,
+    )
+
+  test('a sensor that reports often is never taken for silent', async () => {
+    const s = await site(1, 1)
+    const d = s.devices[0] ?? ''
+    for (let seq = 1; seq <= 12; seq++) {
+      await apply(d, seq, '1', 50) // the silent-sensor index may lag 50 ms
+      await new Promise((resolve) => setTimeout(resolve, 25))
+    }
+    await platform.occupancy.state.sweep(150) // silent means: nothing for 150 ms
+    expect(await platform.occupancy.state.space(s.spaces[0]?.spaceId ?? '')).toMatchObject({
+      sensed: 'occupied',
+    })
+  })
+
+  test('after going silent, a heartbeat and then the same state as before restore the space', async () => {
+    const s = await site(1, 1)
+    const d = s.devices[0] ?? ''
+    const space = s.spaces[0]?.spaceId ?? ''
+    await apply(d, 1, '1')
+    await new Promise((resolve) => setTimeout(resolve, 20))
+    await platform.occupancy.state.sweep(10)
+    expect((await platform.occupancy.state.space(space))?.sensed).toBe('unknown')
+    await apply(d, 2, '') // heartbeat
+    await apply(d, 3, '1') // the same report as before the silence
+    expect((await platform.occupancy.state.space(space))?.sensed).toBe('occupied')
+  })
+})
+
 describe('bad messages', () => {
   test('go to the dead letters with a reason, and the pipeline goes on', async () => {
     const s = await site(1, 1)

@@ -12,6 +12,8 @@ export const sensorTask = new URL('../../../workers/sensor-batch.ts', import.met
 
 export type IngestSettings = {
   dwellMs: number
+  /** How out of date the silent-sensor index may be: a tenth of the stale time. */
+  seenEveryMs: number
   batchMax: number
   flushMs: number
   deadLetterRetain: number
@@ -59,6 +61,7 @@ export function createIngestPipeline(deps: {
     registers,
   })
 
+  let notBuilt: () => void = () => {}
   let buffer: Pending[] = []
   let timer: NodeJS.Timeout | undefined
   let closing = false
@@ -120,7 +123,7 @@ export function createIngestPipeline(deps: {
   ): Promise<IngestOutcome> => {
     const applied =
       normalised.indexes.length > 0
-        ? await state.apply(normalised.args, settings.dwellMs)
+        ? await state.apply(normalised.args, settings.dwellMs, settings.seenEveryMs)
         : { accepted: 0, duplicates: 0, stale: 0, changes: 0, unknown: [] as number[] }
     const rejects = [
       ...normalised.rejects,
@@ -159,6 +162,7 @@ export function createIngestPipeline(deps: {
           return true
         } catch (error) {
           if (closing) return false // not acknowledged: the broker resends them to the next session
+          if (String((error as Error).message).startsWith('NOTBUILT')) notBuilt()
           if (attempt === 0 || attempt % 50 === 0)
             logger.warn(
               { reason: (error as Error).message, messages: batch.length },
@@ -189,6 +193,7 @@ export function createIngestPipeline(deps: {
       try {
         return await process(batch, (i) => ({ topic: 'http', payload: JSON.stringify(items[i] ?? null) }))
       } catch (error) {
+        if (String((error as Error).message).startsWith('NOTBUILT')) notBuilt()
         if (isDependencyFailure(error)) throw error
         throw new DependencyDown(`ingest step failed: ${(error as Error).message}`)
       }
@@ -204,6 +209,11 @@ export function createIngestPipeline(deps: {
       buffer.push({ topic, payload, ack })
       if (buffer.length >= settings.batchMax) flush()
       else timer ??= setTimeout(flush, settings.flushMs)
+    },
+
+    /** Called when the Redis step refuses a batch because the hot state is not built. */
+    onNotBuilt(handler: () => void) {
+      notBuilt = handler
     },
 
     /** Stops taking messages and waits for the batches under way. */

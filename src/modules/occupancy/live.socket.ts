@@ -1,6 +1,6 @@
 import type { IncomingMessage, Server } from 'node:http'
 import type { Duplex } from 'node:stream'
-import { type WebSocket, WebSocketServer } from 'ws'
+import { WebSocketServer } from 'ws'
 import { AppError } from '../../shared/errors.ts'
 import type { Logger } from '../../shared/logger.ts'
 import type { OccupancyService } from './occupancy.service.ts'
@@ -30,32 +30,37 @@ export function attachLiveSockets(server: Server, occupancy: OccupancyService, l
     if (!match?.[1]) return refuse(socket, 404, 'Not Found')
     const sinceParam = url.searchParams.get('since')
     if (sinceParam !== null && !resumeId.test(sinceParam)) return refuse(socket, 400, 'Bad Request')
-    const early: string[] = []
-    let ws: WebSocket | undefined
-    const send = (message: unknown) => {
-      const text = JSON.stringify(message)
-      if (!ws) return void early.push(text)
-      if (ws.bufferedAmount > MAX_BUFFERED_BYTES)
-        return ws.close(1013, 'too far behind; reconnect with since')
-      ws.send(text)
-    }
-    let stop: (() => void) | undefined
+    const lotId = match[1].toLowerCase()
     try {
-      stop = await occupancy.follow(match[1].toLowerCase(), sinceParam, send)
+      await occupancy.availability('lot', lotId) // a plain 404 before the upgrade
     } catch (error) {
       if (error instanceof AppError && error.status === 404) return refuse(socket, 404, 'Not Found')
       logger.warn({ reason: (error as Error).message }, 'live feed refused')
       return refuse(socket, 503, 'Service Unavailable')
     }
+    // Follow only once the upgrade succeeded: a failed handshake leaves nothing subscribed.
     wss.handleUpgrade(request, socket, head, (client) => {
-      ws = client
-      for (const text of early.splice(0)) client.send(text)
+      let stop: (() => void) | undefined
+      let closed = false
       const ping = setInterval(() => client.ping(), 30_000)
       client.on('close', () => {
+        closed = true
         clearInterval(ping)
         stop?.()
       })
       client.on('error', () => client.terminate())
+      const send = (message: unknown) => {
+        if (client.bufferedAmount > MAX_BUFFERED_BYTES)
+          return client.close(1013, 'too far behind; reconnect with since')
+        client.send(JSON.stringify(message))
+      }
+      occupancy.follow(lotId, sinceParam, send).then(
+        (unsubscribe) => {
+          if (closed) unsubscribe()
+          else stop = unsubscribe
+        },
+        () => client.close(1011, 'feed unavailable; reconnect'),
+      )
     })
   }
 

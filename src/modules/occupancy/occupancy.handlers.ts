@@ -4,6 +4,7 @@ import type { AppEnv } from '../../http/context.ts'
 import * as routes from './occupancy.routes.ts'
 
 const KEEPALIVE_MS = 15_000
+const MAX_QUEUED = 10_000
 const resumeIdPattern = /^\d{1,20}-\d{1,20}$/
 
 export function mountOccupancy(app: OpenAPIHono<AppEnv>) {
@@ -43,9 +44,12 @@ export function mountOccupancy(app: OpenAPIHono<AppEnv>) {
       c.req.valid('query').since ?? (lastEventId && resumeIdPattern.test(lastEventId) ? lastEventId : null)
     const queue: { event: string; id: string; data: string }[] = []
     let wake: (() => void) | undefined
+    let overflowed = false
     // Subscribing checks the lot before the stream opens, so an unknown lot is a plain 404.
     const stop = await c.var.services.occupancy.follow(id, since, (message) => {
-      queue.push({ event: message.type, id: message.id, data: JSON.stringify(message) })
+      // A client this far behind is cut off; it resumes with Last-Event-ID, losing nothing.
+      if (queue.length >= MAX_QUEUED) overflowed = true
+      else queue.push({ event: message.type, id: message.id, data: JSON.stringify(message) })
       wake?.()
     })
     c.header('X-Accel-Buffering', 'no')
@@ -61,10 +65,13 @@ export function mountOccupancy(app: OpenAPIHono<AppEnv>) {
           await stream.writeSSE(next)
           continue
         }
+        if (overflowed) break
+        let timer: NodeJS.Timeout | undefined
         await new Promise<void>((resolve) => {
           wake = resolve
-          setTimeout(resolve, KEEPALIVE_MS)
+          timer = setTimeout(resolve, KEEPALIVE_MS)
         })
+        clearTimeout(timer)
         wake = undefined
         if (queue.length === 0 && !stream.aborted) await stream.write(': keep-alive\n\n')
       }

@@ -108,23 +108,33 @@ local function observe(sp, target, dwell, at, device, boot, seq)
   redis.call('HSET', P .. 'occ:sp:' .. sp.id, 'pend', target, 'pend_since', tostring(now),
     'pend_at', tostring(at), 'pend_device', device, 'pend_boot', boot, 'pend_seq', tostring(seq))
   redis.call('ZADD', P .. 'occ:pending', now + dwell, sp.id)
-  sp.pend = target
+  sp.pend, sp.pend_since, sp.pend_at = target, now, tostring(at)
+  sp.pend_device, sp.pend_boot, sp.pend_seq = device, boot, tostring(seq)
   return 0
 end
 
 if op == 'apply' then
-  -- ARGV[3] dwell ms, then 7 per reading: device boot seq at occupied(1/0/'') battery signal
-  local dwell = tonumber(ARGV[3])
+  -- ARGV[3] dwell ms, ARGV[4] how stale the silent-sensor index may get (ms), then 7 per reading:
+  -- device boot seq at occupied(1/0/'') battery signal.
+  -- A device remembers what it reported last (`occ`): a reading that repeats it changes no space
+  -- (its space holds that state, or has it pending and the sweep commits it), so most readings
+  -- touch the device's hash only.
+  -- An empty Redis (lost its data) knows no device: refuse, so that nothing is acknowledged as
+  -- "unknown device" before the hot state is rebuilt from MongoDB.
+  if redis.call('EXISTS', P .. 'occ:built') == 0 then
+    return redis.error_reply('NOTBUILT the occupancy hot state is not built')
+  end
+  local dwell, seen_every = tonumber(ARGV[3]), tonumber(ARGV[4])
   local accepted, duplicates, stale, changes = 0, 0, 0, 0
   local unknown = {}
   local spaces = {}
   local n = 0
-  for i = 4, #ARGV, 7 do
+  for i = 5, #ARGV, 7 do
     n = n + 1
     local device, boot, seq, at = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
     local occupied, battery, signal = ARGV[i + 4], ARGV[i + 5], ARGV[i + 6]
     local dkey = P .. 'occ:dev:' .. device
-    local d = redis.call('HMGET', dkey, 'space', 'boot', 'seq', 'at')
+    local d = redis.call('HMGET', dkey, 'space', 'boot', 'seq', 'at', 'occ', 'stale', 'zseen')
     if not d[1] then
       unknown[#unknown + 1] = n - 1
     else
@@ -141,17 +151,24 @@ if op == 'apply' then
         stale = stale + 1
       else
         accepted = accepted + 1
-        redis.call('HSET', dkey, 'boot', boot, 'seq', tostring(seq), 'at', tostring(at), 'seen', tostring(now), 'stale', '0')
-        if battery ~= '' then redis.call('HSET', dkey, 'battery', battery) end
-        if signal ~= '' then redis.call('HSET', dkey, 'signal', signal) end
-        redis.call('ZADD', P .. 'occ:seen', now, device)
-        if occupied ~= '' and d[1] ~= '' then
+        local fields = { 'boot', boot, 'seq', ARGV[i + 2], 'at', ARGV[i + 3], 'seen', tostring(now) }
+        if battery ~= '' then fields[#fields + 1] = 'battery'; fields[#fields + 1] = battery end
+        if signal ~= '' then fields[#fields + 1] = 'signal'; fields[#fields + 1] = signal end
+        if occupied ~= '' then fields[#fields + 1] = 'occ'; fields[#fields + 1] = occupied end
+        if d[6] == '1' then fields[#fields + 1] = 'stale'; fields[#fields + 1] = '0' end
+        redis.call('HSET', dkey, unpack(fields))
+        -- `zseen`: when the silent-sensor index last got this device (not every reading does).
+        if d[6] == '1' or not d[7] or now - tonumber(d[7]) >= seen_every then
+          redis.call('ZADD', P .. 'occ:seen', now, device)
+          redis.call('HSET', dkey, 'zseen', tostring(now))
+        end
+        if occupied ~= '' and d[1] ~= '' and (occupied ~= d[5] or d[6] == '1') then
           local sp = spaces[d[1]] or load_space(d[1])
           if sp then
             spaces[d[1]] = sp
             local target = 'free'
             if occupied == '1' then target = 'occupied' end
-            changes = changes + observe(sp, target, dwell, at, device, boot, seq)
+            changes = changes + observe(sp, target, dwell, at, device, boot, ARGV[i + 2])
           end
         end
       end
@@ -181,7 +198,9 @@ if op == 'sweep' then
     local dkey = P .. 'occ:dev:' .. device
     local space = redis.call('HGET', dkey, 'space')
     if space then
+      -- Forget its last report too: its next reading, whatever it says, decides the space again.
       redis.call('HSET', dkey, 'stale', '1')
+      redis.call('HDEL', dkey, 'occ')
       local sp = space ~= '' and load_space(space)
       if sp then silenced = silenced + commit(sp, 'unknown', 'stale', now, device, '', '') end
     end
@@ -268,7 +287,9 @@ if op == 'bind' then
   if not old then
     redis.call('HSET', dkey, 'space', space, 'boot', '', 'seq', '-1', 'at', '0', 'stale', '0')
   elseif old ~= space then
+    -- Forget what it reported last: its next reading decides the new space's state.
     redis.call('HSET', dkey, 'space', space)
+    redis.call('HDEL', dkey, 'occ')
   end
   if space ~= '' and old ~= space then
     local sp = load_space(space)
@@ -283,6 +304,28 @@ if op == 'bind' then
   end
   notify()
   return 0
+end
+
+if op == 'trim' then
+  -- ARGV[3] the oldest entry not yet written to MongoDB, ARGV[4] the retention in ms. Trims the
+  -- change stream below both, by the Redis clock, and moves `occ:trimmed-to` forward only (live
+  -- feeds compare a client's last id with it).
+  local function parse(id)
+    local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+    return tonumber(ms), tonumber(seq)
+  end
+  local function less(a, b)
+    local am, as = parse(a)
+    local bm, bs = parse(b)
+    return am < bm or (am == bm and as < bs)
+  end
+  local min_id = tostring(now - tonumber(ARGV[4])) .. '-0'
+  if less(ARGV[3], min_id) then min_id = ARGV[3] end
+  local current = redis.call('GET', P .. 'occ:trimmed-to')
+  if current and not less(current, min_id) then return current end
+  redis.call('SET', P .. 'occ:trimmed-to', min_id)
+  redis.call('XTRIM', P .. 'occ:changes', 'MINID', '~', min_id)
+  return min_id
 end
 
 return redis.error_reply('unknown operation ' .. tostring(op))

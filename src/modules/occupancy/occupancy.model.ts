@@ -54,29 +54,8 @@ const historySchema = new Schema<SpaceHistoryRecord>(
 // Lot-wide reports (analytics) read by lot and time.
 historySchema.index({ lot_id: 1, at: 1 })
 
-/** The last committed state of each space: the durable copy of the hot state's sensed part. */
-export type SpaceStateRecord = {
-  _id: string
-  sensed: SensedState
-  status: SpaceStatus
-  changed_at: Date
-  change_id: string
-}
-
-const stateSchema = new Schema<SpaceStateRecord>(
-  {
-    _id: { type: String, required: true },
-    sensed: { type: String, required: true },
-    status: { type: String, required: true },
-    changed_at: { type: Date, required: true },
-    change_id: { type: String, required: true },
-  },
-  { versionKey: false, collection: 'space_states' },
-)
-
 export function occupancyModels(db: Database) {
   return {
     history: modelOn(db, 'SpaceHistory', historySchema),
-    states: modelOn(db, 'SpaceState', stateSchema),
   }
 }

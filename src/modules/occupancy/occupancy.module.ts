@@ -44,6 +44,7 @@ export async function startOccupancy(deps: {
     logger,
     settings: {
       dwellMs: config.OCCUPANCY_DWELL_MS,
+      seenEveryMs: Math.min(60_000, config.SENSOR_STALE_AFTER_SECONDS * 100),
       batchMax: config.INGEST_BATCH_MAX,
       flushMs: config.INGEST_FLUSH_MS,
       deadLetterRetain: 10_000,
@@ -52,6 +53,7 @@ export async function startOccupancy(deps: {
   const clientId = config.INGEST_CLIENT_ID ?? defaultIngestClientId(config.PORT)
   const persister = createPersister({
     redis,
+    state,
     repo,
     metrics: deps.metrics,
     logger,
@@ -84,20 +86,38 @@ export async function startOccupancy(deps: {
       })
   }, SWEEP_EVERY_MS)
 
-  const door = config.INGEST_ENABLED
-    ? openIngestDoor({
-        pipeline,
-        metrics: deps.metrics,
-        logger,
-        settings: {
-          brokerUrl: deps.brokerUrl,
-          shareGroup: config.INGEST_SHARE_GROUP,
-          clientId,
-          receiveMaximum: config.INGEST_IN_FLIGHT,
-          sessionExpirySeconds: config.INGEST_SESSION_EXPIRY_SECONDS,
-        },
-      })
-    : undefined
+  type RebuildSource = {
+    placements(): AsyncIterable<SpacePlacement[]>
+    bindings(): AsyncIterable<{ deviceId: string; spaceId: string | null }[]>
+  }
+  let source: RebuildSource | undefined
+  let rebuilding: Promise<boolean> | undefined
+  /**
+   * Builds the hot state from MongoDB when Redis has none (a first start, or a Redis that lost
+   * its data): every space at unknown until its sensor speaks again, every device bound again.
+   * Until then the Redis step refuses batches (NOTBUILT) and they wait, unacknowledged.
+   */
+  const rebuildIfEmpty = (): Promise<boolean> => {
+    rebuilding ??= (async () => {
+      if (!source || (await state.isBuilt())) return false
+      for await (const page of source.placements()) await state.index.upsertSpaces(page)
+      for await (const page of source.bindings())
+        for (const { deviceId, spaceId } of page) await state.index.bindDevice(deviceId, spaceId)
+      await state.markBuilt()
+      logger.info('occupancy hot state built from MongoDB')
+      return true
+    })().finally(() => {
+      rebuilding = undefined
+    })
+    return rebuilding
+  }
+  pipeline.onNotBuilt(() => {
+    rebuildIfEmpty().catch((error: Error) =>
+      logger.warn({ reason: error.message }, 'hot state rebuild failed'),
+    )
+  })
+
+  let door: ReturnType<typeof openIngestDoor> | undefined
 
   return {
     index: state.index,
@@ -109,19 +129,25 @@ export async function startOccupancy(deps: {
     ingestConnected: () => door?.connected ?? true,
 
     /**
-     * Builds the hot state from MongoDB when Redis has none (a first start, or a Redis that lost
-     * its data): every space at unknown until its sensor speaks again, every device bound again.
+     * Rebuilds the hot state if Redis has none, then opens the MQTT door: a queued message must
+     * find its device bound. Later losses of Redis data rebuild from the same source.
      */
-    async rebuildIfEmpty(source: {
-      placements(): AsyncIterable<SpacePlacement[]>
-      bindings(): AsyncIterable<{ deviceId: string; spaceId: string | null }[]>
-    }) {
-      if (await state.isBuilt()) return false
-      for await (const page of source.placements()) await state.index.upsertSpaces(page)
-      for await (const page of source.bindings())
-        for (const { deviceId, spaceId } of page) await state.index.bindDevice(deviceId, spaceId)
-      await state.markBuilt()
-      return true
+    async open(rebuildSource: RebuildSource) {
+      source = rebuildSource
+      await rebuildIfEmpty()
+      if (!config.INGEST_ENABLED) return
+      door = openIngestDoor({
+        pipeline,
+        metrics: deps.metrics,
+        logger,
+        settings: {
+          brokerUrl: deps.brokerUrl,
+          shareGroup: config.INGEST_SHARE_GROUP,
+          clientId,
+          receiveMaximum: config.INGEST_IN_FLIGHT,
+          sessionExpirySeconds: config.INGEST_SESSION_EXPIRY_SECONDS,
+        },
+      })
     },
 
     /** Stops taking messages, lets batches under way finish (unfinished ones stay with the broker). */

@@ -119,12 +119,7 @@ export function createOccupancyService(deps: {
         types: [...types],
         limit: query.limit,
       })
-      const data = result.spaces
-        .filter(
-          (s) =>
-            (!query.lot_id || s.lotId === query.lot_id) && (!query.level_id || s.levelId === query.level_id),
-        )
-        .map(spaceStateView)
+      const data = result.spaces.map(spaceStateView)
       return { total: result.total, data }
     },
 

@@ -140,15 +140,16 @@ export function createOccupancyState(redis: RedisClient) {
   return {
     index,
 
-    /** Applies one normalised batch (7 strings per reading, see readings.ts) atomically. */
-    async apply(args: readonly string[], dwellMs: number): Promise<ApplyResult> {
-      const [accepted, duplicates, stale, changes, unknown] = (await run('apply', [dwellMs, ...args])) as [
-        number,
-        number,
-        number,
-        number,
-        number[],
-      ]
+    /**
+     * Applies one normalised batch (7 strings per reading, see readings.ts) atomically.
+     * `seenEveryMs`: how out of date the silent-sensor index may be (a fraction of the stale time).
+     */
+    async apply(args: readonly string[], dwellMs: number, seenEveryMs = 1_000): Promise<ApplyResult> {
+      const [accepted, duplicates, stale, changes, unknown] = (await run('apply', [
+        dwellMs,
+        seenEveryMs,
+        ...args,
+      ])) as [number, number, number, number, number[]]
       return { accepted, duplicates, stale, changes, unknown }
     },
 
@@ -156,6 +157,14 @@ export function createOccupancyState(redis: RedisClient) {
     async sweep(staleAfterMs: number, limit = 1000): Promise<{ committed: number; silenced: number }> {
       const [committed, silenced] = (await run('sweep', [staleAfterMs, limit])) as [number, number]
       return { committed, silenced }
+    },
+
+    /**
+     * Trims the change stream below `unwritten` (the oldest entry not yet in MongoDB) and the
+     * retention, by the Redis clock; `occ:trimmed-to` only moves forward.
+     */
+    async trim(unwritten: string, retainMs: number): Promise<void> {
+      await run('trim', [unwritten, retainMs])
     },
 
     /** Counts of a lot, level or zone; null when no space was ever placed in it. */
@@ -214,7 +223,12 @@ export function createOccupancyState(redis: RedisClient) {
       const rows = (await reads.exec()) ?? []
       const spaces = ids
         .map((id, i) => spaceStateOf(id, (rows[i]?.[1] ?? {}) as Record<string, string>))
-        .filter((s) => s.status === 'free')
+        .filter(
+          (s) =>
+            s.status === 'free' &&
+            (!filter.lotId || s.lotId === filter.lotId) &&
+            (!filter.levelId || s.levelId === filter.levelId),
+        )
         .sort((a, b) => a.number.localeCompare(b.number, 'en', { numeric: true }))
       return { total: spaces.length, spaces: spaces.slice(0, filter.limit) }
     },
@@ -244,8 +258,9 @@ export function createOccupancyState(redis: RedisClient) {
     async isBuilt(): Promise<boolean> {
       return (await redis.exists('occ:built')) === 1
     },
+    /** A rebuilt state has no change stream behind it: a feed resuming from before gets a reset. */
     async markBuilt(): Promise<void> {
-      await redis.set('occ:built', new Date().toISOString())
+      await redis.multi().set(TRIMMED_TO, `${Date.now()}-0`).set('occ:built', new Date().toISOString()).exec()
     },
   }
 }

@@ -2,9 +2,9 @@ import { Counter, Histogram } from 'prom-client'
 import type { Logger } from '../../shared/logger.ts'
 import type { Metrics } from '../../shared/metrics.ts'
 import type { RedisClient } from '../../shared/redis.ts'
-import type { SpaceHistoryRecord, SpaceStateRecord } from './occupancy.model.ts'
+import type { SpaceHistoryRecord } from './occupancy.model.ts'
 import type { OccupancyRepository } from './occupancy.repository.ts'
-import { type ChangeEvent, changeOf, compareIds, CHANGES as STREAM, TRIMMED_TO } from './occupancy.state.ts'
+import { type ChangeEvent, changeOf, type OccupancyState, CHANGES as STREAM } from './occupancy.state.ts'
 
 const GROUP = 'persister'
 const TRIM_EVERY_MS = 5_000
@@ -21,13 +21,14 @@ export type PersisterSettings = {
 }
 
 /**
- * Moves committed changes from the Redis stream to MongoDB: history rows and state snapshots in
- * unordered batches, then XACK. An entry is acknowledged only after its write, so with MongoDB
+ * Moves committed changes from the Redis stream to MongoDB as history rows, in unordered
+ * batches, then XACK. An entry is acknowledged only after its write, so with MongoDB
  * down entries wait in the stream (and in this consumer's pending list) and nothing is lost. The
  * stream is trimmed only below what the group has written and past the retention time.
  */
 export function createPersister(deps: {
   redis: RedisClient
+  state: Pick<OccupancyState, 'trim'>
   repo: OccupancyRepository
   metrics: Metrics
   logger: Logger
@@ -77,16 +78,7 @@ export function createPersister(deps: {
       .map(([id, f]) => changeOf(id, f))
     const now = new Date()
     const rows = events.map((e) => historyRow(e, now))
-    const latest = new Map<string, SpaceStateRecord>()
-    for (const e of events)
-      latest.set(e.space, {
-        _id: e.space,
-        sensed: e.sensed_to,
-        status: e.status_to,
-        changed_at: new Date(Number(e.at)),
-        change_id: e.id,
-      })
-    await repo.persist(rows, [...latest.values()])
+    await repo.persist(rows)
     const ids = entries.map(([id]) => id)
     await redis.xack(STREAM, GROUP, ...ids)
     persisted.inc(rows.length)
@@ -100,10 +92,7 @@ export function createPersister(deps: {
     if (!info) return
     const pending = (await redis.xpending(STREAM, GROUP)) as [number, string | null, ...unknown[]]
     const unwritten = pending[0] > 0 && pending[1] ? pending[1] : nextId(String(info['last-delivered-id']))
-    const retained = `${Date.now() - settings.retainMs}-0`
-    const minId = compareIds(unwritten, retained) < 0 ? unwritten : retained
-    await redis.set(TRIMMED_TO, minId)
-    await redis.xtrim(STREAM, 'MINID', '~', minId)
+    await deps.state.trim(unwritten, settings.retainMs)
   }
 
   const groupInfo = async () => {
