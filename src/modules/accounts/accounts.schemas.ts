@@ -14,7 +14,13 @@ const email = z
 const password = z.string().min(1).max(128).openapi({ example: 'correct horse battery staple' })
 /** A new password: length here; the well-known-password and e-mail checks in the service. */
 const newPassword = z.string().min(10).max(128).openapi({ example: 'correct horse battery staple' })
-const fullName = z.string().trim().min(1).max(200).openapi({ example: 'Jane Driver' })
+// A visible character somewhere: the value is trimmed, and a name of blanks would end up empty.
+const fullName = z
+  .string()
+  .max(200)
+  .regex(/\S/, 'a name: at least one visible character')
+  .trim()
+  .openapi({ example: 'Jane Driver' })
 const phone = z
   .string()
   .regex(
