@@ -89,6 +89,10 @@ describe('from a sensor message to the API', () => {
     })
 
     for (const [i, device] of s.devices.entries()) await publish(device, reading(device, 1, i % 3 === 0))
+    await eventually(
+      () => availability('lots', s.lot),
+      (a) => a.unknown === 0,
+    )
     const zone = await eventually(
       () => availability('zones', s.zones[0] ?? ''),
       (a) => a.unknown === 0,

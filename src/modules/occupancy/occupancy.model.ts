@@ -3,7 +3,8 @@ import { type Database, modelOn } from '../../shared/mongo.ts'
 import type { Overlay, SensedState, SpaceStatus, SpaceType } from './occupancy.contract.ts'
 
 /**
- * One committed change of a space, written by the persister. `_id` is `<space>/<stream entry id>`:
+ * One committed change of a space, written by the persister. `_id` is `<space>/<stream entry id>`
+ * (its sequence part zero-padded, see historyId):
  * a redelivered entry is a duplicate key (no second row), and a space's history is an `_id` range
  * in time order (entry ids start with their epoch milliseconds), so no secondary index is needed.
  */

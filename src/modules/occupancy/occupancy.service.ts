@@ -48,7 +48,7 @@ export function spaceStateView(s: SpaceState) {
 
 function historyView(row: SpaceHistoryRecord) {
   return {
-    id: row._id.slice(row._id.indexOf('/') + 1),
+    id: row._id.slice(row._id.indexOf('/') + 1).replace(/-0+(?=\d)/, '-'),
     space_id: row.space_id,
     kind: row.kind as 'sensor',
     sensed_from: row.sensed_from,

@@ -174,9 +174,18 @@ function nextId(id: string): string {
   return `${ms}-${Number(seq) + 1}`
 }
 
+/**
+ * `<space>/<ms>-<seq>` with the sequence part padded, so that the string order is the stream order
+ * (two changes of one space in one millisecond: `-9` before `-10`).
+ */
+export function historyId(space: string, entryId: string): string {
+  const [ms = '0', seq = '0'] = entryId.split('-')
+  return `${space}/${ms}-${seq.padStart(6, '0')}`
+}
+
 function historyRow(e: ChangeEvent, now: Date): SpaceHistoryRecord {
   return {
-    _id: `${e.space}/${e.id}`,
+    _id: historyId(e.space, e.id),
     space_id: e.space,
     lot_id: e.lot,
     level_id: e.level,
