@@ -432,6 +432,27 @@ describe('live feeds', () => {
     again.abort()
   })
 
+  test('gives a first listener of a fresh platform the snapshot and then changes, no reset', async () => {
+    const fresh = await startTestPlatform({ OCCUPANCY_DWELL_MS: '0' })
+    try {
+      const lot = randomUUID()
+      const space = { spaceId: randomUUID(), lotId: lot, levelId: randomUUID(), zoneId: randomUUID() }
+      await fresh.occupancy.index.upsertSpaces([{ ...space, number: 'A-1', type: 'STANDARD', overlay: null }])
+      await fresh.occupancy.index.bindDevice('fresh-1', space.spaceId)
+      const seen: string[] = []
+      const stop = await fresh.services.occupancy.follow(lot, null, (message) => seen.push(message.type))
+      await fresh.occupancy.state.apply(['fresh-1', 'b', '1', String(Date.now()), '1', '', ''], 0)
+      await eventually(
+        async () => seen,
+        (types) => types.length >= 2,
+      )
+      stop()
+      expect(seen).toEqual(['availability', 'change'])
+    } finally {
+      await fresh.stop()
+    }
+  })
+
   test('streams the same feed over WebSocket, resumable with ?since=', async () => {
     const s = await site(1, 2)
     const wsUrl = `${platform.url.replace('http', 'ws')}/api/v1/lots/${s.lot}/live`

@@ -87,7 +87,13 @@ export function createFeedHub(deps: { redis: RedisClient; state: OccupancyState;
      * Follows a lot from `since` (a change id the client saw last). Returns the unsubscribe
      * function. `send` is called in id order.
      */
-    async follow(lotId: string, since: string, send: (message: FeedMessage) => void): Promise<() => void> {
+    async follow(
+      lotId: string,
+      since: string,
+      send: (message: FeedMessage) => void,
+      /** The position came from our own snapshot, not from a client: nothing can be missing. */
+      fromSnapshot = false,
+    ): Promise<() => void> {
       let last = since
       let buffered: ChangeEvent[] | null = []
       const deliver = (event: ChangeEvent) => {
@@ -98,7 +104,7 @@ export function createFeedHub(deps: { redis: RedisClient; state: OccupancyState;
       // Listen first, replay second: what arrives during the replay waits in the buffer.
       const unlisten = await listen(lotId, (event) => (buffered ? buffered.push(event) : deliver(event)))
       try {
-        if (!(await state.feedCovers(since))) {
+        if (!fromSnapshot && !(await state.feedCovers(since))) {
           last = await state.feedHead()
           send({ type: 'reset', id: last })
         }

@@ -18,7 +18,8 @@ export const AvailabilitySchema = z
     closed: z.int().openapi({ example: 0 }),
     occupancy_rate: z.number().openapi({
       example: 30,
-      description: 'Percent of the spaces that are not available, one decimal.',
+      description:
+        'Percent of the spaces with a known state that are not available (occupied, reserved, in maintenance or closed), one decimal; 0 when none is known.',
     }),
     as_of: z.iso.datetime(),
   })

@@ -15,7 +15,9 @@ export type FacilityLookup = (kind: ScopeKind, id: string) => Promise<boolean>
 const DAY_MS = 24 * 3600_000
 
 export function availabilityView(counts: Counts) {
-  const rate = counts.total === 0 ? 0 : Math.round(((counts.total - counts.free) / counts.total) * 1000) / 10
+  // Of the spaces whose state is known, the share not available (so all-unknown is 0, not 100).
+  const known = counts.total - counts.unknown
+  const rate = known === 0 ? 0 : Math.round(((known - counts.free) / known) * 1000) / 10
   return {
     total: counts.total,
     available: counts.free,
@@ -189,7 +191,7 @@ export function createOccupancyService(deps: {
       // The counts and the feed position are one snapshot: changes after it follow, none twice.
       const counts = snapshot.counts ?? emptyCounts
       send({ type: 'availability', id: snapshot.head, lot_id: lotId, ...availabilityView(counts) })
-      return await deps.feeds.follow(lotId, snapshot.head, send)
+      return await deps.feeds.follow(lotId, snapshot.head, send, true)
     },
   }
 }
