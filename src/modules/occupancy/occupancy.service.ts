@@ -5,7 +5,7 @@ import type { FeedHub, FeedMessage } from './feeds.ts'
 import type { SpaceType } from './occupancy.contract.ts'
 import type { SpaceHistoryRecord } from './occupancy.model.ts'
 import type { OccupancyRepository } from './occupancy.repository.ts'
-import type { Counts, OccupancyState, SpaceState } from './occupancy.state.ts'
+import { type Counts, emptyCounts, type OccupancyState, type SpaceState } from './occupancy.state.ts'
 
 export type ScopeKind = 'lot' | 'level' | 'zone' | 'space'
 
@@ -66,16 +66,6 @@ function historyView(row: SpaceHistoryRecord) {
   }
 }
 
-const emptyCounts: Counts = {
-  total: 0,
-  free: 0,
-  occupied: 0,
-  unknown: 0,
-  reserved: 0,
-  maintenance: 0,
-  closed: 0,
-}
-
 /** The reads of occupancy: availability, free spaces, a space's state and history, live feeds. */
 export function createOccupancyService(deps: {
   state: OccupancyState
@@ -90,7 +80,7 @@ export function createOccupancyService(deps: {
   const countsOf = async (kind: ScopeKind, id: string): Promise<Counts> => {
     const counts = await state.counts(id)
     if (counts) return counts
-    if (await exists(kind, id)) return emptyCounts
+    if (await exists(kind, id)) return emptyCounts()
     throw new AppError('NOT_FOUND', `No ${kind} ${id}`)
   }
 
@@ -189,7 +179,7 @@ export function createOccupancyService(deps: {
         throw new AppError('NOT_FOUND', `No lot ${lotId}`)
       if (since !== null) return await deps.feeds.follow(lotId, since, send)
       // The counts and the feed position are one snapshot: changes after it follow, none twice.
-      const counts = snapshot.counts ?? emptyCounts
+      const counts = snapshot.counts ?? emptyCounts()
       send({ type: 'availability', id: snapshot.head, lot_id: lotId, ...availabilityView(counts) })
       return await deps.feeds.follow(lotId, snapshot.head, send, true)
     },

@@ -40,13 +40,7 @@ export type ChangeEvent = {
   seq: string
 }
 
-export type SpaceState = {
-  spaceId: string
-  lotId: string
-  levelId: string
-  zoneId: string
-  number: string
-  type: SpaceType
+export type SpaceState = Omit<SpacePlacement, 'overlay'> & {
   sensed: SensedState
   overlay: Overlay | null
   status: SpaceStatus
@@ -66,7 +60,7 @@ export type ApplyResult = {
 
 type ScriptRunner = { occupancy(...args: (string | number)[]): Promise<unknown> }
 
-const emptyCounts = (): Counts => ({
+export const emptyCounts = (): Counts => ({
   total: 0,
   free: 0,
   occupied: 0,
