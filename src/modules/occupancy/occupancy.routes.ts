@@ -30,7 +30,7 @@ const availability = (scope: 'lot' | 'level' | 'zone', schema: z.ZodType) =>
     request: { params: ScopeIdParamSchema },
     responses: {
       200: jsonResponse(schema, `The ${scope}'s counts`),
-      ...problemResponses('VALIDATION_FAILED', 'NOT_FOUND'),
+      ...problemResponses('VALIDATION_FAILED', 'NOT_FOUND', 'DEPENDENCY_UNAVAILABLE'),
     },
   })
 
@@ -48,7 +48,7 @@ export const freeSpaces = defineRoute(access.public, {
   request: { query: FreeSpacesQuerySchema },
   responses: {
     200: jsonResponse(FreeSpacesSchema, 'The matching free spaces'),
-    ...problemResponses('VALIDATION_FAILED'),
+    ...problemResponses('VALIDATION_FAILED', 'DEPENDENCY_UNAVAILABLE'),
   },
 })
 
@@ -62,7 +62,7 @@ export const spaceState = defineRoute(access.public, {
   request: { params: ScopeIdParamSchema },
   responses: {
     200: jsonResponse(SpaceStateSchema, 'The space state'),
-    ...problemResponses('VALIDATION_FAILED', 'NOT_FOUND'),
+    ...problemResponses('VALIDATION_FAILED', 'NOT_FOUND', 'DEPENDENCY_UNAVAILABLE'),
   },
 })
 
@@ -77,7 +77,7 @@ export const spaceHistory = defineRoute(access.roles('operator', 'admin'), {
   request: { params: ScopeIdParamSchema, query: HistoryQuerySchema },
   responses: {
     200: jsonResponse(HistoryPageSchema, 'A page of changes'),
-    ...problemResponses('VALIDATION_FAILED', 'NOT_FOUND'),
+    ...problemResponses('VALIDATION_FAILED', 'NOT_FOUND', 'DEPENDENCY_UNAVAILABLE'),
   },
 })
 
@@ -101,7 +101,7 @@ export const lotFeed = defineRoute(access.public, {
       description: 'The event stream',
       content: { 'text/event-stream': { schema: z.string() } },
     },
-    ...problemResponses('VALIDATION_FAILED', 'NOT_FOUND'),
+    ...problemResponses('VALIDATION_FAILED', 'NOT_FOUND', 'DEPENDENCY_UNAVAILABLE'),
   },
 })
 
@@ -114,6 +114,6 @@ export const deadLetters = defineRoute(access.roles('operator', 'admin'), {
   request: { query: DeadLetterQuerySchema },
   responses: {
     200: jsonResponse(DeadLetterListSchema, 'Dead letters'),
-    ...problemResponses('VALIDATION_FAILED'),
+    ...problemResponses('VALIDATION_FAILED', 'DEPENDENCY_UNAVAILABLE'),
   },
 })
