@@ -215,6 +215,14 @@ async function run() {
   await waitFor(async () => (await persisterBacklog(redis)) === 0, 120_000, 100)
   const steady = await scrape(base)
   const lagP99 = histogramP99(steady, 'persister_lag_seconds', before)
+  const memory = {
+    rssMiB: metricValue(steady, 'process_resident_memory_bytes') / 2 ** 20,
+    heapUsedMiB: metricValue(steady, 'nodejs_heap_size_used_bytes') / 2 ** 20,
+  }
+  results.memory = memory
+  log(
+    `platform memory after the ingest phases: RSS ${memory.rssMiB.toFixed(0)} MiB, heap used ${memory.heapUsedMiB.toFixed(0)} MiB`,
+  )
   const loopP99Steady = metricValue(steady, 'nodejs_eventloop_lag_p99_seconds') * 1000
   results.latency = {
     rate: halfRate,
@@ -243,8 +251,10 @@ async function run() {
     `/api/v1/lots/${lotId}/availability`,
     ...zones.slice(0, 3).map((z) => `/api/v1/zones/${z}/availability`),
   ]
-  const platformMax = await maxReadRate(base, paths)
-  const bareMax = await maxReadRate(bareUrl, paths)
+  const { platform: platformMax, bare: bareMax } = await maxReadRates(
+    { platform: base, bare: bareUrl },
+    paths,
+  )
   results.availability = { platform: platformMax, bare: bareMax, ratio: platformMax.rate / bareMax.rate }
   log(`availability: platform ${fmt(platformMax.rate)}/s, bare ${fmt(bareMax.rate)}/s`)
   await stopProcess(platform)
@@ -357,52 +367,69 @@ async function latencyAt(
 }
 
 /** The highest k6 constant-arrival rate whose run keeps p99 < 10 ms, no errors, no dropped iterations. */
-async function maxReadRate(baseUrl: string, paths: string[]) {
+/**
+ * The highest k6 constant-arrival rate whose run keeps p99 < 10 ms, no failed request and (nearly)
+ * no dropped iteration, for each target. The targets take turns at each rate, so that a busy
+ * moment of the machine hits both alike, and a failed run is tried once more before it counts.
+ */
+async function maxReadRates<K extends string>(targets: Record<K, string>, paths: string[]) {
   const steps = quick
     ? [250, 500, 1_000, 2_000]
     : [250, 500, 750, 1_000, 1_500, 2_000, 2_500, 3_000, 4_000, 5_000, 6_000, 8_000]
-  let best = { rate: 0, p99: Number.NaN }
+  const best = Object.fromEntries(
+    Object.keys(targets).map((k) => [k, { rate: 0, p99: Number.NaN }]),
+  ) as Record<K, { rate: number; p99: number }>
+  const running = new Set(Object.keys(targets) as K[])
   for (const rate of steps) {
-    const summary = join(benchDir, `k6-${rate}-${Date.now()}.json`)
-    const code = await new Promise<number>((resolve) => {
-      const k6 = spawn(
-        toolPaths.k6(),
-        [
-          'run',
-          '--quiet',
-          '--no-usage-report',
-          '--summary-export',
-          summary,
-          join(root, 'loadtest/availability.js'),
-        ],
-        {
-          env: {
-            ...process.env,
-            BASE_URL: baseUrl,
-            PATHS: paths.join(','),
-            RATE: String(rate),
-            // k6 shares the two cores: a stall of the machine drops a few iterations at any rate.
-            MAX_DROPPED_ITERATIONS: String(Math.ceil(rate * (quick ? 3 : 5) * 0.005)),
-            DURATION: quick ? '3s' : '5s',
-          },
-          stdio: 'ignore',
-        },
-      )
-      k6.on('exit', (c) => resolve(c ?? 1))
-    })
-    let p99 = Number.NaN
-    try {
-      const exported = JSON.parse(readFileSync(summary, 'utf8')) as {
-        metrics: { http_req_duration: Record<string, number> }
-      }
-      p99 = exported.metrics.http_req_duration['p(99)'] ?? Number.NaN
-    } catch {
-      // no summary: k6 failed before writing it
+    for (const name of [...running]) {
+      let run = await k6Reads(targets[name], paths, rate)
+      if (!run.passed) run = await k6Reads(targets[name], paths, rate)
+      if (run.passed) best[name] = { rate, p99: run.p99 }
+      else running.delete(name)
     }
-    if (code !== 0) break
-    best = { rate, p99 }
+    if (running.size === 0) break
   }
   return best
+}
+
+async function k6Reads(baseUrl: string, paths: string[], rate: number) {
+  const summary = join(benchDir, `k6-${rate}-${Date.now()}.json`)
+  const code = await new Promise<number>((resolve) => {
+    const k6 = spawn(
+      toolPaths.k6(),
+      [
+        'run',
+        '--quiet',
+        '--no-usage-report',
+        '--summary-export',
+        summary,
+        join(root, 'loadtest/availability.js'),
+      ],
+      {
+        env: {
+          ...process.env,
+          BASE_URL: baseUrl,
+          PATHS: paths.join(','),
+          RATE: String(rate),
+          // k6 shares the two cores: a stall of the machine drops a few iterations at any rate.
+          MAX_DROPPED_ITERATIONS: String(Math.ceil(rate * (quick ? 3 : 5) * 0.005)),
+          DURATION: quick ? '3s' : '5s',
+        },
+        stdio: 'ignore',
+      },
+    )
+    k6.on('exit', (c) => resolve(c ?? 1))
+  })
+  let p99 = Number.NaN
+  try {
+    const exported = JSON.parse(readFileSync(summary, 'utf8')) as {
+      metrics: { http_req_duration: Record<string, number> }
+    }
+    p99 = exported.metrics.http_req_duration['p(99)'] ?? Number.NaN
+  } catch {
+    // no summary: k6 failed before writing it
+  }
+  return { passed: code === 0, p99 }
 }
 
 async function offload() {
