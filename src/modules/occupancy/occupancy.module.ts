@@ -1,3 +1,4 @@
+import { Gauge } from 'prom-client'
 import type { Config } from '../../config.ts'
 import type { Logger } from '../../shared/logger.ts'
 import type { Metrics } from '../../shared/metrics.ts'
@@ -118,6 +119,22 @@ export async function startOccupancy(deps: {
   })
 
   let door: ReturnType<typeof openIngestDoor> | undefined
+  new Gauge({
+    name: 'feed_listeners',
+    help: 'Live feed clients (SSE and WebSocket) connected to this instance.',
+    registers: [deps.metrics.registry],
+    collect() {
+      this.set(feeds.listenerCount())
+    },
+  })
+  new Gauge({
+    name: 'ingest_connected',
+    help: 'Whether the ingest door holds its broker session (1), or is reconnecting (0); 1 with ingest off.',
+    registers: [deps.metrics.registry],
+    collect() {
+      this.set(door === undefined || door.connected ? 1 : 0)
+    },
+  })
 
   return {
     index: state.index,

@@ -41,9 +41,5 @@ export function createOccupancyRepository(db: Database) {
         .limit(filter.limit)
         .lean<SpaceHistoryRecord[]>()
     },
-
-    async countHistory(): Promise<number> {
-      return await history.countDocuments()
-    },
   }
 }
