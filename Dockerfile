@@ -14,9 +14,8 @@ COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --ignore-scripts && npm cache clean --force
 
 # Only what runs; with MONGODB_URI, REDIS_URL and MQTT_URL set nothing embedded is started.
-# `worker[s]` is a wildcard so that the build works while workers/ holds no code yet.
 COPY src/ ./src/
-COPY worker[s]/ ./workers/
+COPY workers/ ./workers/
 
 # The code stays root-owned and read-only for the app; only DATA_DIR is writable.
 RUN mkdir -p /app/.data && chown node:node /app/.data
