@@ -155,6 +155,8 @@ export async function startPlatform(config: Config, urls: DependencyUrls, logger
     const facilities = createFacilitiesService({
       repo: createFacilitiesRepository(db),
       occupancy: occupancyIndex,
+      // A deleted space takes its sensor's binding along (sensors is made below; called later).
+      onSpaceDeleted: (spaceId) => sensors.unbindSpace(spaceId),
     })
     const sensors = createSensorsService({
       repo: createSensorsRepository(db),

@@ -257,7 +257,11 @@ async function verifyOutcome(platform: TestPlatform, checks: Checks, fleet: Flee
   })
   const rows = await db
     .collection<HistoryRow>('space_history')
-    .find({ lot_id: fleet.lotId }, { projection: { space_id: 1, seq: 1, sensed_from: 1, sensed_to: 1 } })
+    // The sensed chain: readings only (a space's placement is a row of its own, without a seq).
+    .find(
+      { lot_id: fleet.lotId, kind: 'sensor' },
+      { projection: { space_id: 1, seq: 1, sensed_from: 1, sensed_to: 1 } },
+    )
     .toArray()
   const bySpace = new Map<string, HistoryRow[]>()
   for (const row of rows) bySpace.set(row.space_id, [...(bySpace.get(row.space_id) ?? []), row])

@@ -151,6 +151,22 @@ describe('from a sensor message to the API', () => {
     expect(b).toBeDefined()
   })
 
+  test('tells feeds when a space is placed, moved or removed, so counts kept from them stay right', async () => {
+    const s = await site(2, 1)
+    const head = await platform.occupancy.state.feedHead()
+    const [a, b] = s.spaces as [SpacePlacement, SpacePlacement]
+    await platform.occupancy.index.upsertSpaces([{ ...a, zoneId: b.zoneId }]) // moved to the other zone
+    await platform.occupancy.index.removeSpaces([b.spaceId])
+    const events = (await platform.occupancy.state.changesSince(head, 100)).filter((e) => e.lot === s.lot)
+    expect(events.map((e) => [e.kind, e.zone, e.space])).toEqual([
+      ['removed', a.zoneId, a.spaceId],
+      ['placed', b.zoneId, a.spaceId],
+      ['removed', b.zoneId, b.spaceId],
+    ])
+    expect(await availability('zones', b.zoneId)).toMatchObject({ total: 1 })
+    expect(await availability('lots', s.lot)).toMatchObject({ total: 1 })
+  })
+
   test('answers 404 for an unknown lot, level, zone or space, and 400 for a malformed id', async () => {
     for (const path of ['lots', 'levels', 'zones'])
       expect((await platform.request(`/api/v1/${path}/${randomUUID()}/availability`)).status).toBe(404)
@@ -163,19 +179,27 @@ describe('from a sensor message to the API', () => {
     const device = s.devices[0] ?? ''
     const space = s.spaces[0]?.spaceId
     for (let seq = 1; seq <= 6; seq++) await publish(device, reading(device, seq, seq % 2 === 0))
-    const path = `/api/v1/spaces/${space}/history?limit=4`
+    const path = `/api/v1/spaces/${space}/history?limit=5`
     const page = await eventually(
       async () => await json(await platform.request(path, { headers: bearer(operator.token) })),
-      (x) => x.data?.length === 4,
+      (x) => x.data?.length === 5,
     )
-    // Oldest first: seq 1 (free, from unknown), 2 (occupied), 3, 4
+    // Oldest first: the space placed (unknown), then seq 1 (free), 2 (occupied), 3, 4
+    expect(page.data.map((e: { kind: string }) => e.kind)).toEqual([
+      'placed',
+      'sensor',
+      'sensor',
+      'sensor',
+      'sensor',
+    ])
     expect(page.data.map((e: { sensed_to: string }) => e.sensed_to)).toEqual([
+      'unknown',
       'free',
       'occupied',
       'free',
       'occupied',
     ])
-    expect(page.data[0]).toMatchObject({ sensed_from: 'unknown', kind: 'sensor', device_id: device, seq: 1 })
+    expect(page.data[1]).toMatchObject({ sensed_from: 'unknown', kind: 'sensor', device_id: device, seq: 1 })
     expect(page.next_cursor).toEqual(expect.any(String))
     const rest = await json(
       await platform.request(`${path}&cursor=${page.next_cursor}`, { headers: bearer(operator.token) }),

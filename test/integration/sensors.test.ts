@@ -327,6 +327,18 @@ describe('deleting a device', () => {
 })
 
 describe('space bindings', () => {
+  it('frees the sensor of a space that is deleted', async () => {
+    const space = await newSpace()
+    const sensor = await createSensor({ space_id: space })
+    expect((await send('DELETE', `/api/v1/spaces/${space}`, admin)).status).toBe(204)
+    const after = await json(await send('GET', `/api/v1/devices/${sensor.id}`, admin))
+    expect(after.space_id).toBeNull()
+    // The space's binding is gone too: a new space can take this sensor.
+    const next = await newSpace()
+    const res = await send('PUT', `/api/v1/devices/${sensor.id}`, admin, { space_id: next })
+    expect(res.status).toBe(200)
+  })
+
   it('binds one device per space; moving and unbinding free the space', async () => {
     const spaceA = await newSpace()
     const spaceB = await newSpace()

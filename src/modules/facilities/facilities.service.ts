@@ -200,7 +200,12 @@ const noSpace = (id: string) => new AppError('NOT_FOUND', `No space ${id}`)
  * the create checks the parent again after inserting the child, and the delete checks for children
  * again after deleting the parent (and puts the parent back if one appeared).
  */
-export function createFacilitiesService(deps: { repo: FacilitiesRepository; occupancy: OccupancyIndex }) {
+export function createFacilitiesService(deps: {
+  repo: FacilitiesRepository
+  occupancy: OccupancyIndex
+  /** Called after a space is gone (the sensors capability frees its sensor's binding). */
+  onSpaceDeleted?: (spaceId: string) => Promise<void>
+}) {
   const { repo, occupancy } = deps
 
   async function requireLot(id: string): Promise<LotRecord> {
@@ -718,19 +723,21 @@ export function createFacilitiesService(deps: { repo: FacilitiesRepository; occu
     },
 
     /**
-     * The record, then its number claim, then the hot state. A delete of a space that is not
-     * there still takes it out of the hot state: that is the retry of a delete whose last step
-     * failed.
+     * The record, then its number claim, then the hot state, then its sensor's binding. A delete
+     * of a space that is not there still does the last two: that is the retry of a delete whose
+     * last steps failed.
      */
     async deleteSpace(id: string): Promise<void> {
       const space = await repo.findSpace(id)
       if (!space) {
         await occupancy.removeSpaces([id])
+        await deps.onSpaceDeleted?.(id)
         throw noSpace(id)
       }
       await repo.deleteSpace(id)
       await repo.releaseNumber(numberKey(space.lot_id, space.number), id)
       await occupancy.removeSpaces([id])
+      await deps.onSpaceDeleted?.(id)
     },
 
     /** Whether a lot, level, zone or space exists, by `_id`: for scopes the hot state has no counts of. */

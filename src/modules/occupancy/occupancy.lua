@@ -225,22 +225,29 @@ if op == 'upsert' then
         and sp.type == next.type and sp.overlay == next.overlay and sp.number == next.number
       if not same then
         local from_status = status_of(sp.sensed, sp.overlay)
+        local to_status = status_of(sensed, next.overlay)
         count(sp, -1, from_status, -1)
         next.sensed = sensed
-        count(next, 1, status_of(sensed, next.overlay), 1)
+        count(next, 1, to_status, 1)
         redis.call('HSET', key, 'lot', next.lot, 'level', next.level, 'zone', next.zone,
-          'number', next.number, 'type', next.type, 'overlay', next.overlay,
-          'status', status_of(sensed, next.overlay))
-        if sp.overlay ~= next.overlay then
-          changed = changed + emit(next, 'overlay', sensed, sensed, from_status,
-            status_of(sensed, next.overlay), now, '', '', '')
+          'number', next.number, 'type', next.type, 'overlay', next.overlay, 'status', to_status)
+        local moved = sp.lot ~= next.lot or sp.level ~= next.level or sp.zone ~= next.zone or sp.type ~= next.type
+        if moved then
+          -- Feeds keep counts right: out of the old place, into the new one.
+          changed = changed + emit(sp, 'removed', sensed, sensed, from_status, from_status, now, '', '', '')
+          changed = changed + emit(next, 'placed', sensed, sensed, to_status, to_status, now, '', '', '')
+        elseif sp.overlay ~= next.overlay then
+          changed = changed + emit(next, 'overlay', sensed, sensed, from_status, to_status, now, '', '', '')
         end
       end
     else
-      count(next, 1, status_of(sensed, next.overlay), 1)
+      local status = status_of(sensed, next.overlay)
+      count(next, 1, status, 1)
       redis.call('HSET', key, 'lot', next.lot, 'level', next.level, 'zone', next.zone,
         'number', next.number, 'type', next.type, 'overlay', next.overlay, 'sensed', sensed,
-        'status', status_of(sensed, next.overlay), 'changed_at', tostring(now), 'device', '')
+        'status', status, 'changed_at', tostring(now), 'device', '')
+      next.sensed = sensed
+      changed = changed + emit(next, 'placed', sensed, sensed, status, status, now, '', '', '')
     end
     redis.call('SADD', P .. 'occ:lots', next.lot)
     redis.call('SADD', P .. 'occ:zones:' .. next.lot, next.zone)
@@ -256,12 +263,15 @@ if op == 'remove' then
     local sp = load_space(ARGV[i])
     if sp then
       clear_pending(sp)
-      count(sp, -1, status_of(sp.sensed, sp.overlay), -1)
+      local status = status_of(sp.sensed, sp.overlay)
+      count(sp, -1, status, -1)
       local device = redis.call('HGET', P .. 'occ:sp:' .. sp.id, 'device')
       if device and device ~= '' then redis.call('HSET', P .. 'occ:dev:' .. device, 'space', '') end
       redis.call('DEL', P .. 'occ:sp:' .. sp.id)
+      emit(sp, 'removed', sp.sensed, sp.sensed, status, status, now, '', '', '')
     end
   end
+  notify()
   return 0
 end
 

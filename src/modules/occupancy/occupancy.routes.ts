@@ -88,7 +88,7 @@ export const lotFeed = defineRoute(access.public, {
   summary: "A lot's changes as they happen (Server-Sent Events)",
   description: [
     "A `text/event-stream` that stays open: first an `availability` event with the lot's counts,",
-    'then a `change` event per space change (its `id` is the resume point), and `reset` when changes',
+    'then a `change` event per space change (its `id` is the resume point; its `kind` says how to count it, see SpaceHistoryEntry), and `reset` when changes',
     'after the given id were trimmed away (re-read the availability). Reconnect with the',
     '`Last-Event-ID` header (browsers do it by themselves) or `?since=` to resume without a gap.',
     'The same feed over WebSocket: `GET /api/v1/lots/{id}/live` with an Upgrade header; messages are',

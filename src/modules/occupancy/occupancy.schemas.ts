@@ -94,7 +94,10 @@ export const HistoryEntrySchema = z
   .object({
     id: z.string(),
     space_id: z.string(),
-    kind: z.enum(['sensor', 'stale', 'bound', 'unbound', 'overlay']),
+    kind: z.enum(['sensor', 'stale', 'bound', 'unbound', 'overlay', 'placed', 'removed']).openapi({
+      description:
+        'Within the space, status_from -> status_to: sensor, stale, bound, unbound, overlay. The space counted in (placed: +1 total and status_to) or out (removed: -1 total and status_from); a move to another zone or type is a removed and a placed.',
+    }),
     sensed_from: z.enum(sensedStates),
     sensed_to: z.enum(sensedStates),
     status_from: z.enum(statuses),

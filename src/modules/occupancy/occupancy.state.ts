@@ -26,8 +26,13 @@ export type ChangeEvent = {
   zone: string
   number: string
   type: SpaceType
-  /** sensor: a reading; stale: the sensor went silent; bound/unbound: its sensor changed; overlay: an operator. */
-  kind: 'sensor' | 'stale' | 'bound' | 'unbound' | 'overlay'
+  /**
+   * Within a space, status_from -> status_to: sensor (a reading), stale (the sensor went silent),
+   * bound/unbound (its sensor changed), overlay (an operator). Counting a space in or out:
+   * placed (+1 to total and to status_to) and removed (-1 to total and to status_from); a space
+   * moved to another zone or type is removed from the old place and placed in the new one.
+   */
+  kind: 'sensor' | 'stale' | 'bound' | 'unbound' | 'overlay' | 'placed' | 'removed'
   sensed_from: SensedState
   sensed_to: SensedState
   status_from: SpaceStatus
