@@ -593,6 +593,28 @@ describe('bulk creation', () => {
     expect(held.map((claim) => claim.space_id)).toContain(single.id)
   })
 
+  it('lets exactly one of many concurrent creations take over one stale claim', async () => {
+    const { lot, zone } = await structure()
+    const claims = db.collection<{ _id: string; space_id: string; created_at: Date }>('space_number_claims')
+    await claims.insertOne({
+      _id: `${lot.id}:T-1`,
+      space_id: missing,
+      created_at: new Date(Date.now() - 5 * 60_000),
+    })
+    const answers = await Promise.all(
+      Array.from({ length: 20 }, () =>
+        send('POST', '/api/v1/spaces', admin, {
+          zone_id: zone.id,
+          number: 'T-1',
+          type: 'STANDARD',
+          flags: [],
+        }),
+      ),
+    )
+    expect(answers.map((res) => res.status).sort()).toEqual([201, ...Array(19).fill(409)])
+    expect(await db.collection('spaces').countDocuments({ zone_id: zone.id, number: 'T-1' })).toBe(1)
+  })
+
   it('refuses a reversed or too wide range naming `to`, and an unknown zone', async () => {
     const { zone } = await structure()
     const body = { zone_id: zone.id, prefix: 'R', from: 10, to: 9, type: 'STANDARD' }

@@ -247,6 +247,18 @@ export function createFacilitiesRepository(db: Database) {
     claimNumber: (key: string, spaceId: string) =>
       insertOnce(spaceNumberClaims, { _id: key, space_id: spaceId, created_at: new Date() }),
 
+    /**
+     * Of those who found one stale claim, the one whose insert of a takeover mark succeeds may
+     * remove it (a conditional delete is no arbiter on FerretDB: two could each delete, one of them
+     * the other's fresh claim). The mark names the claim by its key and creation time.
+     */
+    winTakeover: (claim: SpaceNumberClaimRecord, spaceId: string) =>
+      insertOnce(spaceNumberClaims, {
+        _id: `takeover:${claim._id}:${claim.created_at.getTime()}`,
+        space_id: spaceId,
+        created_at: new Date(),
+      }),
+
     /** Answers the keys another space holds already. */
     async claimNumbers(claims: { key: string; spaceId: string }[]): Promise<Set<string>> {
       const now = new Date()

@@ -284,7 +284,8 @@ export function createFacilitiesService(deps: {
   /**
    * The claim's insert decides: of concurrent creations of one number in a lot exactly one gets
    * through. A claim this space holds already is a retry of the same write. A stale claim is
-   * removed and the insert tried once more, which stays the arbiter.
+   * removed by whoever wins its takeover mark, and the insert tried once more, which stays the
+   * arbiter.
    */
   async function claimNumber(lotId: string, number: string, spaceId: string): Promise<void> {
     const key = numberKey(lotId, number)
@@ -294,7 +295,10 @@ export function createFacilitiesService(deps: {
       if (await repo.claimNumber(key, spaceId)) return
     } else if (claim.space_id === spaceId) {
       return
-    } else if (await isStaleClaim(claim, await repo.findSpace(claim.space_id))) {
+    } else if (
+      (await isStaleClaim(claim, await repo.findSpace(claim.space_id))) &&
+      (await repo.winTakeover(claim, spaceId))
+    ) {
       await repo.releaseNumber(key, claim.space_id)
       if (await repo.claimNumber(key, spaceId)) return
     }
@@ -309,7 +313,12 @@ export function createFacilitiesService(deps: {
     if (claims.length === 0) return []
     const holders = new Map((await repo.findSpaces(claims.map((c) => c.space_id))).map((s) => [s._id, s]))
     const stale: SpaceNumberClaimRecord[] = []
-    for (const claim of claims) if (await isStaleClaim(claim, holders.get(claim.space_id))) stale.push(claim)
+    for (const claim of claims)
+      if (
+        (await isStaleClaim(claim, holders.get(claim.space_id))) &&
+        (await repo.winTakeover(claim, claim.space_id))
+      )
+        stale.push(claim)
     await repo.releaseNumbers(stale.map((claim) => ({ key: claim._id, spaceId: claim.space_id })))
     return stale.map((claim) => claim._id)
   }

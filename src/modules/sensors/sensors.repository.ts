@@ -53,6 +53,24 @@ export function createSensorsRepository(db: Database) {
       }
     },
 
+    /**
+     * Of those who found one stale binding, the one whose insert of a takeover mark succeeds may
+     * remove it: a conditional delete is no arbiter on FerretDB.
+     */
+    async winTakeover(binding: SpaceBindingRecord, deviceId: string): Promise<boolean> {
+      try {
+        await spaceBindings.create({
+          _id: `takeover:${binding._id}:${binding.created_at.getTime()}`,
+          device_id: deviceId,
+          created_at: new Date(),
+        })
+        return true
+      } catch (error) {
+        if (isDuplicateKey(error)) return false
+        throw error
+      }
+    },
+
     async findSpaceBinding(spaceId: string): Promise<SpaceBindingRecord | undefined> {
       return (await spaceBindings.findById(spaceId).lean<SpaceBindingRecord>()) ?? undefined
     },

@@ -196,8 +196,8 @@ export function createSensorsService(deps: {
 
   /**
    * The binding's insert decides: of concurrent bindings of one space exactly one gets through.
-   * A binding this device holds already (a retry) is its own; a stale one is removed and the
-   * insert tried once more, which stays the arbiter.
+   * A binding this device holds already (a retry) is its own; a stale one is removed by whoever
+   * wins its takeover mark, and the insert tried once more, which stays the arbiter.
    */
   async function claimSpace(spaceId: string, deviceId: string): Promise<void> {
     if (await repo.claimSpace(spaceId, deviceId)) return
@@ -205,7 +205,7 @@ export function createSensorsService(deps: {
     if (binding?.device_id === deviceId) return
     if (binding && Date.now() - binding.created_at.getTime() > STALE_BINDING_MS) {
       const holder = await repo.findDevice(binding.device_id)
-      if (!holder || holder.space_id !== spaceId) {
+      if ((!holder || holder.space_id !== spaceId) && (await repo.winTakeover(binding, deviceId))) {
         await repo.releaseSpace(spaceId, binding.device_id)
         if (await repo.claimSpace(spaceId, deviceId)) return
       }
