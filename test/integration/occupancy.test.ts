@@ -4,7 +4,8 @@ import mqtt from 'mqtt'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { WebSocket } from 'ws'
 import type { SpacePlacement, SpaceType } from '../../src/modules/occupancy/occupancy.contract.ts'
-import { type Account, bearer, createAccount, signInAdmin, testAdmin } from '../harness/accounts.ts'
+import { connectRedis } from '../../src/shared/redis.ts'
+import { type Account, bearer, createAccount, jsonBody, signInAdmin, testAdmin } from '../harness/accounts.ts'
 import { json } from '../harness/http.ts'
 import { startTestPlatform, type TestPlatform } from '../harness/platform.ts'
 
@@ -348,6 +349,76 @@ describe('silent sensors, without false alarms', () => {
     await apply(d, 2, '') // heartbeat
     await apply(d, 3, '1') // the same report as before the silence
     expect((await platform.occupancy.state.space(space))?.sensed).toBe('occupied')
+  })
+})
+
+describe('a Redis that lost its data', () => {
+  test('refuses readings until the hot state is rebuilt from MongoDB, then takes them', async () => {
+    const prefix = `rb_${randomUUID().slice(0, 8)}:`
+    const fresh = await startTestPlatform({ ...testAdmin, OCCUPANCY_DWELL_MS: '0', REDIS_KEY_PREFIX: prefix })
+    const redis = await connectRedis(fresh.urls.redis, () => {})
+    try {
+      const admin = await signInAdmin(fresh)
+      const post = async (path: string, body: unknown) =>
+        await json(await fresh.request(path, { method: 'POST', ...jsonBody(body, bearer(admin.token)) }))
+      const lot = await post('/api/v1/lots', {
+        name: 'Rebuild lot',
+        address: '1 Main Street',
+        latitude: 48.1,
+        longitude: 11.5,
+        time_zone: 'Europe/Berlin',
+        currency: 'EUR',
+      })
+      const level = await post('/api/v1/levels', { lot_id: lot.id, name: 'L0', floor: 0 })
+      const zone = await post('/api/v1/zones', { level_id: level.id, name: 'Z' })
+      const space = await post('/api/v1/spaces', {
+        zone_id: zone.id,
+        number: 'R-1',
+        type: 'STANDARD',
+        flags: [],
+      })
+      const device = await post('/api/v1/devices', {
+        id: `rb-${lot.id.slice(-8)}`,
+        kind: 'sensor',
+        space_id: space.id,
+      })
+
+      // Every key of this platform goes, as if Redis had restarted empty.
+      const keys = await redis.keys(`${prefix}*`)
+      if (keys.length > 0) await redis.del(...keys)
+
+      const ingest = () =>
+        fresh.request('/api/v1/ingest/readings', {
+          method: 'POST',
+          ...jsonBody(
+            {
+              readings: [
+                { device_id: device.id, boot_id: 'b', seq: 1, measured_at: Date.now(), occupied: true },
+              ],
+            },
+            {
+              Authorization: `Basic ${Buffer.from(`${device.id}:${device.credentials.password}`).toString('base64')}`,
+            },
+          ),
+        })
+      expect((await ingest()).status).toBe(503) // the hot state is not built: nothing is taken
+      const accepted = await eventually(
+        async () => (await ingest()).status,
+        (status) => status === 202,
+      )
+      expect(accepted).toBe(202)
+      expect(await json(await fresh.request(`/api/v1/spaces/${space.id}/state`))).toMatchObject({
+        sensed: 'occupied',
+        device_id: device.id,
+      })
+      expect(await json(await fresh.request(`/api/v1/lots/${lot.id}/availability`))).toMatchObject({
+        total: 1,
+        occupied: 1,
+      })
+    } finally {
+      redis.disconnect()
+      await fresh.stop()
+    }
   })
 })
 

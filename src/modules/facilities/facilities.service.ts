@@ -305,6 +305,25 @@ export function createFacilitiesService(deps: {
     throw new AppError('CONFLICT', `A space numbered ${number} exists already in this lot`)
   }
 
+  /**
+   * Deletes a lot, level or zone only while it has no children. Without transactions: check,
+   * delete, check again, and put it back if a child appeared meanwhile (a child's insert checks
+   * its parent afterwards too, so one of the two always notices the other).
+   */
+  async function deleteChildless(steps: {
+    hasChildren: () => Promise<boolean>
+    remove: () => Promise<unknown>
+    restore: () => Promise<unknown>
+    refusal: string
+  }): Promise<void> {
+    if (await steps.hasChildren()) throw new AppError('CONFLICT', steps.refusal)
+    await steps.remove()
+    if (await steps.hasChildren()) {
+      await steps.restore()
+      throw new AppError('CONFLICT', steps.refusal)
+    }
+  }
+
   /** Of the keys refused in a bulk claim, the stale ones, freed for another try. */
   async function freeStaleClaims(keys: readonly string[]): Promise<string[]> {
     const claims = (await repo.findClaims(keys)).filter(
@@ -368,13 +387,12 @@ export function createFacilitiesService(deps: {
 
     async deleteLot(id: string): Promise<void> {
       const lot = await requireLot(id)
-      const refuse = () => new AppError('CONFLICT', 'The lot still has levels: delete them first')
-      if (await repo.lotHasLevels(id)) throw refuse()
-      await repo.deleteLot(id)
-      if (await repo.lotHasLevels(id)) {
-        await repo.insertLot(lot)
-        throw refuse()
-      }
+      await deleteChildless({
+        hasChildren: () => repo.lotHasLevels(id),
+        remove: () => repo.deleteLot(id),
+        restore: () => repo.insertLot(lot),
+        refusal: 'The lot still has levels: delete them first',
+      })
     },
 
     // Levels
@@ -435,13 +453,12 @@ export function createFacilitiesService(deps: {
 
     async deleteLevel(id: string): Promise<void> {
       const level = await requireLevel(id)
-      const refuse = () => new AppError('CONFLICT', 'The level still has zones: delete them first')
-      if (await repo.levelHasZones(id)) throw refuse()
-      await repo.deleteLevel(id)
-      if (await repo.levelHasZones(id)) {
-        await repo.insertLevel(level)
-        throw refuse()
-      }
+      await deleteChildless({
+        hasChildren: () => repo.levelHasZones(id),
+        remove: () => repo.deleteLevel(id),
+        restore: () => repo.insertLevel(level),
+        refusal: 'The level still has zones: delete them first',
+      })
     },
 
     // Zones
@@ -506,13 +523,12 @@ export function createFacilitiesService(deps: {
 
     async deleteZone(id: string): Promise<void> {
       const zone = await requireZone(id)
-      const refuse = () => new AppError('CONFLICT', 'The zone still has spaces: delete them first')
-      if (await repo.zoneHasSpaces(id)) throw refuse()
-      await repo.deleteZone(id)
-      if (await repo.zoneHasSpaces(id)) {
-        await repo.insertZone(zone)
-        throw refuse()
-      }
+      await deleteChildless({
+        hasChildren: () => repo.zoneHasSpaces(id),
+        remove: () => repo.deleteZone(id),
+        restore: () => repo.insertZone(zone),
+        refusal: 'The zone still has spaces: delete them first',
+      })
     },
 
     // Spaces

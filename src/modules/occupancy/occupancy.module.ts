@@ -102,8 +102,7 @@ export async function startOccupancy(deps: {
     rebuilding ??= (async () => {
       if (!source || (await state.isBuilt())) return false
       for await (const page of source.placements()) await state.index.upsertSpaces(page)
-      for await (const page of source.bindings())
-        for (const { deviceId, spaceId } of page) await state.index.bindDevice(deviceId, spaceId)
+      for await (const page of source.bindings()) await state.bindDevices(page)
       await state.markBuilt()
       logger.info('occupancy hot state built from MongoDB')
       return true

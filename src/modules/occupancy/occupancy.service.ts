@@ -5,7 +5,13 @@ import type { FeedHub, FeedMessage } from './feeds.ts'
 import type { SpaceType } from './occupancy.contract.ts'
 import type { SpaceHistoryRecord } from './occupancy.model.ts'
 import type { OccupancyRepository } from './occupancy.repository.ts'
-import { type Counts, emptyCounts, type OccupancyState, type SpaceState } from './occupancy.state.ts'
+import {
+  type Counts,
+  emptyCounts,
+  type OccupancyState,
+  recordOf,
+  type SpaceState,
+} from './occupancy.state.ts'
 
 export type ScopeKind = 'lot' | 'level' | 'zone' | 'space'
 
@@ -152,8 +158,7 @@ export function createOccupancyService(deps: {
       const entries = await deps.redis.xrevrange('occ:deadletters', '+', '-', 'COUNT', limit)
       return {
         data: entries.map(([id, fields]) => {
-          const f: Record<string, string> = {}
-          for (let i = 0; i + 1 < fields.length; i += 2) f[fields[i] as string] = fields[i + 1] as string
+          const f = recordOf(fields) as Record<string, string | undefined>
           return {
             id,
             at: new Date(Number(f.at ?? id.split('-')[0])).toISOString(),

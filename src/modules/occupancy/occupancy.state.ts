@@ -139,6 +139,19 @@ export function createOccupancyState(redis: RedisClient) {
   return {
     index,
 
+    /** Binds many devices in one round trip per 500 (the rebuild from MongoDB). */
+    async bindDevices(bindings: readonly { deviceId: string; spaceId: string | null }[]): Promise<void> {
+      for (let i = 0; i < bindings.length; i += 500) {
+        const pipeline = redis.pipeline() as unknown as ScriptRunner & {
+          exec(): Promise<[Error | null, unknown][] | null>
+        }
+        for (const { deviceId, spaceId } of bindings.slice(i, i + 500))
+          pipeline.occupancy('bind', prefix, deviceId, spaceId ?? '')
+        const failed = ((await pipeline.exec()) ?? []).find(([error]) => error)
+        if (failed?.[0]) throw failed[0]
+      }
+    },
+
     /**
      * Applies one normalised batch (7 strings per reading, see readings.ts) atomically.
      * `seenEveryMs`: how out of date the silent-sensor index may be (a fraction of the stale time).
@@ -295,6 +308,13 @@ const packedFields = [
   'boot',
   'seq',
 ] as const
+
+/** A Redis reply of alternating names and values (stream fields, XINFO) as a record. */
+export function recordOf(list: readonly unknown[]): Record<string, unknown> {
+  const record: Record<string, unknown> = {}
+  for (let i = 0; i + 1 < list.length; i += 2) record[String(list[i])] = list[i + 1]
+  return record
+}
 
 /** A stream entry (one packed field `c`, parts joined with '|') as a change. */
 export function changeOf(id: string, fields: string[]): ChangeEvent {

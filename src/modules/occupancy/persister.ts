@@ -4,7 +4,13 @@ import type { Metrics } from '../../shared/metrics.ts'
 import type { RedisClient } from '../../shared/redis.ts'
 import type { SpaceHistoryRecord } from './occupancy.model.ts'
 import type { OccupancyRepository } from './occupancy.repository.ts'
-import { type ChangeEvent, changeOf, type OccupancyState, CHANGES as STREAM } from './occupancy.state.ts'
+import {
+  type ChangeEvent,
+  changeOf,
+  type OccupancyState,
+  recordOf,
+  CHANGES as STREAM,
+} from './occupancy.state.ts'
 
 const GROUP = 'persister'
 const TRIM_EVERY_MS = 5_000
@@ -97,7 +103,7 @@ export function createPersister(deps: {
 
   const groupInfo = async () => {
     const groups = (await redis.xinfo('GROUPS', STREAM)) as unknown[][]
-    return groups.map((g) => Object.fromEntries(pairs(g))).find((g) => g.name === GROUP)
+    return groups.map((group) => recordOf(group)).find((group) => group.name === GROUP)
   }
 
   const run = async (client: RedisClient) => {
@@ -161,12 +167,6 @@ export function createPersister(deps: {
 }
 
 export type Persister = ReturnType<typeof createPersister>
-
-function pairs(list: unknown[]): [string, unknown][] {
-  const out: [string, unknown][] = []
-  for (let i = 0; i + 1 < list.length; i += 2) out.push([String(list[i]), list[i + 1]])
-  return out
-}
 
 /** The smallest stream id after `id`. */
 function nextId(id: string): string {
