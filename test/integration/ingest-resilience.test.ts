@@ -482,9 +482,9 @@ describe('Redis restarted mid-burst', () => {
     )
   })
 
-  // With `appendfsync everysec` Redis writes each reply's commands to the append-only file
-  // (write(2), not fsync) before the reply goes out, so a crash of the process alone loses no
-  // acknowledged step; only a crash of the machine can lose the last second.
+  // With `appendfsync always` Redis writes and syncs each reply's commands to the append-only
+  // file before the reply goes out, so an acknowledged step survives the kill. (With `everysec`
+  // a kill during a slow fsync, when Redis postpones its writes, lost steps once under load.)
   it('loses no message and records no change twice (killed with SIGKILL)', { timeout: 60_000 }, async () => {
     const fleet = await placeFleet(platform)
     const redis = services.services.redis.process

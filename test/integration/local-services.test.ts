@@ -13,7 +13,7 @@ afterAll(async () => {
 })
 
 describe('embedded Redis', () => {
-  it('keeps an acknowledged write across a crash (append-only file, fsync every second)', async () => {
+  it('keeps an acknowledged write across a crash (append-only file, fsync always)', async () => {
     const set = await startServices(scratchDir('redis-aof'), ['redis'])
     own.push(set)
     const client = new Redis(set.urls.redis)
