@@ -5,12 +5,14 @@ export const errorCodes = [
   'VALIDATION_FAILED',
   'MALFORMED_REQUEST',
   'UNAUTHENTICATED',
+  'PAYMENT_REQUIRED',
   'FORBIDDEN',
   'NOT_FOUND',
   'METHOD_NOT_ALLOWED',
   'CONFLICT',
   'PAYLOAD_TOO_LARGE',
   'UNSUPPORTED_MEDIA_TYPE',
+  'UNPROCESSABLE',
   'RATE_LIMITED',
   'DEPENDENCY_UNAVAILABLE',
   'INTERNAL',
@@ -35,6 +37,8 @@ export function statusOf(code: ErrorCode): number {
       return 400
     case 'UNAUTHENTICATED':
       return 401
+    case 'PAYMENT_REQUIRED':
+      return 402
     case 'FORBIDDEN':
       return 403
     case 'NOT_FOUND':
@@ -47,6 +51,8 @@ export function statusOf(code: ErrorCode): number {
       return 413
     case 'UNSUPPORTED_MEDIA_TYPE':
       return 415
+    case 'UNPROCESSABLE':
+      return 422
     case 'RATE_LIMITED':
       return 429
     case 'DEPENDENCY_UNAVAILABLE':
@@ -61,12 +67,14 @@ export const errorTitles: Record<ErrorCode, string> = {
   VALIDATION_FAILED: 'The request is not valid',
   MALFORMED_REQUEST: 'The request could not be parsed',
   UNAUTHENTICATED: 'Authentication is required',
+  PAYMENT_REQUIRED: 'Payment is required',
   FORBIDDEN: 'Not allowed',
   NOT_FOUND: 'Not found',
   METHOD_NOT_ALLOWED: 'Method not allowed',
   CONFLICT: 'Conflict with the current state',
   PAYLOAD_TOO_LARGE: 'The request body is too large',
   UNSUPPORTED_MEDIA_TYPE: 'Unsupported media type',
+  UNPROCESSABLE: 'The request cannot be carried out as asked',
   RATE_LIMITED: 'Too many requests',
   DEPENDENCY_UNAVAILABLE: 'A dependency is unavailable',
   INTERNAL: 'Internal error',
