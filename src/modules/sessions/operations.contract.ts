@@ -84,7 +84,12 @@ export interface DiscountsPort {
    * enforced atomically. Refusals are AppErrors: NOT_FOUND (unknown), UNPROCESSABLE with
    * `extensions.reason` (expired, not_yet_valid, limit_reached, inactive, wrong_lot).
    */
-  redeem(input: { code: string; sessionId: string; lotId: string; userId: string | null }): Promise<Adjustment>
+  redeem(input: {
+    code: string
+    sessionId: string
+    lotId: string
+    userId: string | null
+  }): Promise<Adjustment>
   /** The discount codes and partner validations attached to a session. */
   adjustmentsOf(sessionId: string): Promise<Adjustment[]>
 }
