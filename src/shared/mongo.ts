@@ -70,3 +70,14 @@ export function trusted<T extends object>(filter: T): T {
 }
 
 export const isDuplicateKey = (error: unknown): boolean => (error as { code?: number }).code === 11000
+
+/** Inserts one document; false when its `_id` exists already (the arbiter of every claim). */
+export async function insertOnce<T>(model: mongoose.Model<T>, doc: T): Promise<boolean> {
+  try {
+    await model.create(doc)
+    return true
+  } catch (error) {
+    if (isDuplicateKey(error)) return false
+    throw error
+  }
+}

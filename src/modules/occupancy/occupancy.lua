@@ -4,7 +4,8 @@
 --
 -- Keys (after the prefix):
 --   occ:sp:<space>    hash: lot level zone number type sensed overlay status changed_at device
---                     pend pend_since pend_at pend_device pend_boot pend_seq
+--                     pend pend_since pend_at pend_device pend_boot pend_seq held
+--   occ:hold:<session> the space a parking session holds (`held` on the space names the session)
 --   occ:dev:<device>  hash: space boot seq at seen battery signal stale
 --   occ:cnt:<scope>   hash per lot, level and zone: total free occupied unknown reserved maintenance closed
 --   occ:free:<zone>:<type>  set of free spaces
@@ -21,8 +22,11 @@ local P = ARGV[2]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
-local function status_of(sensed, overlay)
+-- An operator's overlay wins; a space held by a parking session counts as occupied whatever its
+-- sensor says (the car may not have reached it yet, or the sensor may be silent).
+local function status_of(sensed, overlay, held)
   if overlay ~= nil and overlay ~= '' then return overlay end
+  if held ~= nil and held ~= '' then return 'occupied' end
   return sensed
 end
 
@@ -41,11 +45,11 @@ end
 
 local function load_space(id)
   local v = redis.call('HMGET', P .. 'occ:sp:' .. id, 'lot', 'level', 'zone', 'number', 'type',
-    'sensed', 'overlay', 'pend', 'pend_since', 'pend_at', 'pend_device', 'pend_boot', 'pend_seq')
+    'sensed', 'overlay', 'pend', 'pend_since', 'pend_at', 'pend_device', 'pend_boot', 'pend_seq', 'held')
   if not v[1] then return nil end
   return { id = id, lot = v[1], level = v[2], zone = v[3], number = v[4], type = v[5],
     sensed = v[6], overlay = v[7] or '', pend = v[8] or '', pend_since = tonumber(v[9] or '0'),
-    pend_at = v[10], pend_device = v[11], pend_boot = v[12], pend_seq = v[13] }
+    pend_at = v[10], pend_device = v[11], pend_boot = v[12], pend_seq = v[13], held = v[14] or '' }
 end
 
 local emitted = 0
@@ -55,7 +59,7 @@ local emitted = 0
 local function emit(sp, kind, sensed_from, sensed_to, status_from, status_to, at, device, boot, seq)
   redis.call('XADD', P .. 'occ:changes', '*', 'c', table.concat({ sp.id, sp.lot, sp.level, sp.zone,
     sp.number, sp.type, kind, sensed_from, sensed_to, status_from, status_to, sp.overlay,
-    tostring(at), device or '', boot or '', tostring(seq or '') }, '|'))
+    tostring(at), device or '', boot or '', tostring(seq or ''), sp.held or '' }, '|'))
   emitted = emitted + 1
   return 1
 end
@@ -77,8 +81,8 @@ end
 local function commit(sp, sensed, kind, at, device, boot, seq)
   clear_pending(sp)
   if sp.sensed == sensed then return 0 end
-  local from_status = status_of(sp.sensed, sp.overlay)
-  local to_status = status_of(sensed, sp.overlay)
+  local from_status = status_of(sp.sensed, sp.overlay, sp.held)
+  local to_status = status_of(sensed, sp.overlay, sp.held)
   if from_status ~= to_status then
     count(sp, 0, from_status, -1)
     count(sp, 0, to_status, 1)
@@ -224,8 +228,9 @@ if op == 'upsert' then
       local same = sp.lot == next.lot and sp.level == next.level and sp.zone == next.zone
         and sp.type == next.type and sp.overlay == next.overlay and sp.number == next.number
       if not same then
-        local from_status = status_of(sp.sensed, sp.overlay)
-        local to_status = status_of(sensed, next.overlay)
+        next.held = sp.held
+        local from_status = status_of(sp.sensed, sp.overlay, sp.held)
+        local to_status = status_of(sensed, next.overlay, next.held)
         count(sp, -1, from_status, -1)
         next.sensed = sensed
         count(next, 1, to_status, 1)
@@ -263,8 +268,9 @@ if op == 'remove' then
     local sp = load_space(ARGV[i])
     if sp then
       clear_pending(sp)
-      local status = status_of(sp.sensed, sp.overlay)
+      local status = status_of(sp.sensed, sp.overlay, sp.held)
       count(sp, -1, status, -1)
+      if sp.held ~= '' then redis.call('DEL', P .. 'occ:hold:' .. sp.held) end
       local device = redis.call('HGET', P .. 'occ:sp:' .. sp.id, 'device')
       if device and device ~= '' then redis.call('HSET', P .. 'occ:dev:' .. device, 'space', '') end
       redis.call('DEL', P .. 'occ:sp:' .. sp.id)
@@ -314,6 +320,98 @@ if op == 'bind' then
   end
   notify()
   return 0
+end
+
+-- Parking sessions hold spaces: Redis is the arbiter, so two cars never get one space.
+
+-- Makes `session` the holder of a space (or '' to release it), with its counts and a change.
+local function set_held(sp, session, kind)
+  local from_status = status_of(sp.sensed, sp.overlay, sp.held)
+  local to_status = status_of(sp.sensed, sp.overlay, session)
+  if from_status ~= to_status then
+    count(sp, 0, from_status, -1)
+    count(sp, 0, to_status, 1)
+  end
+  local previous = sp.held
+  sp.held = session
+  redis.call('HSET', P .. 'occ:sp:' .. sp.id, 'held', session, 'status', to_status, 'changed_at', tostring(now))
+  if session ~= '' then
+    redis.call('SET', P .. 'occ:hold:' .. session, sp.id)
+  else
+    redis.call('DEL', P .. 'occ:hold:' .. previous)
+    sp.held = previous -- the change names the session that let go
+  end
+  emit(sp, kind, sp.sensed, sp.sensed, from_status, to_status, now, '', '', '')
+  sp.held = session
+end
+
+local function space_reply(sp)
+  return { sp.id, sp.lot, sp.level, sp.zone, sp.number, sp.type }
+end
+
+if op == 'allocate' then
+  -- ARGV[3] session, ARGV[4] lot, ARGV[5] zone ('' for any zone of the lot), then space types in
+  -- order of preference. Takes a free space (status free: sensed free, no overlay, not held) of
+  -- the first type that has one. Returns the space, or nil when none is free. A session that holds
+  -- a space already gets that one back (a retried entry).
+  local session, lot, zone = ARGV[3], ARGV[4], ARGV[5]
+  local current = redis.call('GET', P .. 'occ:hold:' .. session)
+  if current then
+    local sp = load_space(current)
+    if sp and sp.held == session then return space_reply(sp) end
+  end
+  local zones
+  if zone ~= '' then zones = { zone } else zones = redis.call('SMEMBERS', P .. 'occ:zones:' .. lot) end
+  table.sort(zones)
+  for i = 6, #ARGV do
+    for _, z in ipairs(zones) do
+      local id = redis.call('SRANDMEMBER', P .. 'occ:free:' .. z .. ':' .. ARGV[i])
+      if id then
+        local sp = load_space(id)
+        if sp and sp.lot == lot then
+          set_held(sp, session, 'held')
+          notify()
+          return space_reply(sp)
+        end
+      end
+    end
+  end
+  return nil
+end
+
+if op == 'hold' then
+  -- ARGV[3] session, ARGV[4] space: an operator assigns this space. It must be free, or sensed
+  -- unknown, with no overlay and no other session on it. The session's previous space is released.
+  local session, space = ARGV[3], ARGV[4]
+  local sp = load_space(space)
+  if not sp then return redis.error_reply('NOSPACE the space is not in the hot state') end
+  if sp.held == session then return space_reply(sp) end
+  if sp.held ~= '' or sp.overlay ~= '' or sp.sensed == 'occupied' then
+    return redis.error_reply('TAKEN ' .. status_of(sp.sensed, sp.overlay, sp.held))
+  end
+  local current = redis.call('GET', P .. 'occ:hold:' .. session)
+  if current then
+    local old = load_space(current)
+    if old and old.held == session then set_held(old, '', 'released') end
+  end
+  set_held(sp, session, 'held')
+  notify()
+  return space_reply(sp)
+end
+
+if op == 'release' then
+  -- ARGV[3] session: lets go of its space, if it holds one. Returns the space id or nil.
+  local session = ARGV[3]
+  local current = redis.call('GET', P .. 'occ:hold:' .. session)
+  if not current then return nil end
+  local sp = load_space(current)
+  if sp and sp.held == session then
+    set_held(sp, '', 'released')
+    notify()
+  else
+    redis.call('DEL', P .. 'occ:hold:' .. session)
+  end
+  return current
 end
 
 if op == 'trim' then

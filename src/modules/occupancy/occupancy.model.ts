@@ -26,6 +26,7 @@ export type SpaceHistoryRecord = {
   device_id: string | null
   boot: string | null
   seq: number | null
+  session_id: string | null
   recorded_at: Date
 }
 
@@ -48,6 +49,7 @@ const historySchema = new Schema<SpaceHistoryRecord>(
     device_id: { type: String, default: null },
     boot: { type: String, default: null },
     seq: { type: Number, default: null },
+    session_id: { type: String, default: null },
     recorded_at: { type: Date, required: true },
   },
   { versionKey: false, collection: 'space_history' },

@@ -90,6 +90,8 @@ export async function startOccupancy(deps: {
   type RebuildSource = {
     placements(): AsyncIterable<SpacePlacement[]>
     bindings(): AsyncIterable<{ deviceId: string; spaceId: string | null }[]>
+    /** The spaces that active parking sessions hold. */
+    holds?(): AsyncIterable<{ sessionId: string; spaceId: string }[]>
   }
   let source: RebuildSource | undefined
   let rebuilding: Promise<boolean> | undefined
@@ -103,6 +105,9 @@ export async function startOccupancy(deps: {
       if (!source || (await state.isBuilt())) return false
       for await (const page of source.placements()) await state.index.upsertSpaces(page)
       for await (const page of source.bindings()) await state.bindDevices(page)
+      if (source.holds)
+        for await (const page of source.holds())
+          for (const { sessionId, spaceId } of page) await state.hold(sessionId, spaceId)
       await state.markBuilt()
       logger.info('occupancy hot state built from MongoDB')
       return true

@@ -1,6 +1,7 @@
 import { z } from '@hono/zod-openapi'
 import { pageSchema } from '../../http/openapi.ts'
 import { overlays, sensedStates, spaceTypes } from './occupancy.contract.ts'
+import { changeKinds } from './occupancy.state.ts'
 
 const statuses = [...sensedStates, ...overlays] as const
 const uuid = (name: string) => z.uuid().openapi({ param: { name, in: 'path' } })
@@ -47,15 +48,17 @@ export const SpaceStateSchema = z
     zone_id: z.string(),
     sensed: z.enum(sensedStates).openapi({ description: 'What the sensor says.' }),
     overlay: z.enum(overlays).nullable().openapi({ description: 'What an operator laid over it.' }),
-    status: z
-      .enum(statuses)
-      .openapi({ description: 'The overlay when there is one, the sensed state otherwise.' }),
+    status: z.enum(statuses).openapi({
+      description:
+        'The overlay when there is one; occupied while a parking session holds the space; the sensed state otherwise.',
+    }),
     changed_at: z.iso.datetime(),
     device_id: z.string().nullable(),
     pending: z
       .enum(sensedStates)
       .nullable()
       .openapi({ description: 'A sensed change waiting for the debounce dwell time.' }),
+    session_id: z.string().nullable().openapi({ description: 'The parking session holding the space.' }),
   })
   .openapi('SpaceState')
 
@@ -94,9 +97,9 @@ export const HistoryEntrySchema = z
   .object({
     id: z.string(),
     space_id: z.string(),
-    kind: z.enum(['sensor', 'stale', 'bound', 'unbound', 'overlay', 'placed', 'removed']).openapi({
+    kind: z.enum(changeKinds).openapi({
       description:
-        'Within the space, status_from -> status_to: sensor, stale, bound, unbound, overlay. The space counted in (placed: +1 total and status_to) or out (removed: -1 total and status_from); a move to another zone or type is a removed and a placed.',
+        'Within the space, status_from -> status_to: sensor, stale, bound, unbound, overlay, held and released (a parking session took or let go of it). The space counted in (placed: +1 total and status_to) or out (removed: -1 total and status_from); a move to another zone or type is a removed and a placed.',
     }),
     sensed_from: z.enum(sensedStates),
     sensed_to: z.enum(sensedStates),
@@ -110,6 +113,7 @@ export const HistoryEntrySchema = z
     device_id: z.string().nullable(),
     boot: z.string().nullable(),
     seq: z.int().nullable(),
+    session_id: z.string().nullable().openapi({ description: 'The parking session holding the space.' }),
   })
   .openapi('SpaceHistoryEntry')
 

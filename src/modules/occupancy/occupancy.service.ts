@@ -6,6 +6,7 @@ import type { SpaceType } from './occupancy.contract.ts'
 import type { SpaceHistoryRecord } from './occupancy.model.ts'
 import type { OccupancyRepository } from './occupancy.repository.ts'
 import {
+  type ChangeKind,
   type Counts,
   emptyCounts,
   type OccupancyState,
@@ -51,6 +52,7 @@ export function spaceStateView(s: SpaceState) {
     changed_at: s.changedAt.toISOString(),
     device_id: s.deviceId,
     pending: s.pending,
+    session_id: s.sessionId,
   }
 }
 
@@ -58,7 +60,7 @@ function historyView(row: SpaceHistoryRecord) {
   return {
     id: row._id.slice(row._id.indexOf('/') + 1).replace(/-0+(?=\d)/, '-'),
     space_id: row.space_id,
-    kind: row.kind as 'sensor',
+    kind: row.kind as ChangeKind,
     sensed_from: row.sensed_from,
     sensed_to: row.sensed_to,
     status_from: row.status_from,
@@ -69,6 +71,7 @@ function historyView(row: SpaceHistoryRecord) {
     device_id: row.device_id,
     boot: row.boot,
     seq: row.seq,
+    session_id: row.session_id ?? null,
   }
 }
 

@@ -28,11 +28,12 @@ export type ChangeEvent = {
   type: SpaceType
   /**
    * Within a space, status_from -> status_to: sensor (a reading), stale (the sensor went silent),
-   * bound/unbound (its sensor changed), overlay (an operator). Counting a space in or out:
+   * bound/unbound (its sensor changed), overlay (an operator), held/released (a parking session
+   * took or let go of it; `session` names it). Counting a space in or out:
    * placed (+1 to total and to status_to) and removed (-1 to total and to status_from); a space
    * moved to another zone or type is removed from the old place and placed in the new one.
    */
-  kind: 'sensor' | 'stale' | 'bound' | 'unbound' | 'overlay' | 'placed' | 'removed'
+  kind: ChangeKind
   sensed_from: SensedState
   sensed_to: SensedState
   status_from: SpaceStatus
@@ -43,7 +44,25 @@ export type ChangeEvent = {
   device: string
   boot: string
   seq: string
+  /** The parking session holding the space ('' for none). */
+  session: string
 }
+
+export const changeKinds = [
+  'sensor',
+  'stale',
+  'bound',
+  'unbound',
+  'overlay',
+  'placed',
+  'removed',
+  'held',
+  'released',
+] as const
+export type ChangeKind = (typeof changeKinds)[number]
+
+/** A space as an allocation answers it. */
+export type HeldSpace = Pick<SpacePlacement, 'spaceId' | 'lotId' | 'levelId' | 'zoneId' | 'number' | 'type'>
 
 export type SpaceState = Omit<SpacePlacement, 'overlay'> & {
   sensed: SensedState
@@ -53,6 +72,8 @@ export type SpaceState = Omit<SpacePlacement, 'overlay'> & {
   deviceId: string | null
   /** A sensed change waiting for its dwell time. */
   pending: SensedState | null
+  /** The parking session holding the space. */
+  sessionId: string | null
 }
 
 export type ApplyResult = {
@@ -163,6 +184,41 @@ export function createOccupancyState(redis: RedisClient) {
         ...args,
       ])) as [number, number, number, number, number[]]
       return { accepted, duplicates, stale, changes, unknown }
+    },
+
+    /**
+     * Gives a parking session a free space of the lot (in `zoneId` if given), of the first type in
+     * `types` that has one, atomically: two sessions never get one space. A session that holds a
+     * space already gets it back. null: none is free.
+     */
+    async allocate(
+      sessionId: string,
+      lotId: string,
+      zoneId: string | null,
+      types: readonly SpaceType[],
+    ): Promise<HeldSpace | null> {
+      const reply = (await run('allocate', [sessionId, lotId, zoneId ?? '', ...types])) as string[] | null
+      return reply ? heldSpaceOf(reply) : null
+    },
+
+    /**
+     * Gives a session this space (an operator's choice): it must be free or sensed unknown, with no
+     * overlay and no other session; the session's previous space is let go. null when it is taken.
+     */
+    async hold(sessionId: string, spaceId: string): Promise<HeldSpace | null | 'unknown-space'> {
+      try {
+        return heldSpaceOf((await run('hold', [sessionId, spaceId])) as string[])
+      } catch (error) {
+        const message = String((error as Error).message)
+        if (message.startsWith('TAKEN')) return null
+        if (message.startsWith('NOSPACE')) return 'unknown-space'
+        throw error
+      }
+    },
+
+    /** Lets go of the session's space; answers its id, or null when it held none. */
+    async release(sessionId: string): Promise<string | null> {
+      return (await run('release', [sessionId])) as string | null
     },
 
     /** Commits debounced changes that are due and turns silent sensors' spaces to unknown. */
@@ -307,6 +363,7 @@ const packedFields = [
   'device',
   'boot',
   'seq',
+  'session',
 ] as const
 
 /** A Redis reply of alternating names and values (stream fields, XINFO) as a record. */
@@ -333,6 +390,17 @@ export function compareIds(a: string, b: string): number {
   return am === bm ? as - bs : am - bm
 }
 
+function heldSpaceOf([
+  spaceId = '',
+  lotId = '',
+  levelId = '',
+  zoneId = '',
+  number = '',
+  type = '',
+]: string[]): HeldSpace {
+  return { spaceId, lotId, levelId, zoneId, number, type: type as SpaceType }
+}
+
 function spaceStateOf(spaceId: string, raw: Record<string, string>): SpaceState {
   const sensed = (raw.sensed ?? 'unknown') as SensedState
   const overlay = (raw.overlay || null) as Overlay | null
@@ -345,9 +413,10 @@ function spaceStateOf(spaceId: string, raw: Record<string, string>): SpaceState 
     type: (raw.type ?? 'STANDARD') as SpaceType,
     sensed,
     overlay,
-    status: overlay ?? sensed,
+    status: (raw.status || (overlay ?? sensed)) as SpaceStatus,
     changedAt: new Date(Number(raw.changed_at ?? 0)),
     deviceId: raw.device || null,
     pending: (raw.pend || null) as SensedState | null,
+    sessionId: raw.held || null,
   }
 }

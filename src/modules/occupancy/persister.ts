@@ -202,6 +202,7 @@ function historyRow(e: ChangeEvent, now: Date): SpaceHistoryRecord {
     device_id: e.device || null,
     boot: e.boot || null,
     seq: e.seq === '' ? null : Number(e.seq),
+    session_id: e.session || null,
     recorded_at: now,
   }
 }
