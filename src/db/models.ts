@@ -1,10 +1,12 @@
 import { accountModels } from '../modules/accounts/accounts.model.ts'
 import { tokenModels } from '../modules/accounts/tokens.model.ts'
+import { discountModels } from '../modules/discounts/discounts.model.ts'
 import { facilityModels } from '../modules/facilities/facilities.model.ts'
 import { occupancyModels } from '../modules/occupancy/occupancy.model.ts'
 import { registrationModels } from '../modules/registrations/registrations.model.ts'
 import { sensorModels } from '../modules/sensors/sensors.model.ts'
 import { vehicleModels } from '../modules/vehicles/vehicles.model.ts'
+import { idempotencyModels } from '../shared/idempotency.ts'
 import type { ModelRegistration } from '../shared/mongo.ts'
 
 /**
@@ -19,4 +21,6 @@ export const modelRegistrations = [
   facilityModels,
   sensorModels,
   occupancyModels,
+  discountModels,
+  idempotencyModels,
 ] as unknown as readonly ModelRegistration[]

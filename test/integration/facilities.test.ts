@@ -191,7 +191,8 @@ describe('lots', () => {
     const again = await created(await send('POST', '/api/v1/lots', admin, body, { 'Idempotency-Key': key }))
     expect(again.id).toBe(first.id)
     const other = await send('POST', '/api/v1/lots', admin, lotBody(), { 'Idempotency-Key': key })
-    expect(other.status).toBe(409)
+    expect(other.status).toBe(422)
+    expect(await json(other)).toMatchObject({ code: 'UNPROCESSABLE' })
     expect(await db.collection('lots').countDocuments({ name: body.name })).toBe(1)
   })
 })
@@ -482,7 +483,7 @@ describe('spaces', () => {
     expect(again).toEqual(first)
     // Without the key, the same body is another space with a number that is taken.
     expect((await send('POST', '/api/v1/spaces', admin, body)).status).toBe(409)
-    expect((await send('POST', '/api/v1/spaces', admin, { ...body, number: 'K-2' }, key)).status).toBe(409)
+    expect((await send('POST', '/api/v1/spaces', admin, { ...body, number: 'K-2' }, key)).status).toBe(422)
     // Deleted since: the key does not bring it back.
     expect((await send('DELETE', `/api/v1/spaces/${first.id}`, admin)).status).toBe(204)
     expect((await send('POST', '/api/v1/spaces', admin, body, key)).status).toBe(409)

@@ -158,31 +158,6 @@ const spaceNumberClaimSchema = new Schema<SpaceNumberClaimRecord>(
   { versionKey: false, collection: 'space_number_claims' },
 )
 
-/**
- * A create sent with an Idempotency-Key: `_id` is `${kind}:${callerId}:${key}`, and the insert
- * decides which attempt creates; a retry finds the resource id the first attempt chose.
- */
-export type CreateRequestRecord = {
-  _id: string
-  resource_id: string
-  /** sha256 of the validated body: the same key with another body is refused. */
-  fingerprint: string
-  /** Set once the resource was written; a replay that finds it gone knows it was deleted since. */
-  done: boolean
-  created_at: Date
-}
-
-const createRequestSchema = new Schema<CreateRequestRecord>(
-  {
-    _id: { type: String, required: true },
-    resource_id: { type: String, required: true },
-    fingerprint: { type: String, required: true },
-    done: { type: Boolean, required: true },
-    created_at: { type: Date, required: true },
-  },
-  { versionKey: false, collection: 'facility_create_requests' },
-)
-
 export function facilityModels(db: Database) {
   return {
     lots: modelOn(db, 'Lot', lotSchema),
@@ -190,6 +165,5 @@ export function facilityModels(db: Database) {
     zones: modelOn(db, 'Zone', zoneSchema),
     spaces: modelOn(db, 'Space', spaceSchema),
     spaceNumberClaims: modelOn(db, 'SpaceNumberClaim', spaceNumberClaimSchema),
-    createRequests: modelOn(db, 'FacilityCreateRequest', createRequestSchema),
   }
 }

@@ -1,8 +1,8 @@
 import type { Model, QueryFilter } from 'mongoose'
-import { type Database, isDuplicateKey, trusted } from '../../shared/mongo.ts'
+import { createIdempotencyStore } from '../../shared/idempotency.ts'
+import { type Database, insertOnce, trusted } from '../../shared/mongo.ts'
 import type { Overlay } from '../occupancy/occupancy.contract.ts'
 import {
-  type CreateRequestRecord,
   facilityModels,
   type LevelRecord,
   type LotRecord,
@@ -17,17 +17,6 @@ type Paged = { after?: string | undefined; limit: number }
 
 /** Fields a replacement rewrites: everything but the identity and the creation time. */
 type Editable<T> = Omit<T, '_id' | 'created_at' | 'updated_at'>
-
-/** Inserts one document; false when its `_id` exists already (the arbiter of every claim). */
-async function insertOnce<T>(model: Model<T>, doc: T): Promise<boolean> {
-  try {
-    await model.create(doc)
-    return true
-  } catch (error) {
-    if (isDuplicateKey(error)) return false
-    throw error
-  }
-}
 
 /**
  * Unordered insert of many documents; answers the indexes refused as duplicates. Any other
@@ -58,7 +47,7 @@ const afterId = <T>(query: QueryFilter<T>, after: string | undefined): QueryFilt
 const startsWith = (prefix: string) => trusted({ $gte: prefix, $lt: `${prefix}\uffff` })
 
 export function createFacilitiesRepository(db: Database) {
-  const { lots, levels, zones, spaces, spaceNumberClaims, createRequests } = facilityModels(db)
+  const { lots, levels, zones, spaces, spaceNumberClaims } = facilityModels(db)
 
   return {
     // Lots
@@ -288,21 +277,7 @@ export function createFacilitiesRepository(db: Database) {
       })
     },
 
-    // Creates sent with an Idempotency-Key
-
-    claimCreateRequest: (request: CreateRequestRecord) => insertOnce(createRequests, request),
-
-    async findCreateRequest(id: string): Promise<CreateRequestRecord | undefined> {
-      return (await createRequests.findById(id).lean<CreateRequestRecord>()) ?? undefined
-    },
-
-    /** Written by the attempts of one request only, all with the same value. */
-    async markCreateRequestDone(id: string): Promise<void> {
-      await createRequests.updateOne({ _id: id }, { $set: { done: true } })
-    },
-
-    async releaseCreateRequest(id: string, resourceId: string): Promise<void> {
-      await createRequests.deleteOne({ _id: id, resource_id: resourceId })
-    },
+    /** Creates sent with an Idempotency-Key (the platform's shared record of keys). */
+    idempotency: createIdempotencyStore(db),
   }
 }

@@ -34,7 +34,7 @@ const readers = access.anyAccount
 const admins = access.roles('admin')
 const bodyProblems = ['VALIDATION_FAILED', 'UNSUPPORTED_MEDIA_TYPE', 'PAYLOAD_TOO_LARGE'] as const
 const keyed =
-  'Send an `Idempotency-Key` header to make a retry safe: the same key and body answer the resource the first request created.'
+  'Send an `Idempotency-Key` header to make a retry safe: the same key and body answer the resource the first request created; the same key with another body is a 422.'
 
 // Lots
 
@@ -61,7 +61,7 @@ export const createLot = defineRoute(admins, {
   request: { headers: IdempotencyHeaderSchema, body: jsonBody(LotInputSchema) },
   responses: {
     201: jsonResponse(LotSchema, 'The lot'),
-    ...problemResponses(...bodyProblems, 'CONFLICT'),
+    ...problemResponses(...bodyProblems, 'CONFLICT', 'UNPROCESSABLE'),
   },
 })
 
@@ -130,7 +130,7 @@ export const createLevel = defineRoute(admins, {
   request: { headers: IdempotencyHeaderSchema, body: jsonBody(LevelCreateSchema) },
   responses: {
     201: jsonResponse(LevelSchema, 'The level'),
-    ...problemResponses(...bodyProblems, 'NOT_FOUND', 'CONFLICT'),
+    ...problemResponses(...bodyProblems, 'NOT_FOUND', 'CONFLICT', 'UNPROCESSABLE'),
   },
 })
 
@@ -199,7 +199,7 @@ export const createZone = defineRoute(admins, {
   request: { headers: IdempotencyHeaderSchema, body: jsonBody(ZoneCreateSchema) },
   responses: {
     201: jsonResponse(ZoneSchema, 'The zone'),
-    ...problemResponses(...bodyProblems, 'NOT_FOUND', 'CONFLICT'),
+    ...problemResponses(...bodyProblems, 'NOT_FOUND', 'CONFLICT', 'UNPROCESSABLE'),
   },
 })
 
@@ -270,7 +270,7 @@ export const createSpace = defineRoute(admins, {
   request: { headers: IdempotencyHeaderSchema, body: jsonBody(SpaceInputSchema) },
   responses: {
     201: jsonResponse(SpaceSchema, 'The space'),
-    ...problemResponses(...bodyProblems, 'NOT_FOUND', 'CONFLICT', 'DEPENDENCY_UNAVAILABLE'),
+    ...problemResponses(...bodyProblems, 'NOT_FOUND', 'CONFLICT', 'UNPROCESSABLE', 'DEPENDENCY_UNAVAILABLE'),
   },
 })
 

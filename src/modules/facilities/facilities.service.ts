@@ -1,5 +1,5 @@
-import { createHash } from 'node:crypto'
 import { AppError } from '../../shared/errors.ts'
+import { keyedCreate as keyedRequest } from '../../shared/idempotency.ts'
 import { decodeCursor, encodeCursor, pageOf, uuidv7 } from '../../shared/ids.ts'
 import type { OccupancyIndex, Overlay, SpacePlacement, SpaceType } from '../occupancy/occupancy.contract.ts'
 import {
@@ -176,8 +176,6 @@ function lotFields(input: LotInput): Omit<LotRecord, '_id' | 'created_at' | 'upd
 
 const flagSet = (flags: readonly string[]) => [...new Set(flags)].sort()
 const numberKey = (lotId: string, number: string) => `${lotId}:${number}`
-const fingerprintOf = (input: unknown) => createHash('sha256').update(JSON.stringify(input)).digest('hex')
-
 /** Levels page in floor order: their cursor is the last row's floor and id. */
 function levelCursor(cursor: string | undefined): { floor: number; id: string } | undefined {
   if (cursor === undefined) return undefined
@@ -226,12 +224,7 @@ export function createFacilitiesService(deps: {
     return zone
   }
 
-  /**
-   * A create, made safe to retry by an Idempotency-Key: the insert of the key's record decides
-   * the resource id once, and a retry with the same key and body goes on with that id. `create`
-   * must therefore accept an id whose resource exists already (a retry after a failed later step).
-   * A refused create (a 4xx) frees the key for a corrected request.
-   */
+  /** A create made safe to retry by an Idempotency-Key (src/shared/idempotency.ts). */
   async function keyedCreate<V>(
     kind: string,
     creator: Creator,
@@ -239,41 +232,8 @@ export function createFacilitiesService(deps: {
     create: (id: string) => Promise<V>,
     replay: (id: string) => Promise<V | undefined>,
   ): Promise<V> {
-    if (creator.idempotencyKey === undefined) return await create(uuidv7())
-    const requestId = `${kind}:${creator.callerId}:${creator.idempotencyKey}`
-    const fingerprint = fingerprintOf(input)
-    let resourceId = uuidv7()
-    const first = await repo.claimCreateRequest({
-      _id: requestId,
-      resource_id: resourceId,
-      fingerprint,
-      done: false,
-      created_at: new Date(),
-    })
-    if (!first) {
-      const earlier = await repo.findCreateRequest(requestId)
-      if (!earlier)
-        throw new AppError('CONFLICT', 'A request with this Idempotency-Key is in progress; retry')
-      if (earlier.fingerprint !== fingerprint) {
-        throw new AppError('CONFLICT', 'This Idempotency-Key was used with a different request')
-      }
-      resourceId = earlier.resource_id
-      if (earlier.done) {
-        const view = await replay(resourceId)
-        if (view === undefined) {
-          throw new AppError('CONFLICT', `The ${kind} this Idempotency-Key created has been deleted since`)
-        }
-        return view
-      }
-    }
-    try {
-      const view = await create(resourceId)
-      await repo.markCreateRequestDone(requestId)
-      return view
-    } catch (error) {
-      if (error instanceof AppError) await repo.releaseCreateRequest(requestId, resourceId)
-      throw error
-    }
+    const request = { kind, callerId: creator.callerId, key: creator.idempotencyKey }
+    return await keyedRequest(repo.idempotency, request, input, create, replay)
   }
 
   async function isStaleClaim(claim: SpaceNumberClaimRecord, holder: SpaceRecord | undefined) {
