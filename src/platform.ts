@@ -12,6 +12,8 @@ import { createAccountsRepository } from './modules/accounts/accounts.repository
 import { createAccountsService } from './modules/accounts/accounts.service.ts'
 import { createTokensRepository } from './modules/accounts/tokens.repository.ts'
 import { createTokenService } from './modules/accounts/tokens.service.ts'
+import { createDiscountsRepository } from './modules/discounts/discounts.repository.ts'
+import { createDiscountsService } from './modules/discounts/discounts.service.ts'
 import { createFacilitiesRepository } from './modules/facilities/facilities.repository.ts'
 import { createFacilitiesService } from './modules/facilities/facilities.service.ts'
 import { createHealthService } from './modules/health/health.service.ts'
@@ -22,9 +24,10 @@ import { createRegistrationsService } from './modules/registrations/registration
 import { createDynsecAccounts } from './modules/sensors/dynsec.ts'
 import { createSensorsRepository } from './modules/sensors/sensors.repository.ts'
 import { createSensorsService } from './modules/sensors/sensors.service.ts'
+import type { SessionsPort } from './modules/sessions/operations.contract.ts'
 import { createVehiclesRepository } from './modules/vehicles/vehicles.repository.ts'
 import { createVehiclesService } from './modules/vehicles/vehicles.service.ts'
-import { DependencyDown } from './shared/errors.ts'
+import { AppError, DependencyDown } from './shared/errors.ts'
 import type { Logger } from './shared/logger.ts'
 import { createMetrics } from './shared/metrics.ts'
 import { connectDatabase, type Database, initModels, pingDatabase } from './shared/mongo.ts'
@@ -167,6 +170,17 @@ export async function startPlatform(config: Config, urls: DependencyUrls, logger
       logger,
     })
     await occupancy.open({ placements: () => facilities.placements(), bindings: () => sensors.bindings() })
+    // Until the sessions capability is wired here, no session exists.
+    const noSession = async (id: string): Promise<never> => {
+      throw new AppError('NOT_FOUND', `No session ${id}`)
+    }
+    const sessionsPort: SessionsPort = { facts: noSession, factsByTicket: noSession, amountDue: noSession }
+    const discounts = createDiscountsService({
+      repo: createDiscountsRepository(db),
+      redis,
+      sessions: sessionsPort,
+      lotExists: (lotId) => facilities.exists('lot', lotId),
+    })
     const services: Services = {
       metrics,
       tokens,
@@ -182,6 +196,7 @@ export async function startPlatform(config: Config, urls: DependencyUrls, logger
       facilities,
       sensors,
       occupancy: occupancy.service,
+      discounts,
       health: createHealthService({
         metrics,
         version,

@@ -10,6 +10,7 @@ import { requestId } from 'hono/request-id'
 import { matchedRoutes } from 'hono/route'
 import { secureHeaders } from 'hono/secure-headers'
 import { mountAccounts } from '../modules/accounts/accounts.handlers.ts'
+import { mountDiscounts } from '../modules/discounts/discounts.handlers.ts'
 import { mountFacilities } from '../modules/facilities/facilities.handlers.ts'
 import { mountHealth } from '../modules/health/health.handlers.ts'
 import { mountOccupancy } from '../modules/occupancy/occupancy.handlers.ts'
@@ -77,6 +78,7 @@ export function createHttpApp(services: Services, logger: Logger, options: HttpO
   mountFacilities(app)
   mountSensors(app)
   mountOccupancy(app)
+  mountDiscounts(app)
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearerAuth', {
     type: 'http',
@@ -114,6 +116,10 @@ export function createHttpApp(services: Services, logger: Logger, options: HttpO
         description: 'Sensors and gateways, their broker credentials and health, and HTTP ingest',
       },
       { name: 'Facilities', description: 'Parking lots, their levels, zones and spaces, and space overlays' },
+      {
+        name: 'Discounts',
+        description: 'Discount codes, their redemption, and merchant validations of sessions',
+      },
       { name: 'Operations', description: 'Health, readiness, metrics and problem types' },
     ],
   })

@@ -1,5 +1,6 @@
 import type { AccountsService } from '../modules/accounts/accounts.service.ts'
 import type { TokenService } from '../modules/accounts/tokens.service.ts'
+import type { DiscountsService } from '../modules/discounts/discounts.service.ts'
 import type { FacilitiesService } from '../modules/facilities/facilities.service.ts'
 import type { HealthService } from '../modules/health/health.service.ts'
 import type { OccupancyService } from '../modules/occupancy/occupancy.service.ts'
@@ -23,6 +24,7 @@ export type Services = {
   facilities: FacilitiesService
   sensors: SensorsService
   occupancy: OccupancyService
+  discounts: DiscountsService
 }
 
 export type AppEnv = {

@@ -1,0 +1,89 @@
+import type { QueryFilter } from 'mongoose'
+import { type Database, isDuplicateKey, trusted } from '../../shared/mongo.ts'
+import {
+  type DiscountRecord,
+  discountModels,
+  type RedemptionRecord,
+  type ValidationRecord,
+} from './discounts.model.ts'
+
+export type DiscountsRepository = ReturnType<typeof createDiscountsRepository>
+
+/** An insert that loses to an existing `_id` answers false; that insert is the arbiter. */
+async function insertOnce(create: () => Promise<unknown>): Promise<boolean> {
+  try {
+    await create()
+    return true
+  } catch (error) {
+    if (isDuplicateKey(error)) return false
+    throw error
+  }
+}
+
+export function createDiscountsRepository(db: Database) {
+  const { discounts, redemptions, validations } = discountModels(db)
+  return {
+    async insertDiscount(discount: DiscountRecord): Promise<boolean> {
+      return await insertOnce(() => discounts.create(discount))
+    },
+
+    async findDiscount(code: string): Promise<DiscountRecord | undefined> {
+      return (await discounts.findById(code).lean<DiscountRecord>()) ?? undefined
+    },
+
+    async listDiscounts(filter: { after?: string; active?: boolean; limit: number }) {
+      const query: QueryFilter<DiscountRecord> = {}
+      if (filter.active !== undefined) query.is_active = filter.active
+      if (filter.after) query._id = trusted({ $gt: filter.after })
+      return await discounts.find(query).sort({ _id: 1 }).limit(filter.limit).lean<DiscountRecord[]>()
+    },
+
+    /** Admin edits: last writer wins, and nothing is counted on the document. */
+    async updateDiscount(
+      code: string,
+      fields: Partial<Omit<DiscountRecord, '_id' | 'created_at'>>,
+    ): Promise<DiscountRecord | undefined> {
+      await discounts.updateOne({ _id: code }, { $set: { ...fields, updated_at: new Date() } })
+      return await this.findDiscount(code)
+    },
+
+    async insertRedemption(redemption: RedemptionRecord): Promise<boolean> {
+      return await insertOnce(() => redemptions.create(redemption))
+    },
+
+    async findRedemption(id: string): Promise<RedemptionRecord | undefined> {
+      return (await redemptions.findById(id).lean<RedemptionRecord>()) ?? undefined
+    },
+
+    async redemptionsOf(sessionId: string): Promise<RedemptionRecord[]> {
+      return await redemptions
+        .find({ session_id: sessionId })
+        .sort({ _id: 1 })
+        .limit(100)
+        .lean<RedemptionRecord[]>()
+    },
+
+    /** A code's redemptions counted per user (null: sessions without an account). */
+    async usesByUser(code: string): Promise<{ user_id: string | null; uses: number }[]> {
+      const rows = await redemptions.aggregate<{ _id: string | null; uses: number }>([
+        { $match: { code } },
+        { $group: { _id: '$user_id', uses: { $sum: 1 } } },
+      ])
+      return rows.map((row) => ({ user_id: row._id, uses: row.uses }))
+    },
+
+    async insertValidation(validation: ValidationRecord): Promise<boolean> {
+      return await insertOnce(() => validations.create(validation))
+    },
+
+    async findValidation(id: string): Promise<ValidationRecord | undefined> {
+      return (await validations.findById(id).lean<ValidationRecord>()) ?? undefined
+    },
+
+    async validationsOf(sessionId: string, filter: { after?: string; limit: number }) {
+      const query: QueryFilter<ValidationRecord> = { session_id: sessionId }
+      if (filter.after) query._id = trusted({ $gt: filter.after })
+      return await validations.find(query).sort({ _id: 1 }).limit(filter.limit).lean<ValidationRecord[]>()
+    },
+  }
+}
