@@ -144,6 +144,27 @@ export const configSchema = z.object({
     .describe(
       'How long written changes stay in the Redis change stream, so that a live feed can resume after a reconnect.',
     ),
+  PAYMENT_EXIT_WINDOW_MINUTES: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(240)
+    .default(15)
+    .describe('After a payment, how long the driver may take to leave before the fee can grow again.'),
+  FULL_LOT_POLICY: z
+    .enum(['refuse', 'admit_unassigned'])
+    .default('refuse')
+    .describe(
+      'A full lot: refuse the entry (409 lot_full), or admit the vehicle without a space (the session has none).',
+    ),
+  LPR_MIN_CONFIDENCE: z.coerce
+    .number()
+    .min(0)
+    .max(1)
+    .default(0.8)
+    .describe(
+      'A license plate read below this confidence is not trusted: the entry asks for the plate by hand (422).',
+    ),
 
   DOCUMENTS_DIR: z
     .string()
@@ -282,6 +303,48 @@ export const configSchema = z.object({
     .min(100)
     .default(10_000)
     .describe('How long a graceful shutdown waits for in-flight work before closing connections.'),
+
+  STRIPE_SECRET_KEY: z
+    .string()
+    .regex(/^(sk|rk)_(test|live)_\w{1,250}$/, 'a Stripe secret or restricted key (sk_test_..., sk_live_...)')
+    .optional()
+    .describe(
+      'Stripe API key. Unset (and STRIPE_API_URL unset): payments go to an embedded stripe-mock with a test key.',
+    ),
+  STRIPE_API_URL: url(['http', 'https'])
+    .optional()
+    .describe(
+      'Base URL of the Stripe API. Unset: an embedded stripe-mock when STRIPE_SECRET_KEY is unset too, else https://api.stripe.com.',
+    ),
+  STRIPE_WEBHOOK_SECRET: z
+    .string()
+    .min(8)
+    .default('whsec_smart_parking_local')
+    .describe('Signing secret of the Stripe webhook endpoint (whsec_...); the default suits local runs only.'),
+  STRIPE_WEBHOOK_TOLERANCE_SECONDS: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .default(300)
+    .describe('Webhook signatures older than this are refused (400), so that a captured event cannot be replayed.'),
+  STRIPE_TIMEOUT_MS: z.coerce
+    .number()
+    .int()
+    .min(100)
+    .default(10_000)
+    .describe('How long one call to Stripe may take before the request answers 503.'),
+  EMBEDDED_STRIPE_PORT: port
+    .default(12111)
+    .describe('Port of the embedded stripe-mock, when STRIPE_API_URL and STRIPE_SECRET_KEY are unset.'),
+  PAYMENT_RECONCILE_AFTER_SECONDS: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .default(300)
+    .describe('Stripe payments still pending after this long are looked up at Stripe by the reconciliation job.'),
+  JOBS_ENABLED: bool
+    .default(true)
+    .describe('Run the scheduled jobs (agenda) in this instance; run exactly one instance with it on.'),
 })
 
 export type Config = z.output<typeof configSchema> & {

@@ -8,7 +8,8 @@
 --   occ:hold:<session> the space a parking session holds (`held` on the space names the session)
 --   occ:dev:<device>  hash: space boot seq at seen battery signal stale
 --   occ:cnt:<scope>   hash per lot, level and zone: total free occupied unknown reserved maintenance closed
---   occ:free:<zone>:<type>  set of free spaces
+--   occ:free:<zone>:<type>  set of free spaces;  occ:unk:<zone>:<type>  set of unknown ones (no
+--                     sensor, or a silent one): allocation takes those when no free one is left
 --   occ:zones:<lot or level> set of zones;  occ:lots  set of lots
 --   occ:pending       zset space -> when its pending change is due (ms)
 --   occ:seen          zset device -> last message (ms, server time)
@@ -37,8 +38,8 @@ local function count(sp, delta_total, status, delta)
     if delta_total ~= 0 then redis.call('HINCRBY', key, 'total', delta_total) end
     redis.call('HINCRBY', key, status, delta)
   end
-  if status == 'free' then
-    local set = P .. 'occ:free:' .. sp.zone .. ':' .. sp.type
+  if status == 'free' or status == 'unknown' then
+    local set = P .. (status == 'free' and 'occ:free:' or 'occ:unk:') .. sp.zone .. ':' .. sp.type
     if delta > 0 then redis.call('SADD', set, sp.id) else redis.call('SREM', set, sp.id) end
   end
 end
@@ -351,9 +352,10 @@ end
 
 if op == 'allocate' then
   -- ARGV[3] session, ARGV[4] lot, ARGV[5] zone ('' for any zone of the lot), then space types in
-  -- order of preference. Takes a free space (status free: sensed free, no overlay, not held) of
-  -- the first type that has one. Returns the space, or nil when none is free. A session that holds
-  -- a space already gets that one back (a retried entry).
+  -- order of preference. Takes a space of the first type that has one: a free one (sensed free, no
+  -- overlay, not held), else an unknown one (a space without a sensor, or whose sensor is silent).
+  -- Returns the space, or nil when there is none. A session that holds a space already gets that
+  -- one back (a retried entry).
   local session, lot, zone = ARGV[3], ARGV[4], ARGV[5]
   local current = redis.call('GET', P .. 'occ:hold:' .. session)
   if current then
@@ -364,14 +366,16 @@ if op == 'allocate' then
   if zone ~= '' then zones = { zone } else zones = redis.call('SMEMBERS', P .. 'occ:zones:' .. lot) end
   table.sort(zones)
   for i = 6, #ARGV do
-    for _, z in ipairs(zones) do
-      local id = redis.call('SRANDMEMBER', P .. 'occ:free:' .. z .. ':' .. ARGV[i])
-      if id then
-        local sp = load_space(id)
-        if sp and sp.lot == lot then
-          set_held(sp, session, 'held')
-          notify()
-          return space_reply(sp)
+    for _, kind in ipairs({ 'occ:free:', 'occ:unk:' }) do
+      for _, z in ipairs(zones) do
+        local id = redis.call('SRANDMEMBER', P .. kind .. z .. ':' .. ARGV[i])
+        if id then
+          local sp = load_space(id)
+          if sp and sp.lot == lot then
+            set_held(sp, session, 'held')
+            notify()
+            return space_reply(sp)
+          end
         end
       end
     end

@@ -1,6 +1,7 @@
 import { AppError } from '../../shared/errors.ts'
 import { decodeCursor, pageOf, uuidv7 } from '../../shared/ids.ts'
 import type { Role } from '../accounts/accounts.model.ts'
+import type { EntryProfile } from '../sessions/sessions.service.ts'
 import type { SizeCategory, VehicleRecord, VehicleTypeRecord } from './vehicles.model.ts'
 import type { VehiclesRepository } from './vehicles.repository.ts'
 
@@ -228,6 +229,21 @@ export function createVehiclesService(deps: { repo: VehiclesRepository }) {
       const vehicle = await ownVehicle(ownerId, id)
       await repo.deleteVehicle(id)
       await repo.releasePlate(vehicle.plate_normalized, id)
+    },
+
+    /** What a gate needs of a registered plate (normalised): its type's size, EV, owner. */
+    async entryProfile(plate: string): Promise<EntryProfile | undefined> {
+      const claim = await repo.findPlateClaim(plate)
+      const vehicle = claim ? await repo.findVehicle(claim.vehicle_id) : undefined
+      if (!vehicle || vehicle.plate_normalized !== plate) return undefined
+      const type = await repo.findVehicleType(vehicle.vehicle_type_id)
+      return {
+        vehicleId: vehicle._id,
+        ownerId: vehicle.owner_id,
+        vehicleType: vehicle.vehicle_type_id,
+        size: type?.size_category ?? 'STANDARD',
+        isEv: vehicle.is_ev,
+      }
     },
 
     /** For gates and operators: by the claim's `_id`, then the vehicle by its `_id`. */
