@@ -10,6 +10,7 @@ import { AppError } from '../../src/shared/errors.ts'
 import { connectDatabase, type Database } from '../../src/shared/mongo.ts'
 import { connectRedis, type RedisClient } from '../../src/shared/redis.ts'
 import { type Account, bearer, createAccount, jsonBody, signInAdmin, testAdmin } from '../harness/accounts.ts'
+import { createLot, enterVehicle, uniquePlate } from '../harness/facility.ts'
 import { json } from '../harness/http.ts'
 import { startTestPlatform, type TestPlatform } from '../harness/platform.ts'
 
@@ -615,5 +616,66 @@ describe('partner validations', () => {
       kind: 'fixed',
     })
     expect(res.status).toBe(400)
+  })
+})
+
+describe('over HTTP, on real sessions', () => {
+  it('redeems a code and records validations for an active session, and shows them to its customer', async () => {
+    const lot = await createLot(platform, admin, { currency: 'EUR' })
+    const plate = uniquePlate()
+    const vehicle = await send('POST', '/api/v1/vehicles', customer, {
+      license_plate: plate,
+      vehicle_type_id: 'standard',
+    })
+    expect(vehicle.status).toBe(201)
+    const { session } = await enterVehicle(platform, operator, { license_plate: plate, lot_id: lot.lotId })
+    expect(session.user_id).toBe(customer.id)
+    const code = uniqueCode('HTTP')
+    await createDiscount(percentBody(code, { lot_id: lot.lotId, max_uses: 2 }))
+
+    const check = await json(
+      await send('POST', '/api/v1/discounts/validate', undefined, {
+        code: code.toLowerCase(),
+        session_id: session.id,
+      }),
+    )
+    expect(check).toMatchObject({ valid: true, uses_remaining: 2 })
+    const redeemed = await send('POST', `/api/v1/sessions/${session.id}/discount`, customer, {
+      code: code.toLowerCase(),
+    })
+    expect(redeemed.status).toBe(200)
+    expect(await json(redeemed)).toEqual({
+      kind: 'percentage',
+      value: 20,
+      source: 'discount',
+      ref: code,
+      label: `Discount ${code} (20%)`,
+    })
+    const other = await createAccount(platform, admin, 'customer')
+    expect((await send('POST', `/api/v1/sessions/${session.id}/discount`, other, { code })).status).toBe(404)
+    expect((await send('POST', `/api/v1/sessions/${session.id}/discount`, operator, { code })).status).toBe(
+      200,
+    )
+    expect((await json(await send('GET', `/api/v1/discounts/${code}`, admin))).times_used).toBe(1)
+
+    const body = { merchant: 'Cinema', kind: 'free_minutes', value: 120, reference: 'ticket 7' }
+    const created = await send('POST', `/api/v1/sessions/${session.id}/validations`, operator, body)
+    expect(created.status).toBe(201)
+    const validation = await json(created)
+    expect(validation).toMatchObject({ merchant: 'Cinema', label: 'Validated by Cinema (2 h free)' })
+    const repeat = await send('POST', `/api/v1/sessions/${session.id}/validations`, admin, body)
+    expect(repeat.status).toBe(200)
+    expect(await json(repeat)).toEqual(validation)
+    const changed = await send('POST', `/api/v1/sessions/${session.id}/validations`, operator, {
+      ...body,
+      value: 60,
+    })
+    expect(changed.status).toBe(409)
+
+    const list = await send('GET', `/api/v1/sessions/${session.id}/validations`, customer)
+    expect(list.status).toBe(200)
+    expect(await json(list)).toEqual({ data: [validation], next_cursor: null })
+    expect((await send('GET', `/api/v1/sessions/${session.id}/validations`, other)).status).toBe(404)
+    expect(await platform.services.discounts.adjustmentsOf(session.id)).toHaveLength(2)
   })
 })
