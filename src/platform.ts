@@ -19,6 +19,8 @@ import { createFacilitiesService } from './modules/facilities/facilities.service
 import { createHealthService } from './modules/health/health.service.ts'
 import { attachLiveSockets } from './modules/occupancy/live.socket.ts'
 import { type Occupancy, startOccupancy } from './modules/occupancy/occupancy.module.ts'
+import { createPricingRepository } from './modules/pricing/pricing.repository.ts'
+import { createPricingService } from './modules/pricing/pricing.service.ts'
 import { createRegistrationsRepository } from './modules/registrations/registrations.repository.ts'
 import { createRegistrationsService } from './modules/registrations/registrations.service.ts'
 import { createDynsecAccounts } from './modules/sensors/dynsec.ts'
@@ -169,6 +171,8 @@ export async function startPlatform(config: Config, urls: DependencyUrls, logger
       readingSink,
       logger,
     })
+    // Rate plans and fees; fees are priced in the worker pool.
+    const pricing = createPricingService({ repo: createPricingRepository(db), facilities, pool })
     await occupancy.open({ placements: () => facilities.placements(), bindings: () => sensors.bindings() })
     // Until the sessions capability is wired here, no session exists.
     const noSession = async (id: string): Promise<never> => {
@@ -196,6 +200,7 @@ export async function startPlatform(config: Config, urls: DependencyUrls, logger
       facilities,
       sensors,
       occupancy: occupancy.service,
+      pricing,
       discounts,
       health: createHealthService({
         metrics,

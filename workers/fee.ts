@@ -17,7 +17,7 @@ export type RateType = (typeof rateTypes)[number]
 
 type BandWindow = {
   name: string
-  days: readonly Weekday[]
+  days: Weekday[]
   /** Local time HH:MM. */
   start: string
   /** Local time HH:MM, up to 24:00; at or before `start` the band runs into the next day. */

@@ -3,6 +3,7 @@ import { tokenModels } from '../modules/accounts/tokens.model.ts'
 import { discountModels } from '../modules/discounts/discounts.model.ts'
 import { facilityModels } from '../modules/facilities/facilities.model.ts'
 import { occupancyModels } from '../modules/occupancy/occupancy.model.ts'
+import { pricingModels } from '../modules/pricing/pricing.model.ts'
 import { registrationModels } from '../modules/registrations/registrations.model.ts'
 import { sensorModels } from '../modules/sensors/sensors.model.ts'
 import { vehicleModels } from '../modules/vehicles/vehicles.model.ts'
@@ -21,6 +22,7 @@ export const modelRegistrations = [
   facilityModels,
   sensorModels,
   occupancyModels,
+  pricingModels,
   discountModels,
   idempotencyModels,
 ] as unknown as readonly ModelRegistration[]

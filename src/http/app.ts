@@ -14,6 +14,7 @@ import { mountDiscounts } from '../modules/discounts/discounts.handlers.ts'
 import { mountFacilities } from '../modules/facilities/facilities.handlers.ts'
 import { mountHealth } from '../modules/health/health.handlers.ts'
 import { mountOccupancy } from '../modules/occupancy/occupancy.handlers.ts'
+import { mountPricing } from '../modules/pricing/pricing.handlers.ts'
 import { mountProblems } from '../modules/problems/problems.handlers.ts'
 import { mountRegistrations, uploadLimits } from '../modules/registrations/registrations.handlers.ts'
 import { mountSensors } from '../modules/sensors/sensors.handlers.ts'
@@ -78,6 +79,7 @@ export function createHttpApp(services: Services, logger: Logger, options: HttpO
   mountFacilities(app)
   mountSensors(app)
   mountOccupancy(app)
+  mountPricing(app)
   mountDiscounts(app)
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearerAuth', {
@@ -116,6 +118,7 @@ export function createHttpApp(services: Services, logger: Logger, options: HttpO
         description: 'Sensors and gateways, their broker credentials and health, and HTTP ingest',
       },
       { name: 'Facilities', description: 'Parking lots, their levels, zones and spaces, and space overlays' },
+      { name: 'Rates', description: 'Rate plans (tariffs) of a lot, and what a stay would cost' },
       {
         name: 'Discounts',
         description: 'Discount codes, their redemption, and merchant validations of sessions',

@@ -34,6 +34,7 @@ function testApp(
     facilities: {} as never,
     sensors: {} as never,
     occupancy: {} as never,
+    pricing: {} as never,
     discounts: {} as never,
     health: createHealthService({
       metrics,
