@@ -82,7 +82,8 @@ export interface DiscountsPort {
    * Redeems a code for a session, once per session (a second call with the same code returns the
    * same adjustment), within the code's validity window and its maximum uses overall and per user,
    * enforced atomically. Refusals are AppErrors: NOT_FOUND (unknown), UNPROCESSABLE with
-   * `extensions.reason` (expired, not_yet_valid, limit_reached, inactive, wrong_lot).
+   * `extensions.reason` (expired, not_yet_valid, limit_reached, already_used_by_you, inactive,
+   * wrong_lot, wrong_currency).
    */
   redeem(input: {
     code: string
