@@ -1,5 +1,6 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
+import { pickTariff, type TariffCandidate } from '../../src/modules/pricing/pricing.service.ts'
 import type { Adjustment, TariffSnapshot } from '../../src/modules/sessions/operations.contract.ts'
 import { type FeeTask, formatMoney, quoteFee, type Tariff } from '../../workers/fee.ts'
 
@@ -561,5 +562,51 @@ describe('invariants', () => {
       ),
       { numRuns: 300 },
     )
+  })
+})
+
+describe('pickTariff: the plan in force at entry, by priority', () => {
+  const plan = (id: string, over: Partial<TariffCandidate> = {}): TariffCandidate => ({
+    _id: id,
+    zone_id: null,
+    vehicle_type: null,
+    effective_from: new Date('2026-01-01T00:00:00Z'),
+    effective_to: null,
+    is_active: true,
+    ...over,
+  })
+  const query = { zoneId: 'z1', vehicleType: 'van', at: new Date('2026-06-15T12:00:00Z') }
+  const pick = (plans: TariffCandidate[], q = query) => pickTariff(plans, q)?._id ?? null
+
+  it('vehicle type + zone beats vehicle type beats zone beats generic, whatever their dates', () => {
+    const later = { effective_from: new Date('2026-06-01T00:00:00Z') }
+    const plans = [
+      plan('generic', later),
+      plan('zone', { zone_id: 'z1', ...later }),
+      plan('type', { vehicle_type: 'van' }),
+      plan('both', { vehicle_type: 'van', zone_id: 'z1' }),
+    ]
+    expect(pick(plans)).toBe('both')
+    expect(pick(plans.slice(0, 3))).toBe('type')
+    expect(pick(plans.slice(0, 2))).toBe('zone')
+    expect(pick(plans.slice(0, 1))).toBe('generic')
+  })
+
+  it('within a level, the latest effective_from wins; on a tie, the plan made last', () => {
+    expect(pick([plan('b', { effective_from: new Date('2026-03-01T00:00:00Z') }), plan('a')])).toBe('b')
+    expect(pick([plan('b'), plan('c'), plan('a')])).toBe('c')
+  })
+
+  it('skips plans not in force at the instant, inactive ones, and those of another zone or type', () => {
+    expect(
+      pick([
+        plan('future', { effective_from: new Date('2026-06-15T12:00:01Z') }),
+        plan('ended', { effective_to: new Date('2026-06-15T12:00:00Z') }),
+        plan('inactive', { is_active: false }),
+        plan('other-zone', { zone_id: 'z2' }),
+        plan('other-type', { vehicle_type: 'motorcycle' }),
+      ]),
+    ).toBeNull()
+    expect(pick([plan('starts-now', { effective_from: query.at })])).toBe('starts-now')
   })
 })
