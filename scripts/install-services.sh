@@ -3,8 +3,8 @@
 # Debian packages (Redis, Mosquitto) go through apt; Go-built tools and the schemathesis
 # virtual environment are cached outside the clone, keyed by version, so later runs take seconds.
 #
-#   scripts/install-services.sh          core: redis, mosquitto, ferretdb (what `npm start` needs)
-#   scripts/install-services.sh --all    core + stripe-mock, versitygw, schemathesis, k6 with MQTT (what `npm test` needs)
+#   scripts/install-services.sh          core: redis, mosquitto, ferretdb, stripe-mock (what `npm start` needs)
+#   scripts/install-services.sh --all    core + versitygw, schemathesis, k6 with MQTT (what `npm test` needs)
 #
 # Prints nothing but a line per tool it actually had to install.
 set -euo pipefail
@@ -98,8 +98,9 @@ install_schemathesis() {
 }
 
 install_ferretdb
+# npm start runs payments against an embedded stripe-mock when no Stripe is configured.
+go_tool stripe-mock "$STRIPE_MOCK_VERSION" github.com/stripe/stripe-mock
 if $want_all; then
-  go_tool stripe-mock "$STRIPE_MOCK_VERSION" github.com/stripe/stripe-mock
   go_tool versitygw "$VERSITYGW_VERSION" github.com/versity/versitygw/cmd/versitygw
   install_schemathesis
   # It prints the binary's path, which callers here do not need; its messages go to stderr.

@@ -8,6 +8,8 @@ import { modelRegistrations } from './db/models.ts'
 import type { DependencyUrls } from './embedded/embedded-stack.ts'
 import { createHttpApp, type HttpApp } from './http/app.ts'
 import type { Services } from './http/context.ts'
+import { paymentsReconcileJob } from './jobs/payments-reconcile.ts'
+import { createScheduler, type Scheduler } from './jobs/scheduler.ts'
 import { createAccountsRepository } from './modules/accounts/accounts.repository.ts'
 import { createAccountsService } from './modules/accounts/accounts.service.ts'
 import { createTokensRepository } from './modules/accounts/tokens.repository.ts'
@@ -19,6 +21,14 @@ import { createFacilitiesService } from './modules/facilities/facilities.service
 import { createHealthService } from './modules/health/health.service.ts'
 import { attachLiveSockets } from './modules/occupancy/live.socket.ts'
 import { type Occupancy, startOccupancy } from './modules/occupancy/occupancy.module.ts'
+import { createPaymentsRepository } from './modules/payments/payments.repository.ts'
+import { createPaymentsService } from './modules/payments/payments.service.ts'
+import { redisReceiptNumbers } from './modules/payments/receipts.ts'
+import {
+  createStripeGateway,
+  type PaymentGateway,
+  STRIPE_MOCK_KEY,
+} from './modules/payments/stripe.gateway.ts'
 import { createPricingRepository } from './modules/pricing/pricing.repository.ts'
 import { createPricingService } from './modules/pricing/pricing.service.ts'
 import { createRegistrationsRepository } from './modules/registrations/registrations.repository.ts'
@@ -30,6 +40,7 @@ import type { SessionsPort } from './modules/sessions/operations.contract.ts'
 import { createVehiclesRepository } from './modules/vehicles/vehicles.repository.ts'
 import { createVehiclesService } from './modules/vehicles/vehicles.service.ts'
 import { AppError, DependencyDown } from './shared/errors.ts'
+import { createIdempotencyStore } from './shared/idempotency.ts'
 import type { Logger } from './shared/logger.ts'
 import { createMetrics } from './shared/metrics.ts'
 import { connectDatabase, type Database, initModels, pingDatabase } from './shared/mongo.ts'
@@ -49,6 +60,10 @@ export type Platform = {
   services: Services
   /** The occupancy capability's moving parts (hot state, pipeline, persister). */
   occupancy: Occupancy
+  /** The jobs door (agenda); `runNow(name)` runs a job at once. */
+  scheduler: Scheduler
+  /** The Stripe gateway the payments service calls (tests wrap its methods). */
+  stripe: PaymentGateway
   /** Where the HTTP API listens, e.g. http://127.0.0.1:3000. */
   url: string
   stop(): Promise<void>
@@ -185,6 +200,25 @@ export async function startPlatform(config: Config, urls: DependencyUrls, logger
       sessions: sessionsPort,
       lotExists: (lotId) => facilities.exists('lot', lotId),
     })
+    const stripe = createStripeGateway({
+      secretKey: config.STRIPE_SECRET_KEY ?? STRIPE_MOCK_KEY,
+      apiUrl: config.STRIPE_API_URL ?? urls.stripe ?? 'https://api.stripe.com',
+      webhookSecret: config.STRIPE_WEBHOOK_SECRET,
+      webhookToleranceSeconds: config.STRIPE_WEBHOOK_TOLERANCE_SECONDS,
+      timeoutMs: config.STRIPE_TIMEOUT_MS,
+    })
+    const payments = createPaymentsService({
+      repo: createPaymentsRepository(db),
+      gateway: stripe,
+      sessions: sessionsPort,
+      discounts,
+      receipts: redisReceiptNumbers(redis),
+      idempotency: createIdempotencyStore(db),
+      logger,
+      settings: { reconcileAfterMs: config.PAYMENT_RECONCILE_AFTER_SECONDS * 1000 },
+    })
+    const scheduler = createScheduler({ db, enabled: config.JOBS_ENABLED, logger })
+    scheduler.define(paymentsReconcileJob(payments, config.PAYMENT_RECONCILE_AFTER_SECONDS * 1000))
     const services: Services = {
       metrics,
       tokens,
@@ -202,6 +236,7 @@ export async function startPlatform(config: Config, urls: DependencyUrls, logger
       occupancy: occupancy.service,
       pricing,
       discounts,
+      payments,
       health: createHealthService({
         metrics,
         version,
@@ -222,6 +257,9 @@ export async function startPlatform(config: Config, urls: DependencyUrls, logger
       metricsToken: config.METRICS_TOKEN,
       trustProxy: config.TRUST_PROXY,
     })
+    // After the services, before the door opens; closed (reversed order) before the database.
+    await scheduler.start()
+    closers.push({ name: 'scheduler', close: () => scheduler.stop() })
     const server = await listen(app, config.HOST, config.PORT)
     closers.push({ name: 'http server', close: () => closeServer(server, config.SHUTDOWN_TIMEOUT_MS) })
     const liveSockets = attachLiveSockets(server as import('node:http').Server, occupancy.service, logger)
@@ -233,6 +271,8 @@ export async function startPlatform(config: Config, urls: DependencyUrls, logger
       app,
       services,
       occupancy,
+      scheduler,
+      stripe,
       stop: async () => {
         services.health.startDraining()
         await closeAll()

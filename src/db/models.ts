@@ -3,6 +3,7 @@ import { tokenModels } from '../modules/accounts/tokens.model.ts'
 import { discountModels } from '../modules/discounts/discounts.model.ts'
 import { facilityModels } from '../modules/facilities/facilities.model.ts'
 import { occupancyModels } from '../modules/occupancy/occupancy.model.ts'
+import { paymentModels } from '../modules/payments/payments.model.ts'
 import { pricingModels } from '../modules/pricing/pricing.model.ts'
 import { registrationModels } from '../modules/registrations/registrations.model.ts'
 import { sensorModels } from '../modules/sensors/sensors.model.ts'
@@ -25,4 +26,5 @@ export const modelRegistrations = [
   pricingModels,
   discountModels,
   idempotencyModels,
+  paymentModels,
 ] as unknown as readonly ModelRegistration[]

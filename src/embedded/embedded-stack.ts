@@ -3,10 +3,16 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import type { Config } from '../config.ts'
 import type { Logger } from '../shared/logger.ts'
 import { lockDataDir } from './data-dir-lock.ts'
-import { ferretDb, type LocalService, mosquitto, redis } from './local-services.ts'
+import { ferretDb, type LocalService, mosquitto, redis, stripeMock } from './local-services.ts'
 import type { Exit } from './service-process.ts'
 
-export type DependencyUrls = { mongodb: string; redis: string; mqtt: string }
+export type DependencyUrls = {
+  mongodb: string
+  redis: string
+  mqtt: string
+  /** The embedded stripe-mock, when neither STRIPE_API_URL nor STRIPE_SECRET_KEY is set. */
+  stripe?: string
+}
 
 export type EmbeddedStack = {
   urls: DependencyUrls
@@ -33,6 +39,12 @@ export async function startEmbeddedStack(config: Config, logger: Logger): Promis
     wanted.push({ key: 'redis', make: () => redis(join(data, 'redis'), config.EMBEDDED_REDIS_PORT) })
   if (!config.MQTT_URL)
     wanted.push({ key: 'mqtt', make: () => mosquitto(join(data, 'mosquitto'), config.EMBEDDED_MQTT_PORT) })
+  // Payments work out of the box: a stripe-mock (stateless, test mode) unless a Stripe is configured.
+  if (!config.STRIPE_API_URL && !config.STRIPE_SECRET_KEY)
+    wanted.push({
+      key: 'stripe',
+      make: () => stripeMock(join(data, 'stripe-mock'), config.EMBEDDED_STRIPE_PORT, 0),
+    })
 
   const unlock = wanted.length > 0 ? await lockDataDir(data) : () => {}
   const started: LocalService[] = []

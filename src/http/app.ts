@@ -14,6 +14,7 @@ import { mountDiscounts } from '../modules/discounts/discounts.handlers.ts'
 import { mountFacilities } from '../modules/facilities/facilities.handlers.ts'
 import { mountHealth } from '../modules/health/health.handlers.ts'
 import { mountOccupancy } from '../modules/occupancy/occupancy.handlers.ts'
+import { mountPayments } from '../modules/payments/payments.handlers.ts'
 import { mountPricing } from '../modules/pricing/pricing.handlers.ts'
 import { mountProblems } from '../modules/problems/problems.handlers.ts'
 import { mountRegistrations, uploadLimits } from '../modules/registrations/registrations.handlers.ts'
@@ -79,6 +80,7 @@ export function createHttpApp(services: Services, logger: Logger, options: HttpO
   mountFacilities(app)
   mountSensors(app)
   mountOccupancy(app)
+  mountPayments(app)
   mountPricing(app)
   mountDiscounts(app)
 
@@ -122,6 +124,11 @@ export function createHttpApp(services: Services, logger: Logger, options: HttpO
       {
         name: 'Discounts',
         description: 'Discount codes, their redemption, and merchant validations of sessions',
+      },
+      {
+        name: 'Payments',
+        description:
+          'Cash, card-terminal and Stripe payments, receipts, refunds, exit validation and Stripe webhooks',
       },
       { name: 'Operations', description: 'Health, readiness, metrics and problem types' },
     ],

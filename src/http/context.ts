@@ -4,6 +4,7 @@ import type { DiscountsService } from '../modules/discounts/discounts.service.ts
 import type { FacilitiesService } from '../modules/facilities/facilities.service.ts'
 import type { HealthService } from '../modules/health/health.service.ts'
 import type { OccupancyService } from '../modules/occupancy/occupancy.service.ts'
+import type { PaymentsService } from '../modules/payments/payments.service.ts'
 import type { PricingService } from '../modules/pricing/pricing.service.ts'
 import type { RegistrationsService } from '../modules/registrations/registrations.service.ts'
 import type { DeviceCaller, SensorsService } from '../modules/sensors/sensors.service.ts'
@@ -27,6 +28,7 @@ export type Services = {
   occupancy: OccupancyService
   pricing: PricingService
   discounts: DiscountsService
+  payments: PaymentsService
 }
 
 export type AppEnv = {

@@ -36,6 +36,7 @@ function testApp(
     occupancy: {} as never,
     pricing: {} as never,
     discounts: {} as never,
+    payments: {} as never,
     health: createHealthService({
       metrics,
       version: 'test',
