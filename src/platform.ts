@@ -36,10 +36,12 @@ import { createRegistrationsService } from './modules/registrations/registration
 import { createDynsecAccounts } from './modules/sensors/dynsec.ts'
 import { createSensorsRepository } from './modules/sensors/sensors.repository.ts'
 import { createSensorsService } from './modules/sensors/sensors.service.ts'
-import type { SessionsPort } from './modules/sessions/operations.contract.ts'
+import type { LedgerPort } from './modules/sessions/operations.contract.ts'
+import { createSessionsRepository } from './modules/sessions/sessions.repository.ts'
+import { createSessionsService } from './modules/sessions/sessions.service.ts'
 import { createVehiclesRepository } from './modules/vehicles/vehicles.repository.ts'
 import { createVehiclesService } from './modules/vehicles/vehicles.service.ts'
-import { AppError, DependencyDown } from './shared/errors.ts'
+import { DependencyDown } from './shared/errors.ts'
 import { createIdempotencyStore } from './shared/idempotency.ts'
 import type { Logger } from './shared/logger.ts'
 import { createMetrics } from './shared/metrics.ts'
@@ -188,12 +190,31 @@ export async function startPlatform(config: Config, urls: DependencyUrls, logger
     })
     // Rate plans and fees; fees are priced in the worker pool.
     const pricing = createPricingService({ repo: createPricingRepository(db), facilities, pool })
-    await occupancy.open({ placements: () => facilities.placements(), bindings: () => sensors.bindings() })
-    // Until the sessions capability is wired here, no session exists.
-    const noSession = async (id: string): Promise<never> => {
-      throw new AppError('NOT_FOUND', `No session ${id}`)
-    }
-    const sessionsPort: SessionsPort = { facts: noSession, factsByTicket: noSession, amountDue: noSession }
+    // The money path: sessions, pricing, discounts and payments reach each other through the
+    // ports of operations.contract.ts, bound late because each is made after the one before.
+    const sessions = createSessionsService({
+      repo: createSessionsRepository(db),
+      facilities,
+      vehicles,
+      spaces: occupancy.state,
+      pricing: () => pricing,
+      discounts: () => discounts,
+      ledger: () => ledger,
+      logger,
+      settings: {
+        exitWindowMinutes: config.PAYMENT_EXIT_WINDOW_MINUTES,
+        fullLotPolicy: config.FULL_LOT_POLICY,
+        lprMinConfidence: config.LPR_MIN_CONFIDENCE,
+      },
+    })
+    const sessionsPort = sessions.port
+    // Payments is made below; sessions ask it only at request time.
+    const ledger: LedgerPort = { paidFor: (sessionId) => payments.ledger.paidFor(sessionId) }
+    await occupancy.open({
+      placements: () => facilities.placements(),
+      bindings: () => sensors.bindings(),
+      holds: () => sessions.holds(),
+    })
     const discounts = createDiscountsService({
       repo: createDiscountsRepository(db),
       redis,
@@ -235,6 +256,7 @@ export async function startPlatform(config: Config, urls: DependencyUrls, logger
       sensors,
       occupancy: occupancy.service,
       pricing,
+      sessions,
       discounts,
       payments,
       health: createHealthService({

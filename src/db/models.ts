@@ -7,6 +7,7 @@ import { paymentModels } from '../modules/payments/payments.model.ts'
 import { pricingModels } from '../modules/pricing/pricing.model.ts'
 import { registrationModels } from '../modules/registrations/registrations.model.ts'
 import { sensorModels } from '../modules/sensors/sensors.model.ts'
+import { sessionModels } from '../modules/sessions/sessions.model.ts'
 import { vehicleModels } from '../modules/vehicles/vehicles.model.ts'
 import { idempotencyModels } from '../shared/idempotency.ts'
 import type { ModelRegistration } from '../shared/mongo.ts'
@@ -24,6 +25,7 @@ export const modelRegistrations = [
   sensorModels,
   occupancyModels,
   pricingModels,
+  sessionModels,
   discountModels,
   idempotencyModels,
   paymentModels,

@@ -19,6 +19,7 @@ import { mountPricing } from '../modules/pricing/pricing.handlers.ts'
 import { mountProblems } from '../modules/problems/problems.handlers.ts'
 import { mountRegistrations, uploadLimits } from '../modules/registrations/registrations.handlers.ts'
 import { mountSensors } from '../modules/sensors/sensors.handlers.ts'
+import { mountSessions } from '../modules/sessions/sessions.handlers.ts'
 import { mountVehicles } from '../modules/vehicles/vehicles.handlers.ts'
 import {
   AppError,
@@ -82,6 +83,7 @@ export function createHttpApp(services: Services, logger: Logger, options: HttpO
   mountOccupancy(app)
   mountPayments(app)
   mountPricing(app)
+  mountSessions(app)
   mountDiscounts(app)
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearerAuth', {
@@ -121,6 +123,10 @@ export function createHttpApp(services: Services, logger: Logger, options: HttpO
       },
       { name: 'Facilities', description: 'Parking lots, their levels, zones and spaces, and space overlays' },
       { name: 'Rates', description: 'Rate plans (tariffs) of a lot, and what a stay would cost' },
+      {
+        name: 'Sessions',
+        description: 'Entry and exit: tickets, space allocation, fees so far, manual space assignment',
+      },
       {
         name: 'Discounts',
         description: 'Discount codes, their redemption, and merchant validations of sessions',

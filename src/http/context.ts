@@ -8,6 +8,7 @@ import type { PaymentsService } from '../modules/payments/payments.service.ts'
 import type { PricingService } from '../modules/pricing/pricing.service.ts'
 import type { RegistrationsService } from '../modules/registrations/registrations.service.ts'
 import type { DeviceCaller, SensorsService } from '../modules/sensors/sensors.service.ts'
+import type { SessionsService } from '../modules/sessions/sessions.service.ts'
 import type { VehiclesService } from '../modules/vehicles/vehicles.service.ts'
 import type { Logger } from '../shared/logger.ts'
 import type { Metrics } from '../shared/metrics.ts'
@@ -27,6 +28,7 @@ export type Services = {
   sensors: SensorsService
   occupancy: OccupancyService
   pricing: PricingService
+  sessions: SessionsService
   discounts: DiscountsService
   payments: PaymentsService
 }

@@ -35,6 +35,7 @@ function testApp(
     sensors: {} as never,
     occupancy: {} as never,
     pricing: {} as never,
+    sessions: {} as never,
     discounts: {} as never,
     payments: {} as never,
     health: createHealthService({
