@@ -9,6 +9,8 @@ import { promisify } from 'node:util'
 import mqtt from 'mqtt'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { toolPaths } from '../../src/embedded/local-services.ts'
+import { testAdmin } from '../harness/accounts.ts'
+import { startTestPlatform } from '../harness/platform.ts'
 import { type ServiceSet, scratchDir, startServices } from '../harness/services.ts'
 
 // The k6 scripts of loadtest/ run for a few seconds at a small rate with the project's k6 (built
@@ -220,6 +222,39 @@ describe('loadtest/availability.js', () => {
       await new Promise((resolve) => server.close(resolve))
     }
   }, 90_000)
+})
+
+describe('loadtest/journeys.js', () => {
+  it('runs entry -> fee -> pay -> exit journeys against the platform, every one completed', async () => {
+    const dir = scratchDir('k6-journeys')
+    const platform = await startTestPlatform(testAdmin)
+    try {
+      const run = await runK6(
+        'journeys.js',
+        {
+          BASE_URL: platform.url,
+          ADMIN_EMAIL: testAdmin.ADMIN_EMAIL,
+          ADMIN_PASSWORD: testAdmin.ADMIN_PASSWORD,
+          RATE: '3',
+          DURATION: '3s',
+          VUS: '6',
+          SPACES: '20',
+          // A smoke run on a busy machine: the figures come from real runs (README, Performance).
+          STEP_P99_MS: '10000',
+        },
+        dir,
+      )
+      expect(run.code, run.output).toBe(0)
+      expect(count(run, 'journeys_done')).toBeGreaterThan(0)
+      expect(count(run, 'journeys_failed')).toBe(0)
+      expect(count(run, 'journeys_done')).toBe(count(run, 'iterations'))
+      // Every journey left: the lot's sessions are all closed.
+      const active = await platform.services.sessions.active({ limit: 100 })
+      expect(active.data).toEqual([])
+    } finally {
+      await platform.stop()
+    }
+  }, 120_000)
 })
 
 /** A device as the platform would provision it: its own credentials, publishing only under its id. */
