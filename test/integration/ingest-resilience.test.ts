@@ -4,7 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import mqtt from 'mqtt'
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest'
 import { sensorTopics } from '../../src/modules/occupancy/occupancy.contract.ts'
-import { compareIds } from '../../src/modules/occupancy/occupancy.state.ts'
+import { changeOf, compareIds, recordOf } from '../../src/modules/occupancy/occupancy.state.ts'
 import { uuidv7 } from '../../src/shared/ids.ts'
 import { connectDatabase, type Database } from '../../src/shared/mongo.ts'
 import { connectRedis, type RedisClient } from '../../src/shared/redis.ts'
@@ -270,8 +270,10 @@ async function verifyOutcome(platform: TestPlatform, checks: Checks, fleet: Flee
   let broken = 0
   let duplicated = 0
   let missing = 0
+  const wrongChains: { device: Fleet['devices'][number]; chain: HistoryRow[] }[] = []
   for (const d of fleet.devices) {
     const chain = (bySpace.get(d.space) ?? []).sort((a, b) => compareIds(streamId(a), streamId(b)))
+    const before = broken + duplicated + missing
     let previous = 'unknown'
     let previousSeq = -1
     for (const row of chain) {
@@ -282,23 +284,81 @@ async function verifyOutcome(platform: TestPlatform, checks: Checks, fleet: Flee
     }
     if (previous !== final) broken++
     if (everyReading && chain.map((row) => row.seq).join(',') !== every) missing++
+    if (broken + duplicated + missing > before) wrongChains.push({ device: d, chain })
   }
   // The platform has this database and these Redis keys to itself: every row in it came from
   // this stream.
   const info = (await redis.call('XINFO', 'STREAM', `${prefix}occ:changes`)) as unknown[]
   const entriesAdded = Number(info[info.indexOf('entries-added') + 1])
   const rowsInAll = await db.collection('space_history').countDocuments()
-  expect({ broken, duplicated, missing, rows: rowsInAll }).toEqual({
-    broken: 0,
-    duplicated: 0,
-    missing: 0,
-    rows: entriesAdded,
-  })
+  const outcome = { broken, duplicated, missing, rows: rowsInAll }
+  const expected = { broken: 0, duplicated: 0, missing: 0, rows: entriesAdded }
+  if (JSON.stringify(outcome) !== JSON.stringify(expected)) {
+    const explanation = await explainChains(platform, checks, fleet, rows, wrongChains)
+    log(explanation)
+    expect(outcome, explanation).toEqual(expected)
+  }
   if (everyReading) expect(rows).toHaveLength(fleet.devices.length * PER_DEVICE)
   return { rows: rowsInAll, changes: entriesAdded }
 }
 
 type Checks = { redis: RedisClient; prefix: string; db: Database }
+
+/**
+ * What a failed history check ends with, so that a failure explains itself: the outcome counters,
+ * the rows per device and per kind, and for a few wrong devices their chain of rows in MongoDB
+ * (`seq:from>to@stream id`, u/o/f for unknown/occupied/free) beside the change stream's entries
+ * of their space (the stream keeps written entries for FEED_RETAIN_SECONDS) and their hot state.
+ */
+async function explainChains(
+  platform: TestPlatform,
+  checks: Checks,
+  fleet: Fleet,
+  rows: HistoryRow[],
+  wrong: { device: Fleet['devices'][number]; chain: HistoryRow[] }[],
+): Promise<string> {
+  const { redis, db, prefix } = checks
+  const short = (state: string) => state.slice(0, 1)
+  const perDevice = new Map<number, number>()
+  for (const d of fleet.devices) {
+    const n = rows.filter((row) => row.space_id === d.space).length
+    perDevice.set(n, (perDevice.get(n) ?? 0) + 1)
+  }
+  const kinds = new Map<string, number>()
+  for (const row of await db
+    .collection<{ kind: string }>('space_history')
+    .find({ lot_id: fleet.lotId }, { projection: { kind: 1 } })
+    .toArray())
+    kinds.set(row.kind, (kinds.get(row.kind) ?? 0) + 1)
+  // The stream's entries of the wrong devices' spaces, by space.
+  const spaces = new Set(wrong.slice(0, 3).map((w) => w.device.space))
+  const inStream = new Map<string, string[]>()
+  const entries = await redis.xrange(`${prefix}occ:changes`, '-', '+')
+  for (const [id, fields] of entries) {
+    const e = changeOf(id, fields)
+    if (!spaces.has(e.space)) continue
+    const entry = `${e.kind === 'sensor' ? e.seq : e.kind}:${short(e.sensed_from)}>${short(e.sensed_to)}@${id}`
+    inStream.set(e.space, [...(inStream.get(e.space) ?? []), entry])
+  }
+  const groups = ((await redis.xinfo('GROUPS', `${prefix}occ:changes`)) as unknown[][]).map((g) =>
+    recordOf(g),
+  )
+  const lines = [
+    `history check failed; outcomes ${JSON.stringify(await outcomes(platform))}`,
+    `rows per device (rows: devices) ${JSON.stringify(Object.fromEntries(perDevice))}; rows of the lot by kind ${JSON.stringify(Object.fromEntries(kinds))} (read again now)`,
+    `stream: ${entries.length} entries held; backlog now ${await platform.occupancy.persister.backlog()}; groups ${JSON.stringify(groups)}`,
+  ]
+  for (const { device, chain } of wrong.slice(0, 3)) {
+    const hot = await redis.hgetall(`${prefix}occ:dev:${device.id}`)
+    lines.push(
+      `${device.id} (space ${device.space}, hot seq ${hot.seq} boot ${hot.boot}):`,
+      `  rows   ${chain.map((row) => `${row.seq}:${short(row.sensed_from)}>${short(row.sensed_to)}@${row._id.slice(row._id.indexOf('/') + 1)}`).join(' ')}`,
+      `  stream ${(inStream.get(device.space) ?? []).join(' ')}`,
+    )
+  }
+  lines.push(`${wrong.length} of ${fleet.devices.length} devices have a wrong chain`)
+  return lines.join('\n')
+}
 
 /** Clients of the platform's Redis and database, for checks from outside. */
 async function openChecks(platform: TestPlatform): Promise<Checks> {
