@@ -4,8 +4,12 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import mqtt from 'mqtt'
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest'
 import { sensorTopics } from '../../src/modules/occupancy/occupancy.contract.ts'
+import type { OccupancyRepository } from '../../src/modules/occupancy/occupancy.repository.ts'
 import { changeOf, compareIds, recordOf } from '../../src/modules/occupancy/occupancy.state.ts'
+import { createPersister } from '../../src/modules/occupancy/persister.ts'
 import { uuidv7 } from '../../src/shared/ids.ts'
+import { createLogger } from '../../src/shared/logger.ts'
+import { createMetrics } from '../../src/shared/metrics.ts'
 import { connectDatabase, type Database } from '../../src/shared/mongo.ts'
 import { connectRedis, type RedisClient } from '../../src/shared/redis.ts'
 import { bearer, createAccount, signInAdmin, testAdmin } from '../harness/accounts.ts'
@@ -563,6 +567,44 @@ describe('Redis restarted mid-burst', () => {
         `${elapsed(began)} ms; ${outcome.rows} rows = ${outcome.changes} changes; ` +
         JSON.stringify(await outcomes(platform)),
     )
+  })
+
+  // `settle` waits for the persister's backlog to reach 0. A restarted Redis (7.0) rebuilds the
+  // consumer group from its append-only file without the group's read counter, and answers its
+  // lag as null until the group has read up to the stream's end: the backlog took that for 0 and
+  // said "caught up" while the persister was still catching up, so that the history check read
+  // the rows before the last ones were written (a CI failure under load: every chain short of
+  // its last readings, yet as many rows as changes once counted a moment later).
+  it('counts unread changes as backlog when a restarted Redis cannot tell the lag', async () => {
+    const prefix = `t_${randomBytes(4).toString('hex')}:`
+    const client = await connectRedis(services.urls.redis, () => {}, prefix)
+    try {
+      const persister = createPersister({
+        redis: client,
+        state: { trim: async () => {} },
+        repo: { persist: async () => {} } as unknown as OccupancyRepository,
+        metrics: createMetrics(),
+        logger: createLogger('silent'),
+        settings: { consumer: 'c', batch: 100, blockMs: 100, claimIdleMs: 30_000, retainMs: 60_000 },
+      })
+      const stream = 'occ:changes'
+      await client.xgroup('CREATE', stream, 'persister', '0', 'MKSTREAM')
+      for (let i = 0; i < 5; i++) await client.xadd(stream, '*', 'c', String(i))
+      const read = (await client.xreadgroup('GROUP', 'persister', 'c', 'COUNT', 2, 'STREAMS', stream, '>')) as
+        | [string, [string, string[]][]][]
+        | null
+      await client.xack(stream, 'persister', ...(read?.[0]?.[1] ?? []).map(([id]) => id))
+      expect(await persister.backlog()).toBe(3)
+
+      await services.services.redis.process.stop()
+      await services.services.redis.process.start()
+      await until('the client back on Redis', async () => (await client.ping()) === 'PONG', 10_000)
+      const group = recordOf(((await client.xinfo('GROUPS', stream)) as unknown[][])[0] ?? [])
+      expect(group.lag, 'this Redis keeps the lag across a restart: the case is not covered').toBeNull()
+      expect(await persister.backlog()).toBe(3)
+    } finally {
+      client.disconnect()
+    }
   })
 })
 

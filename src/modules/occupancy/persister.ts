@@ -14,6 +14,7 @@ import {
 
 const GROUP = 'persister'
 const TRIM_EVERY_MS = 5_000
+const UNDELIVERED_COUNT_MAX = 10_000
 
 export type PersisterSettings = {
   /** This instance's consumer name in the group. */
@@ -101,6 +102,20 @@ export function createPersister(deps: {
     await deps.state.trim(unwritten, settings.retainMs)
   }
 
+  /** Entries after `lastDelivered`, counted by reading them, up to UNDELIVERED_COUNT_MAX. */
+  const undelivered = async (lastDelivered: string) => {
+    let count = 0
+    let after = lastDelivered
+    while (count < UNDELIVERED_COUNT_MAX) {
+      const page = await redis.xrange(STREAM, `(${after}`, '+', 'COUNT', 1000)
+      count += page.length
+      const last = page.at(-1)
+      if (page.length < 1000 || !last) break
+      after = last[0]
+    }
+    return count
+  }
+
   const groupInfo = async () => {
     const groups = (await redis.xinfo('GROUPS', STREAM)) as unknown[][]
     return groups.map((group) => recordOf(group)).find((group) => group.name === GROUP)
@@ -156,12 +171,20 @@ export function createPersister(deps: {
       reader?.disconnect()
       await loop
     },
-    /** Entries not yet written to MongoDB: read and not acknowledged, or not read yet. */
+    /**
+     * Entries not yet written to MongoDB: read and not acknowledged, or not read yet (counted up to
+     * UNDELIVERED_COUNT_MAX while Redis cannot tell, see below; at least that many beyond).
+     */
     async backlog(): Promise<number> {
       const info = await groupInfo()
       if (!info) return await redis.xlen(STREAM)
-      // `lag` (Redis 7) counts entries not delivered yet; `pending`, delivered and not acknowledged.
-      return Number(info.pending ?? 0) + Number(info.lag ?? 0)
+      // `pending`: delivered and not acknowledged. `lag` (Redis 7): not delivered yet, or null when
+      // Redis cannot tell, which is not 0: a restarted Redis rebuilds the group without its read
+      // counter, and gets it back only once the group has read up to the stream's end. Taking null
+      // for 0 said "caught up" while the persister was still catching up after a restart.
+      const pending = Number(info.pending ?? 0)
+      if (info.lag !== null && info.lag !== undefined) return pending + Number(info.lag)
+      return pending + (await undelivered(String(info['last-delivered-id'])))
     },
   }
 }
