@@ -4,8 +4,11 @@ import { AppError } from '../../shared/errors.ts'
 // The only file that speaks Stripe. Every call that creates something carries a deterministic
 // idempotency key, so that a retried request never charges or refunds twice at Stripe.
 
-/** Any test key works with stripe-mock; used when STRIPE_SECRET_KEY is unset. */
-export const STRIPE_MOCK_KEY = 'sk_test_smart_parking_stripe_mock'
+/**
+ * Used with stripe-mock when STRIPE_SECRET_KEY is unset. stripe-mock takes any test key whose part
+ * after `sk_test_` is letters and digits only; one with underscores is a 401.
+ */
+export const STRIPE_MOCK_KEY = 'sk_test_smartparkingstripemock'
 
 export type IntentStatus =
   | 'requires_payment_method'
