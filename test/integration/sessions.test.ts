@@ -287,6 +287,22 @@ describe('lookups and assignment', () => {
     expect(await availability(lot)).toMatchObject({ occupied: 2, unknown: 1 })
   })
 
+  it('refuses a space of another lot and leaves the session where it was', async () => {
+    const [here, there] = await Promise.all([createLot(platform, admin), createLot(platform, admin)])
+    const entry = await enterVehicle(platform, operator, { license_plate: uniquePlate(), lot_id: here.lotId })
+    const elsewhere = await json(
+      await send('GET', `/api/v1/spaces?zone_id=${there.zoneId}&limit=1`, operator),
+    )
+    const res = await send('POST', `/api/v1/sessions/${entry.session.id}/assign-space`, operator, {
+      space_id: elsewhere.data[0].id,
+    })
+    expect(res.status).toBe(422)
+    expect(await json(res)).toMatchObject({ reason: 'wrong_lot' })
+    const state = await json(await send('GET', `/api/v1/spaces/${entry.space_assigned.id}/state`, operator))
+    expect(state).toMatchObject({ session_id: entry.session.id, status: 'occupied' })
+    expect(await availability(there)).toMatchObject({ occupied: 0 })
+  })
+
   it('lists active sessions with their fee so far', async () => {
     const lot = await createLot(platform, admin)
     const entry = await enterVehicle(platform, operator, { license_plate: uniquePlate(), lot_id: lot.lotId })

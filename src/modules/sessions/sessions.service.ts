@@ -166,7 +166,7 @@ function factsOf(s: SessionRecord): SessionFacts {
  */
 export function createSessionsService(deps: {
   repo: SessionsRepository
-  facilities: Pick<FacilitiesService, 'getLot' | 'listLots' | 'getZone' | 'getLevel'>
+  facilities: Pick<FacilitiesService, 'getLot' | 'listLots' | 'getZone' | 'getLevel' | 'findSpace'>
   vehicles: { entryProfile(plate: string): Promise<EntryProfile | undefined> }
   spaces: SpaceArbiter
   /** Late-bound: the capabilities around sessions are made after it. */
@@ -564,19 +564,18 @@ export function createSessionsService(deps: {
           extensions: { reason: 'session_closed' },
         })
       }
+      const space = await facilities.findSpace(spaceId)
+      if (!space) throw new AppError('NOT_FOUND', `No space ${spaceId}`)
+      if (space.lot_id !== session.lot_id) {
+        throw new AppError('UNPROCESSABLE', `The space ${spaceId} is in another lot`, {
+          extensions: { reason: 'wrong_lot' },
+        })
+      }
       const held = await spaces.hold(session._id, spaceId)
       if (held === 'unknown-space') throw new AppError('NOT_FOUND', `No space ${spaceId}`)
       if (!held) {
         throw new AppError('CONFLICT', `The space ${spaceId} is not free`, {
           extensions: { reason: 'space_taken' },
-        })
-      }
-      if (held.lotId !== session.lot_id) {
-        // Give it back and keep the session where it was.
-        if (session.space_id) await spaces.hold(session._id, session.space_id)
-        else await spaces.release(session._id)
-        throw new AppError('UNPROCESSABLE', `The space ${spaceId} is in another lot`, {
-          extensions: { reason: 'wrong_lot' },
         })
       }
       const fields = {
