@@ -241,14 +241,24 @@ function routeTemplate(c: Context): string {
   return route?.path ?? 'unmatched'
 }
 
-/** For a path that matched no route: the methods other routes accept on it, for 405 and Allow. */
+/**
+ * For a path that matched no route: the methods other routes accept on it, for 405 and Allow.
+ * As in OpenAPI, a more concrete template wins: /payments/confirm answers POST, not also the GET
+ * of /payments/{id}.
+ */
 function methodIndex(app: OpenAPIHono<AppEnv>): (path: string) => string[] {
-  let index: { pattern: RegExp; method: string }[] | undefined
+  let index: { pattern: RegExp; params: number; method: string }[] | undefined
   return (path) => {
     index ??= app.routes
       .filter((route) => route.method !== 'ALL')
-      .map((route) => ({ pattern: pathPattern(route.path), method: route.method }))
-    const methods = new Set(index.filter((route) => route.pattern.test(path)).map((route) => route.method))
+      .map((route) => ({
+        pattern: pathPattern(route.path),
+        params: route.path.split('/').filter((s) => s.startsWith(':') || s === '*').length,
+        method: route.method,
+      }))
+    const matching = index.filter((route) => route.pattern.test(path))
+    const fewest = Math.min(...matching.map((route) => route.params))
+    const methods = new Set(matching.filter((route) => route.params === fewest).map((route) => route.method))
     if (methods.has('GET')) methods.add('HEAD')
     return [...methods].sort()
   }

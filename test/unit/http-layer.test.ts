@@ -141,6 +141,11 @@ describe('problem+json', () => {
 
     const param = await app.request('/problems/not-found', { method: 'PUT' })
     expect(param.status).toBe(405)
+
+    // A concrete path is not also its templated sibling: /payments/confirm is not /payments/{id}.
+    const concrete = await app.request('/api/v1/payments/confirm', { method: 'OPTIONS' })
+    expect(concrete.status).toBe(405)
+    expect(concrete.headers.get('allow')).toBe('POST')
   })
 
   it('answers 413 for a body over the limit, whether announced or streamed', async () => {
