@@ -10,10 +10,16 @@ import { allServices, artifactsDir, type ServiceSet, scratchDir, startServices }
 // `npm test`: start the real services once on free ports, run the vitest suites against them,
 // then run the platform as a process and fuzz it with schemathesis from its own /openapi.json.
 // Stops everything and exits non-zero on any failure. Artifacts land in .test-artifacts/.
+//
+//   node test/run.ts                   vitest, then schemathesis
+//   node test/run.ts <vitest args>     vitest only, with those arguments (e.g. a test file)
+//   node test/run.ts --fuzz-only [schemathesis args]
+//                                      schemathesis only, e.g. `--include-path-regex /sessions`
 
 const root = new URL('../', import.meta.url).pathname
 const node = process.execPath
-const passThrough = process.argv.slice(2)
+const fuzzOnly = process.argv.includes('--fuzz-only')
+const passThrough = process.argv.slice(2).filter((arg) => arg !== '--fuzz-only')
 
 type Outcome = { name: string; passed: number; failed: number; ok: boolean }
 const outcomes: Outcome[] = []
@@ -138,6 +144,7 @@ async function fuzz(name: string, base: string, extra: string[]): Promise<Outcom
       `--report-junit-path=${junit}`,
       '--no-color',
       ...extra,
+      ...(fuzzOnly ? passThrough : []),
     ],
     {},
     artifactsDir,
@@ -166,8 +173,8 @@ const begin = Date.now()
 try {
   services = await startServices(scratchDir('services'), allServices)
   console.log(`services up in ${Date.now() - begin} ms: ${Object.keys(services.urls).join(', ')}`)
-  outcomes.push(await vitest())
-  if (passThrough.length === 0) outcomes.push(...(await schemathesis()))
+  if (!fuzzOnly) outcomes.push(await vitest())
+  if (fuzzOnly || passThrough.length === 0) outcomes.push(...(await schemathesis()))
 } catch (error) {
   console.error(error)
   outcomes.push({ name: 'harness', passed: 0, failed: 1, ok: false })
