@@ -136,7 +136,9 @@ export const DiscountCheckResultSchema = z
   .object({
     valid: z.boolean(),
     reason: z.enum(invalidReasons).nullable(),
-    discount: DiscountSchema.nullable(),
+    // A union, not .nullable(): the generator renders a nullable $ref as allOf [ref, object|null],
+    // which still demands an object.
+    discount: z.union([DiscountSchema, z.null()]),
     uses_remaining: z.int().nullable().openapi({ description: 'null when the code has no maximum.' }),
   })
   .openapi('DiscountCheckResult')
