@@ -59,7 +59,8 @@ const freeHours = z.strictObject({
     .min(0.5)
     .max(720)
     .multipleOf(0.5)
-    .openapi({ example: 2, description: 'Hours off the stay.' }),
+    // The generator drops zod's multipleOf: stated again so that the document says it.
+    .openapi({ example: 2, multipleOf: 0.5, description: 'Hours off the stay, in half hours.' }),
   ...common,
 })
 
