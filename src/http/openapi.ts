@@ -67,6 +67,17 @@ export function jsonBody<T extends z.ZodType>(schema: T) {
   return { required: true, content: { 'application/json': { schema } } }
 }
 
+/** The optional `Idempotency-Key` header of a create that a client may retry. */
+export function idempotencyHeader(description: string) {
+  return z.object({
+    'idempotency-key': z
+      .string()
+      .regex(/^[\x21-\x7e]{1,255}$/)
+      .optional()
+      .openapi({ param: { name: 'idempotency-key', in: 'header' }, description }),
+  })
+}
+
 /** `?limit=&cursor=` of every list: a capped limit and the opaque cursor of the previous page. */
 export const PageQuerySchema = z.object({
   limit: z.coerce.number().int().min(1).max(100).default(20),

@@ -1,5 +1,5 @@
 import { z } from '@hono/zod-openapi'
-import { PageQuerySchema, pageSchema } from '../../http/openapi.ts'
+import { idempotencyHeader, PageQuerySchema, pageSchema } from '../../http/openapi.ts'
 import { overlays, spaceTypes } from '../occupancy/occupancy.contract.ts'
 import { weekdays } from './facilities.model.ts'
 import { MAX_BULK_SPACES } from './facilities.service.ts'
@@ -231,14 +231,6 @@ export const SpaceListQuery = PageQuerySchema.extend({
 
 export const IdParamSchema = z.object({ id: id.openapi({ param: { name: 'id', in: 'path' } }) })
 
-export const IdempotencyHeaderSchema = z.object({
-  'idempotency-key': z
-    .string()
-    .regex(/^[\x21-\x7e]{1,255}$/)
-    .optional()
-    .openapi({
-      param: { name: 'idempotency-key', in: 'header' },
-      description:
-        'Makes a retry of this create safe: a second request with the same key and body answers the first one’s resource.',
-    }),
-})
+export const IdempotencyHeaderSchema = idempotencyHeader(
+  'Makes a retry of this create safe: a second request with the same key and body answers the first one’s resource.',
+)

@@ -1,5 +1,6 @@
 import { z } from '@hono/zod-openapi'
-import { PageQuerySchema, pageSchema } from '../../http/openapi.ts'
+import { idempotencyHeader, PageQuerySchema, pageSchema } from '../../http/openapi.ts'
+import { FeeLineSchema } from '../pricing/pricing.schemas.ts'
 import { paymentMethods, paymentStatuses } from './payments.model.ts'
 
 // Every rule is a pattern or a bound, so that the OpenAPI document states exactly what is accepted.
@@ -66,17 +67,9 @@ export const PaymentIdParamSchema = z.object({
   id: z.uuid().openapi({ param: { name: 'id', in: 'path' } }),
 })
 
-export const IdempotencyHeaderSchema = z.object({
-  'idempotency-key': z
-    .string()
-    .regex(/^[\x21-\x7e]{1,255}$/)
-    .optional()
-    .openapi({
-      param: { name: 'idempotency-key', in: 'header' },
-      description:
-        'Makes a retry safe: the same key and body answer the first answer; the same key with another body is a 422.',
-    }),
-})
+export const IdempotencyHeaderSchema = idempotencyHeader(
+  'Makes a retry safe: the same key and body answer the first answer; the same key with another body is a 422.',
+)
 
 export const IntentCreateSchema = z.strictObject({ session_id: sessionId }).openapi('PaymentIntentCreate')
 
@@ -126,8 +119,6 @@ export const RefundSchema = z
     payment: PaymentSchema,
   })
   .openapi('Refund')
-
-const FeeLineSchema = z.object({ kind: z.string(), description: z.string(), amount: z.int() })
 
 export const ReceiptSchema = z
   .object({

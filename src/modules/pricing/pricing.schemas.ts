@@ -1,6 +1,6 @@
 import { z } from '@hono/zod-openapi'
 import { rateTypes, weekdays } from '../../../workers/fee.ts'
-import { PageQuerySchema, pageSchema } from '../../http/openapi.ts'
+import { idempotencyHeader, PageQuerySchema, pageSchema } from '../../http/openapi.ts'
 import { MAX_QUOTE_DAYS } from './pricing.service.ts'
 
 // Every rule is a pattern or a bound, so that the OpenAPI document states what is accepted (the
@@ -165,16 +165,9 @@ export const RateIdParamSchema = z.object({
   id: id.openapi({ param: { name: 'id', in: 'path' } }),
 })
 
-export const IdempotencyHeaderSchema = z.object({
-  'idempotency-key': z
-    .string()
-    .regex(/^[\x21-\x7e]{1,255}$/)
-    .optional()
-    .openapi({
-      param: { name: 'idempotency-key', in: 'header' },
-      description: 'Makes a retry of this create safe: the same key and body answer the first one’s rate.',
-    }),
-})
+export const IdempotencyHeaderSchema = idempotencyHeader(
+  'Makes a retry of this create safe: the same key and body answer the first one’s rate.',
+)
 
 export const QuoteInputSchema = z
   .strictObject({

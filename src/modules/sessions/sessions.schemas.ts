@@ -1,19 +1,11 @@
 import { z } from '@hono/zod-openapi'
 import { PageQuerySchema, pageSchema } from '../../http/openapi.ts'
 import { spaceTypes } from '../occupancy/occupancy.contract.ts'
+import { FeeQuoteSchema } from '../pricing/pricing.schemas.ts'
+import { licensePlate } from '../vehicles/vehicles.schemas.ts'
 import { entrySources, sessionStatuses } from './sessions.model.ts'
 
 // Every rule is a pattern or a bound, so that the OpenAPI document states exactly what is accepted.
-
-/** As vehicles.schemas.ts: 2 to 10 letters and digits, spaces, dashes and dots anywhere. */
-const licensePlate = z
-  .string()
-  .max(32)
-  .regex(
-    /^[ .-]*[A-Za-z0-9](?:[ .-]*[A-Za-z0-9]){1,9}[ .-]*$/,
-    'a license plate: 2 to 10 letters and digits, optionally separated by spaces, dashes or dots',
-  )
-  .openapi({ example: 'ABC123' })
 
 const ticketNumber = z
   .string()
@@ -140,28 +132,6 @@ export const EntrySchema = z
     }),
   })
   .openapi('Entry')
-
-export const FeeLineSchema = z
-  .object({
-    kind: z.string().openapi({ example: 'parking' }),
-    description: z.string().openapi({ example: 'Parking (3 hour(s) @ 5.00 USD/hr)' }),
-    amount: z.int().openapi({ description: 'Minor units; negative for reductions.' }),
-  })
-  .openapi('FeeLine')
-
-export const FeeQuoteSchema = z
-  .object({
-    currency: z.string(),
-    duration_minutes: z.int(),
-    base_fee: z.int(),
-    discounts: z.int(),
-    tax: z.int(),
-    total: z.int(),
-    breakdown: z.array(FeeLineSchema),
-    tariff_id: z.string().nullable(),
-    tariff_name: z.string().nullable(),
-  })
-  .openapi('FeeQuote')
 
 export const ExitSchema = z
   .object({ session: SessionSchema, fee: FeeQuoteSchema, amount_paid: z.int() })

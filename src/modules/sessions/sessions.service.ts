@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto'
+import { formatMoney } from '../../../workers/fee.ts'
 import { AppError } from '../../shared/errors.ts'
 import { decodeCursor, pageOf, uuidv7 } from '../../shared/ids.ts'
 import type { Logger } from '../../shared/logger.ts'
@@ -467,7 +468,7 @@ export function createSessionsService(deps: {
       if (due.due > 0) {
         throw new AppError(
           'PAYMENT_REQUIRED',
-          `${formatMinor(due.due, due.currency)} is due before this vehicle can leave`,
+          `${formatMoney(due.due, due.currency)} is due before this vehicle can leave`,
           {
             extensions: {
               amount_due: due.due,
@@ -613,11 +614,4 @@ function feeView(session: SessionRecord, due: AmountDue, at: Date) {
     exit_deadline: due.exit_deadline?.toISOString() ?? null,
     computed_at: at.toISOString(),
   }
-}
-
-/** 1500 USD -> "15.00 USD"; the currency's own minor unit count (JPY has none). */
-export function formatMinor(amount: number, currency: string): string {
-  const digits =
-    new Intl.NumberFormat('en', { style: 'currency', currency }).resolvedOptions().maximumFractionDigits ?? 2
-  return `${(amount / 10 ** digits).toFixed(digits)} ${currency}`
 }

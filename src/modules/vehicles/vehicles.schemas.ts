@@ -9,7 +9,7 @@ import { sizeCategories } from './vehicles.model.ts'
  * 2 to 10 letters and digits, with spaces, dashes and dots anywhere: normalised (uppercase, those
  * removed) it always matches ^[A-Z0-9]{2,10}$.
  */
-const licensePlate = z
+export const licensePlate = z
   .string()
   .max(32)
   .regex(
