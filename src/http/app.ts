@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { dirname, join } from 'node:path'
 import { OpenAPIHono } from '@hono/zod-openapi'
-import type { Context } from 'hono'
+import type { Context, MiddlewareHandler } from 'hono'
 import { bodyLimit } from 'hono/body-limit'
 import { cors } from 'hono/cors'
 import { HTTPException } from 'hono/http-exception'
@@ -72,6 +72,7 @@ export function createHttpApp(services: Services, logger: Logger, options: HttpO
   const defaultLimit = limit(options.bodyLimitBytes)
   const uploads = new Map(Object.entries(uploadLimits).map(([path, bytes]) => [path, limit(bytes)]))
   app.use((c, next) => (uploads.get(c.req.path) ?? defaultLimit)(c, next))
+  app.use(concretePathsFirst(app))
 
   mountHealth(app, { metricsToken: options.metricsToken })
   mountProblems(app)
@@ -261,6 +262,33 @@ function methodIndex(app: OpenAPIHono<AppEnv>): (path: string) => string[] {
     const methods = new Set(matching.filter((route) => route.params === fewest).map((route) => route.method))
     if (methods.has('GET')) methods.add('HEAD')
     return [...methods].sort()
+  }
+}
+
+/**
+ * A path that a template without parameters names belongs to that template, as in OpenAPI: GET
+ * /payments/confirm is a 405, not the GET of /payments/{id} asked about the id "confirm".
+ */
+function concretePathsFirst(app: OpenAPIHono<AppEnv>): MiddlewareHandler<AppEnv> {
+  let concrete: Map<string, Set<string>> | undefined
+  return async (c, next) => {
+    if (!concrete) {
+      concrete = new Map()
+      for (const route of app.routes) {
+        if (route.method === 'ALL' || /[:*]/.test(route.path)) continue
+        const methods = concrete.get(route.path) ?? new Set()
+        concrete.set(route.path, methods.add(route.method))
+        if (route.method === 'GET') methods.add('HEAD')
+      }
+    }
+    const path = c.req.path.length > 1 ? c.req.path.replace(/\/$/, '') : c.req.path
+    const methods = concrete.get(path)
+    if (methods && !methods.has(c.req.method)) {
+      throw new AppError('METHOD_NOT_ALLOWED', `${c.req.method} is not allowed on ${path}`, {
+        headers: { Allow: [...methods].sort().join(', ') },
+      })
+    }
+    await next()
   }
 }
 

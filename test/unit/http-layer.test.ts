@@ -146,6 +146,9 @@ describe('problem+json', () => {
     const concrete = await app.request('/api/v1/payments/confirm', { method: 'OPTIONS' })
     expect(concrete.status).toBe(405)
     expect(concrete.headers.get('allow')).toBe('POST')
+    const routed = await app.request('/api/v1/payments/confirm')
+    expect(routed.status).toBe(405)
+    expect(routed.headers.get('allow')).toBe('POST')
   })
 
   it('answers 413 for a body over the limit, whether announced or streamed', async () => {
