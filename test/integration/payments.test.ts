@@ -642,6 +642,14 @@ describe('the HTTP door', () => {
       surprise: 1,
     })
     expect(res.status).toBe(400)
+    // Only cash has a tendered amount: the document says so, and so does the answer.
+    const tendered = await call('POST', '/api/v1/payments', operator, {
+      session_id: missing,
+      payment_method: 'card',
+      tendered: 1000,
+    })
+    expect(tendered.status).toBe(400)
+    expect(JSON.stringify(await json(tendered))).toContain('tendered')
     expect((await call('GET', '/api/v1/payments?limit=101', admin)).status).toBe(400)
     const none = await call('GET', '/api/v1/payments?limit=2', other)
     expect(await json(none)).toEqual({ data: [], next_cursor: null })

@@ -1,32 +1,43 @@
 import { z } from '@hono/zod-openapi'
 import { idempotencyHeader, PageQuerySchema, pageSchema } from '../../http/openapi.ts'
 import { FeeLineSchema } from '../pricing/pricing.schemas.ts'
-import { paymentMethods, paymentStatuses } from './payments.model.ts'
+import { type PaymentMethod, paymentMethods, paymentStatuses } from './payments.model.ts'
 
 // Every rule is a pattern or a bound, so that the OpenAPI document states exactly what is accepted.
 
 const money = z.int().min(0).max(100_000_000)
 const sessionId = z.uuid().openapi({ example: '0193a5c2-7f1e-7b3c-9a41-2f0c8e1d4b6a' })
 
+const paymentCommon = {
+  session_id: sessionId,
+  amount: money.optional().openapi({
+    description: 'Minor units. Omitted: the amount due. Given, it must equal the amount due (else 422).',
+  }),
+  discount_code: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]{1,40}$/)
+    .optional()
+    .openapi({ example: 'WELCOME10', description: 'Redeemed first; the amount due is recomputed.' }),
+}
+
+/** Only cash has a tendered amount: a union on the method, so that the document says so. */
 export const PaymentCreateSchema = z
-  .strictObject({
-    session_id: sessionId,
-    payment_method: z.enum(paymentMethods).openapi({
-      description:
-        '`cash` and `card` (a card terminal) are recorded by operators; `mobile` starts a Stripe PaymentIntent for the app to confirm.',
+  .discriminatedUnion('payment_method', [
+    z.strictObject({
+      payment_method: z.literal('cash').openapi({ description: 'Recorded by operators.' }),
+      ...paymentCommon,
+      tendered: money.optional().openapi({
+        description: 'What the driver handed over; the receipt shows the change.',
+      }),
     }),
-    amount: money.optional().openapi({
-      description: 'Minor units. Omitted: the amount due. Given, it must equal the amount due (else 422).',
+    z.strictObject({
+      payment_method: z.enum(['card', 'mobile'] satisfies PaymentMethod[]).openapi({
+        description:
+          '`card` (a card terminal) is recorded by operators; `mobile` starts a Stripe PaymentIntent for the app to confirm.',
+      }),
+      ...paymentCommon,
     }),
-    discount_code: z
-      .string()
-      .regex(/^[A-Za-z0-9_-]{1,40}$/)
-      .optional()
-      .openapi({ example: 'WELCOME10', description: 'Redeemed first; the amount due is recomputed.' }),
-    tendered: money.optional().openapi({
-      description: 'Cash only: what the driver handed over; the receipt shows the change.',
-    }),
-  })
+  ])
   .openapi('PaymentCreate')
 
 export const PaymentSchema = z
