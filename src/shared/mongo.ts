@@ -81,3 +81,23 @@ export async function insertOnce<T>(model: mongoose.Model<T>, doc: T): Promise<b
     throw error
   }
 }
+
+/**
+ * Facts numbered `${prefix}:0`, `:1` ..., read by `_id` only (FerretDB uses no index for other
+ * filters, and not even for an `_id` range or `$in`), in parallel windows of `window`: a hole left
+ * by a compensation (a deleted fact) shorter than a window does not hide the facts after it.
+ */
+export async function readNumbered<T>(
+  find: (id: string) => Promise<T | null>,
+  prefix: string,
+  window = 4,
+): Promise<{ index: number; fact: T }[]> {
+  const found: { index: number; fact: T }[] = []
+  for (let start = 0; ; start += window) {
+    const facts = await Promise.all(Array.from({ length: window }, (_, i) => find(`${prefix}:${start + i}`)))
+    facts.forEach((fact, i) => {
+      if (fact) found.push({ index: start + i, fact })
+    })
+    if (facts.every((fact) => fact === null)) return found
+  }
+}

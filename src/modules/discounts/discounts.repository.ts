@@ -1,9 +1,10 @@
 import type { QueryFilter } from 'mongoose'
-import { type Database, isDuplicateKey, trusted } from '../../shared/mongo.ts'
+import { type Database, isDuplicateKey, readNumbered, trusted } from '../../shared/mongo.ts'
 import {
   type DiscountRecord,
   discountModels,
   type RedemptionRecord,
+  type SessionAdjustmentRecord,
   type ValidationRecord,
 } from './discounts.model.ts'
 
@@ -21,7 +22,9 @@ async function insertOnce(create: () => Promise<unknown>): Promise<boolean> {
 }
 
 export function createDiscountsRepository(db: Database) {
-  const { discounts, redemptions, validations } = discountModels(db)
+  const { discounts, redemptions, validations, sessionAdjustments } = discountModels(db)
+  const adjustmentEntries = (sessionId: string) =>
+    readNumbered((id) => sessionAdjustments.findById(id).lean<SessionAdjustmentRecord>(), sessionId)
   return {
     async insertDiscount(discount: DiscountRecord): Promise<boolean> {
       return await insertOnce(() => discounts.create(discount))
@@ -55,12 +58,33 @@ export function createDiscountsRepository(db: Database) {
       return (await redemptions.findById(id).lean<RedemptionRecord>()) ?? undefined
     },
 
-    async redemptionsOf(sessionId: string): Promise<RedemptionRecord[]> {
-      return await redemptions
-        .find({ session_id: sessionId })
-        .sort({ _id: 1 })
-        .limit(100)
-        .lean<RedemptionRecord[]>()
+    /**
+     * Adds a redemption or validation to its session's index, once: a number is taken by an
+     * insert; a ref listed twice by a race is read once.
+     */
+    async indexAdjustment(sessionId: string, source: SessionAdjustmentRecord['source'], ref: string) {
+      const entries = await adjustmentEntries(sessionId)
+      if (entries.some((e) => e.fact.ref === ref)) return
+      for (let n = Math.max(-1, ...entries.map((e) => e.index)) + 1; ; n++) {
+        const entry = { _id: `${sessionId}:${n}`, session_id: sessionId, source, ref, created_at: new Date() }
+        if (await insertOnce(() => sessionAdjustments.create(entry))) return
+      }
+    },
+
+    /** A session's redemptions and validations, through its index, by `_id` only. */
+    async adjustmentsOf(sessionId: string) {
+      const refs = new Map((await adjustmentEntries(sessionId)).map((e) => [e.fact.ref, e.fact.source]))
+      const found = await Promise.all(
+        [...refs].map(async ([ref, source]) =>
+          source === 'redemption'
+            ? { redemption: (await redemptions.findById(ref).lean<RedemptionRecord>()) ?? undefined }
+            : { validation: (await validations.findById(ref).lean<ValidationRecord>()) ?? undefined },
+        ),
+      )
+      return {
+        redemptions: found.flatMap((f) => ('redemption' in f && f.redemption ? [f.redemption] : [])),
+        validations: found.flatMap((f) => ('validation' in f && f.validation ? [f.validation] : [])),
+      }
     },
 
     /** A code's redemptions counted per user (null: sessions without an account). */

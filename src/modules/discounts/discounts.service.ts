@@ -261,20 +261,42 @@ export function createDiscountsService(deps: {
     if (facts.status !== 'active') throw new AppError('CONFLICT', `The session ${facts.id} is closed`)
   }
 
-  async function redeem(input: {
+  type RedeemInput = {
     code: string
     sessionId: string
     lotId: string
     userId: string | null
     currency?: string
-  }): Promise<Adjustment> {
+  }
+
+  // Calls for one code and one session share one attempt in this process: otherwise a call that
+  // finds the code at its limit could not see that the use was taken by its twin, still in flight,
+  // and would refuse what the twin grants. (Twins in two instances at the same millisecond remain.)
+  const inFlight = new Map<string, Promise<RedemptionRecord>>()
+
+  /** The redemption, and the session's index of its adjustments names it. */
+  async function redeem(input: RedeemInput): Promise<Adjustment> {
+    const key = `${normalizeCode(input.code)}:${input.sessionId}`
+    let attempt = inFlight.get(key)
+    if (!attempt) {
+      attempt = (async () => {
+        const redemption = await redeemOnce(input)
+        await repo.indexAdjustment(redemption.session_id, 'redemption', redemption._id)
+        return redemption
+      })().finally(() => inFlight.delete(key))
+      inFlight.set(key, attempt)
+    }
+    return redemptionAdjustment(await attempt)
+  }
+
+  async function redeemOnce(input: RedeemInput): Promise<RedemptionRecord> {
     const code = normalizeCode(input.code)
     const discount = await repo.findDiscount(code)
     if (!discount) throw unknownCode(code)
     const id = `${code}:${input.sessionId}`
     // Once redeemed for a session, a code stays granted to it: the same adjustment again.
     const earlier = await repo.findRedemption(id)
-    if (earlier) return redemptionAdjustment(earlier)
+    if (earlier) return earlier
 
     const refusal = stateRefusal(discount, now(), input.lotId)
     if (refusal) throw refuse(refusal)
@@ -302,7 +324,7 @@ export function createDiscountsService(deps: {
       }
       // A concurrent redemption of this code for this session may hold the last use: it is ours too.
       const raced = await repo.findRedemption(id)
-      if (raced) return redemptionAdjustment(raced)
+      if (raced) return raced
       throw refuse(taken.why === 'limit' ? 'limit_reached' : 'already_used_by_you')
     }
 
@@ -322,21 +344,18 @@ export function createDiscountsService(deps: {
       await counters.giveBack(code, input.userId)
       throw error
     }
-    if (inserted) return redemptionAdjustment(redemption)
+    if (inserted) return redemption
     // A concurrent call for the same session recorded it first: its use counts, ours goes back.
     await counters.giveBack(code, input.userId)
     const winner = await repo.findRedemption(id)
     if (!winner) throw new Error(`redemption ${id} lost its insert but cannot be read`)
-    return redemptionAdjustment(winner)
+    return winner
   }
 
   const port: DiscountsPort = {
     redeem: (input) => redeem(input),
     async adjustmentsOf(sessionId: string): Promise<Adjustment[]> {
-      const [redemptions, validations] = await Promise.all([
-        repo.redemptionsOf(sessionId),
-        repo.validationsOf(sessionId, { limit: 100 }),
-      ])
+      const { redemptions, validations } = await repo.adjustmentsOf(sessionId)
       return [...redemptions.map(redemptionAdjustment), ...validations.map(validationAdjustment)]
     },
   }
@@ -476,6 +495,7 @@ export function createDiscountsService(deps: {
       }
       const existing =
         earlier ?? ((await repo.insertValidation(record)) ? undefined : await repo.findValidation(id))
+      await repo.indexAdjustment(facts.id, 'validation', id)
       if (!existing) return { validation: toValidationView(record), created: true }
       if (!same(existing)) {
         throw new AppError('CONFLICT', `${existing.merchant} has validated this session already, differently`)

@@ -1,5 +1,5 @@
 import type { QueryFilter } from 'mongoose'
-import { type Database, insertOnce, trusted } from '../../shared/mongo.ts'
+import { type Database, insertOnce, readNumbered, trusted } from '../../shared/mongo.ts'
 import {
   type PaymentRecord,
   type PaymentStateRecord,
@@ -15,28 +15,8 @@ import {
 
 export type PaymentsRepository = ReturnType<typeof createPaymentsRepository>
 
-/**
- * Facts numbered 0, 1, 2 ... under one prefix, read by `_id` in windows of this many: a hole left
- * by a compensation (a deleted fact) shorter than a window does not hide the facts after it.
- */
-const PROBE_WINDOW = 4
-
 export function createPaymentsRepository(db: Database) {
   const { payments, settlements, paymentStates, refunds, stripeEvents, stripeIntents } = paymentModels(db)
-
-  /** Every fact `${prefix}:${n}`, by `_id` lookups (FerretDB uses no index for other filters). */
-  async function numbered<T>(find: (id: string) => Promise<T | null>, prefix: string) {
-    const found: { index: number; fact: T }[] = []
-    for (let start = 0; ; start += PROBE_WINDOW) {
-      const window = await Promise.all(
-        Array.from({ length: PROBE_WINDOW }, (_, i) => find(`${prefix}:${start + i}`)),
-      )
-      window.forEach((fact, i) => {
-        if (fact) found.push({ index: start + i, fact })
-      })
-      if (window.every((fact) => fact === null)) return found
-    }
-  }
 
   return {
     // Settlements
@@ -53,7 +33,7 @@ export function createPaymentsRepository(db: Database) {
     },
 
     async settlementsOf(sessionId: string) {
-      return await numbered((id) => settlements.findById(id).lean<SettlementRecord>(), sessionId)
+      return await readNumbered((id) => settlements.findById(id).lean<SettlementRecord>(), sessionId)
     },
 
     // Payments
@@ -106,12 +86,17 @@ export function createPaymentsRepository(db: Database) {
       return new Set(found.filter((fact) => fact !== null).map((fact) => fact.state))
     },
 
+    /** One state fact, by `_id`. */
+    async hasState(paymentId: string, state: StateFact): Promise<boolean> {
+      return (await paymentStates.findById(`${paymentId}:${state}`).lean<PaymentStateRecord>()) !== null
+    },
+
     // Refunds
 
     insertRefund: (refund: RefundRecord) => insertOnce(refunds, refund),
 
     async refundsOf(paymentId: string) {
-      return await numbered((id) => refunds.findById(id).lean<RefundRecord>(), paymentId)
+      return await readNumbered((id) => refunds.findById(id).lean<RefundRecord>(), paymentId)
     },
 
     /** Written by the refund's owner only, after Stripe took it. */
