@@ -42,7 +42,11 @@ let other: Account
 
 const sessionsById = new Map<string, SessionFacts>()
 let payments: PaymentsService
-let gateway: PaymentGateway & { script: Map<string, GatewayIntent['status']> }
+let gateway: PaymentGateway & {
+  script: Map<string, GatewayIntent['status'] | 'declined'>
+  /** Runs while Stripe is being asked to confirm this intent (the 1-3 s of a real call). */
+  during: Map<string, () => Promise<void>>
+}
 
 function newSession(userId: string | null = null, fee = FEE): SessionFacts & { fee: number } {
   const id = randomUUID()
@@ -142,15 +146,27 @@ beforeAll(async () => {
   })
   // stripe-mock answers every confirm and lookup with a fixed status: the script says what
   // Stripe would have said for an intent, after stripe-mock took the call.
-  const script = new Map<string, GatewayIntent['status']>()
-  const told = (intent: GatewayIntent): GatewayIntent => ({
-    ...intent,
-    status: script.get(intent.id) ?? intent.status,
-  })
+  // 'declined' is a card Stripe refuses: a 402 from confirm, requires_payment_method on a lookup.
+  const script = new Map<string, GatewayIntent['status'] | 'declined'>()
+  const during = new Map<string, () => Promise<void>>()
+  const told = (intent: GatewayIntent): GatewayIntent => {
+    const said = script.get(intent.id) ?? intent.status
+    return { ...intent, status: said === 'declined' ? 'requires_payment_method' : said }
+  }
   gateway = {
     ...real,
     script,
-    confirmIntent: async (...args) => told(await real.confirmIntent(...args)),
+    during,
+    confirmIntent: async (id, ...rest) => {
+      const intent = await real.confirmIntent(id, ...rest)
+      await during.get(id)?.()
+      if (script.get(id) === 'declined') {
+        throw new AppError('PAYMENT_REQUIRED', 'The card was declined: test', {
+          extensions: { decline_code: 'card_declined' },
+        })
+      }
+      return told(intent)
+    },
     retrieveIntent: async (id) => told(await real.retrieveIntent(id)),
   }
   payments = createPaymentsService({
@@ -584,6 +600,68 @@ describe('validate-exit and reconciliation', () => {
     expect(await platform.scheduler.runNow('payments.reconcile')).toMatchObject({
       checked: expect.any(Number),
     })
+  })
+})
+
+describe('money counts once it moved', () => {
+  const post = (event: Json) => {
+    const { payload, header } = signed(event)
+    return payments.handleEvent(payload, header)
+  }
+
+  it('a processing payment that then fails gives its settlement back: the session owes and can be paid', async () => {
+    const s = newSession(customer.id)
+    const intent = await payments.createIntent(staff(customer), { session_id: s.id })
+    gateway.script.set(intent.payment_intent_id, 'processing')
+    const processing = await payments.confirm(staff(customer), {
+      payment_intent_id: intent.payment_intent_id,
+    })
+    expect(processing.status).toBe('processing')
+    // The claim is held (a second payer waits) but nothing is paid yet: the gate stays closed.
+    expect(await payments.ledger.paidFor(s.id)).toMatchObject({ paid: 0, settlements: 0 })
+    expect(await payments.validateExit(s.ticket_number)).toMatchObject({ is_paid: false, amount_due: FEE })
+    const blocked = await failure(
+      payments.pay(staff(operator), { session_id: s.id, payment_method: 'cash' }, undefined),
+    )
+    expect(blocked.code).toBe('CONFLICT')
+
+    await post(
+      intentEvent('payment_intent.payment_failed', intent.payment_intent_id, 'requires_payment_method'),
+    )
+    expect(await payments.get(staff(admin), intent.payment_id)).toMatchObject({ status: 'failed' })
+    expect(await count('settlements', { session_id: s.id })).toBe(0)
+    expect(await payments.validateExit(s.ticket_number)).toMatchObject({ is_paid: false, amount_due: FEE })
+    const cash = await payments.pay(staff(operator), { session_id: s.id, payment_method: 'cash' }, undefined)
+    expect(cash.status).toBe('succeeded')
+    expect(await payments.ledger.paidFor(s.id)).toMatchObject({ paid: FEE, settlements: 1 })
+  })
+
+  it('a confirmation in flight does not open the gate, and a decline leaves the session owing', async () => {
+    const s = newSession(customer.id)
+    const intent = await payments.createIntent(staff(customer), { session_id: s.id })
+    gateway.script.set(intent.payment_intent_id, 'declined')
+    let seen: unknown
+    gateway.during.set(intent.payment_intent_id, async () => {
+      seen = await payments.validateExit(s.ticket_number)
+    })
+    const declined = await failure(
+      payments.confirm(staff(customer), { payment_intent_id: intent.payment_intent_id }),
+    )
+    expect(declined.code).toBe('PAYMENT_REQUIRED')
+    expect(seen).toMatchObject({ is_paid: false, can_exit: false, amount_due: FEE })
+    expect(await payments.ledger.paidFor(s.id)).toMatchObject({ paid: 0 })
+  })
+
+  it('a reconciled cancellation gives the claim back too', async () => {
+    const s = newSession(customer.id)
+    const intent = await payments.createIntent(staff(customer), { session_id: s.id })
+    gateway.script.set(intent.payment_intent_id, 'processing')
+    await payments.confirm(staff(customer), { payment_intent_id: intent.payment_intent_id })
+    expect(await count('settlements', { session_id: s.id })).toBe(1)
+    gateway.script.set(intent.payment_intent_id, 'canceled')
+    await payments.reconcile(0)
+    expect(await payments.get(staff(admin), intent.payment_id)).toMatchObject({ status: 'canceled' })
+    expect(await count('settlements', { session_id: s.id })).toBe(0)
   })
 })
 

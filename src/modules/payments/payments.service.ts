@@ -75,6 +75,8 @@ const iso = (date: Date | null) => (date ? date.toISOString() : null)
 
 /** Refunds of one payment that race each other retry their insert this many times. */
 const REFUND_ATTEMPTS = 20
+/** A success that keeps losing its claim to concurrent give-backs tries this many times. */
+const CLAIM_ATTEMPTS = 5
 
 function statusFrom(states: Set<StateFact>, refunded: number, amount: number): PaymentStatus {
   if (states.has('succeeded')) {
@@ -214,13 +216,36 @@ export function createPaymentsService(deps: {
     if (await repo.insertSettlement(fact)) return fact
     const holder = await repo.findSettlement(id)
     if (holder?.payment_id === payment._id) return holder
-    if (!holder) {
+    if (holder && (await abandoned(holder.payment_id))) {
+      // Its payment failed or was canceled but the give-back did not finish: finish it.
+      await repo.deleteSettlement(id, holder.payment_id)
+    }
+    if (!holder || (await abandoned(holder.payment_id))) {
       // Deleted between our insert and our read (a compensation): the insert decides again.
       if (await repo.insertSettlement(fact)) return fact
       const again = await repo.findSettlement(id)
       if (again?.payment_id === payment._id) return again
     }
     return undefined
+  }
+
+  /** A payment that took no money and never will: failed or canceled, not succeeded. */
+  async function abandoned(paymentId: string): Promise<boolean> {
+    const states = await repo.statesOf(paymentId)
+    return !states.has('succeeded') && (states.has('failed') || states.has('canceled'))
+  }
+
+  /** A payment lost its claim: the session is paid, or another payment holds the claim now. */
+  async function claimLost(sessionId: string): Promise<AppError> {
+    const due = await sessions.amountDue(sessionId)
+    return due.due <= 0
+      ? dueProblem('CONFLICT', 'The session is already paid', due, 'already_paid')
+      : dueProblem(
+          'CONFLICT',
+          'Another payment of this session is in progress; retry shortly',
+          due,
+          'payment_in_progress',
+        )
   }
 
   async function recordSettled(payment: PaymentRecord, fact: SettlementRecord, source: string) {
@@ -243,8 +268,35 @@ export function createPaymentsService(deps: {
    * (its refund `${id}:0` and Stripe's idempotency key are both deterministic), and marked so.
    */
   async function settleTaken(payment: PaymentRecord, source: string): Promise<PaymentView> {
-    const fact = await claimSettlement(payment)
-    if (fact) return await recordSettled(payment, fact, source)
+    for (let attempt = 0; attempt < CLAIM_ATTEMPTS; attempt++) {
+      const fact = await claimSettlement(payment)
+      if (!fact) return await refundDuplicate(payment, source)
+      const settled = await recordSettled(payment, fact, source)
+      // A failure handled at the same time may have given the claim back before our state fact
+      // was in (giveBack deletes, then looks for `succeeded`; we insert it, then look for the
+      // claim): one of the two sees the other, and here it is us who claim again.
+      if ((await repo.findSettlement(fact._id))?.payment_id === payment._id) return settled
+    }
+    throw new AppError('CONFLICT', 'The settlement of this payment is contended; retry')
+  }
+
+  /**
+   * No money moved for this payment (declined, failed, canceled, or still to be confirmed): its
+   * claim on the settlement goes, so that the session owes again and another payment may settle
+   * it. `state` is the fact to record first, if any. A success that raced in keeps the payment.
+   */
+  async function giveBack(payment: PaymentRecord, state: StateFact | null, source: string) {
+    const after = state ? await advance(payment, state, source) : await fresh(payment)
+    if (after.status !== 'pending' && after.status !== 'failed' && after.status !== 'canceled') {
+      return after
+    }
+    await repo.deleteSettlement(`${payment.session_id}:${payment.settlement_index}`, payment._id)
+    if (await repo.hasState(payment._id, 'succeeded')) return await settleTaken(payment, source)
+    return after
+  }
+
+  /** Money taken for a settlement another payment won: refunded in full, once, and marked. */
+  async function refundDuplicate(payment: PaymentRecord, source: string): Promise<PaymentView> {
     logger.warn(
       { paymentId: payment._id, sessionId: payment.session_id },
       'a second payment succeeded for a settled session; refunding it',
@@ -285,7 +337,15 @@ export function createPaymentsService(deps: {
       case 'processing':
         return await advance(payment, 'processing', source)
       case 'canceled':
-        return await advance(payment, 'canceled', source)
+        return await giveBack(payment, 'canceled', source)
+      case 'requires_payment_method':
+      case 'requires_confirmation':
+      case 'requires_action': {
+        // No money moved. After `processing`, this is Stripe's answer to a failed payment; before,
+        // a confirmation that died mid-call left a claim nobody else would give back.
+        const processed = await repo.hasState(payment._id, 'processing')
+        return await giveBack(payment, processed ? 'failed' : null, source)
+      }
       default:
         return await fresh(payment)
     }
@@ -429,10 +489,7 @@ export function createPaymentsService(deps: {
       status: 'succeeded',
     })
     const fact = await claimSettlement(payment)
-    if (!fact) {
-      const now = await sessions.amountDue(facts.id)
-      throw dueProblem('CONFLICT', 'The session is already paid', now, 'already_paid')
-    }
+    if (!fact) throw await claimLost(facts.id)
     const settled = { ...payment, receipt_number: fact.receipt_number, settled_at: fact.created_at }
     await repo.insertPayment(settled)
     return await advance(settled, 'succeeded', `recorded by ${caller.userId}`)
@@ -488,16 +545,24 @@ export function createPaymentsService(deps: {
     throw new AppError('CONFLICT', 'Other refunds of this payment are in progress; retry')
   }
 
+  /**
+   * Only money that moved counts: a settlement whose payment has its `succeeded` fact. A claim
+   * still in flight (a confirmation at Stripe, a processing payment) counts for nothing, yet it
+   * holds its number: `settlements` is the number after the last counted one, so the next payer
+   * meets the claim and waits (409).
+   */
   const ledger: LedgerPort = {
     async paidFor(sessionId) {
       const facts = await repo.settlementsOf(sessionId)
       let paid = 0
       let lastPaidAt: Date | null = null
-      for (const { fact } of facts) {
+      let settlements = 0
+      for (const { index, fact } of facts) {
+        if (!(await repo.hasState(fact.payment_id, 'succeeded'))) continue
         paid += fact.amount - (await refundedOf(fact.payment_id))
         if (!lastPaidAt || fact.created_at > lastPaidAt) lastPaidAt = fact.created_at
+        settlements = Math.max(settlements, index + 1)
       }
-      const settlements = (facts.at(-1)?.index ?? -1) + 1
       return { paid, settlements, last_paid_at: lastPaidAt }
     },
   }
@@ -561,8 +626,7 @@ export function createPaymentsService(deps: {
       const claim = await claimSettlement(payment)
       if (!claim) {
         await advance(payment, 'canceled', 'confirm: the session was settled by another payment')
-        const due = await sessions.amountDue(payment.session_id)
-        throw dueProblem('CONFLICT', 'The session is already paid', due, 'already_paid')
+        throw await claimLost(payment.session_id)
       }
       let intent: GatewayIntent
       try {
@@ -572,18 +636,18 @@ export function createPaymentsService(deps: {
           `confirm:${input.payment_intent_id}`,
         )
       } catch (error) {
-        await repo.deleteSettlement(claim._id, payment._id)
-        if (error instanceof AppError && error.code === 'PAYMENT_REQUIRED') {
-          await advance(payment, 'failed', 'confirm: declined')
-        }
+        const declined = error instanceof AppError && error.code === 'PAYMENT_REQUIRED'
+        await giveBack(
+          payment,
+          declined ? 'failed' : null,
+          declined ? 'confirm: declined' : 'confirm: no answer',
+        )
         throw error
       }
-      if (intent.status === 'succeeded') return await recordSettled(payment, claim, 'confirm')
+      if (intent.status === 'succeeded') return await settleTaken(payment, 'confirm')
       if (intent.status === 'processing') return await advance(payment, 'processing', 'confirm')
       // No money moved (an action is required, or the method failed): the claim goes.
-      await repo.deleteSettlement(claim._id, payment._id)
-      if (intent.status === 'canceled') return await advance(payment, 'canceled', 'confirm')
-      return await fresh(payment)
+      return await giveBack(payment, intent.status === 'canceled' ? 'canceled' : null, 'confirm')
     },
 
     /**
@@ -608,10 +672,10 @@ export function createPaymentsService(deps: {
             break
           case 'payment_intent.payment_failed':
             // Ranked below succeeded: a late failure never undoes a payment that went through.
-            await advance(payment, 'failed', source)
+            await giveBack(payment, 'failed', source)
             break
           case 'payment_intent.canceled':
-            await advance(payment, 'canceled', source)
+            await giveBack(payment, 'canceled', source)
             break
           case 'charge.refunded':
             await recordOutsideRefund(payment, object.amount_refunded ?? 0)
