@@ -196,7 +196,7 @@ export async function startPlatform(config: Config, urls: DependencyUrls, logger
       repo: createSessionsRepository(db),
       facilities,
       vehicles,
-      spaces: occupancy.state,
+      spaces: occupancy.spaces,
       pricing: () => pricing,
       discounts: () => discounts,
       ledger: () => ledger,

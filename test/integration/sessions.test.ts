@@ -1,4 +1,6 @@
+import { randomBytes } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { connectRedis } from '../../src/shared/redis.ts'
 import { type Account, bearer, createAccount, jsonBody, signInAdmin, testAdmin } from '../harness/accounts.ts'
 import { createLot, enterVehicle, type TestLot, uniquePlate } from '../harness/facility.ts'
 import { json } from '../harness/http.ts'
@@ -332,17 +334,46 @@ describe('lookups and assignment', () => {
   })
 })
 
-describe('the hot state rebuilt from MongoDB', () => {
-  it('gets the spaces of active sessions back from the rebuild source', async () => {
-    const lot = await createLot(platform, admin, { spaces: { STANDARD: 2 } })
-    const entry = await enterVehicle(platform, operator, { license_plate: uniquePlate(), lot_id: lot.lotId })
-    const state = platform.occupancy.state
-    await state.release(entry.session.id)
-    expect(await availability(lot)).toMatchObject({ occupied: 0 })
-    // What the rebuild does for every active session.
-    for await (const page of platform.services.sessions.holds())
-      for (const hold of page) await state.hold(hold.sessionId, hold.spaceId)
-    expect(await availability(lot)).toMatchObject({ occupied: 1 })
-    expect(await state.space(entry.space_assigned.id)).toMatchObject({ sessionId: entry.session.id })
-  })
+describe('a Redis that lost its data', () => {
+  it('answers 503 instead of "full", rebuilds, and gives active sessions their spaces back', async () => {
+    const prefix = `rs_${randomBytes(4).toString('hex')}:`
+    const fresh = await startTestPlatform({ ...testAdmin, REDIS_KEY_PREFIX: prefix })
+    const redis = await connectRedis(fresh.urls.redis, () => {})
+    try {
+      const root = await signInAdmin(fresh)
+      const staff = await createAccount(fresh, root, 'operator')
+      const lot = await createLot(fresh, root, { spaces: { STANDARD: 2 } })
+      const parked = await enterVehicle(fresh, staff, { license_plate: uniquePlate(), lot_id: lot.lotId })
+
+      // Every key of this platform goes, as if Redis had restarted empty.
+      const keys = await redis.keys(`${prefix}*`)
+      if (keys.length > 0) await redis.del(...keys)
+
+      const enter = () =>
+        fresh.request('/api/v1/sessions/entry', {
+          method: 'POST',
+          ...jsonBody({ license_plate: uniquePlate(), lot_id: lot.lotId }, bearer(staff.token)),
+        })
+      const refused = await enter()
+      expect(refused.status).toBe(503)
+      expect(await json(refused)).toMatchObject({ code: 'DEPENDENCY_UNAVAILABLE' })
+      let next = await enter()
+      for (let i = 0; i < 50 && next.status === 503; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 100))
+        next = await enter()
+      }
+      expect(next.status).toBe(201)
+      const second = await json(next)
+      expect(second.space_assigned.id).not.toBe(parked.space_assigned.id)
+      const state = await json(await fresh.request(`/api/v1/spaces/${parked.space_assigned.id}/state`))
+      expect(state).toMatchObject({ session_id: parked.session.id, status: 'occupied' })
+      expect(await json(await fresh.request(`/api/v1/zones/${lot.zoneId}/availability`))).toMatchObject({
+        total: 2,
+        occupied: 2,
+      })
+    } finally {
+      redis.disconnect()
+      await fresh.stop()
+    }
+  }, 60_000)
 })

@@ -356,6 +356,10 @@ if op == 'allocate' then
   -- overlay, not held), else an unknown one (a space without a sensor, or whose sensor is silent).
   -- Returns the space, or nil when there is none. A session that holds a space already gets that
   -- one back (a retried entry).
+  -- An empty Redis knows no free space: refuse (503) rather than answer "full" until it is rebuilt.
+  if redis.call('EXISTS', P .. 'occ:built') == 0 then
+    return redis.error_reply('NOTBUILT the occupancy hot state is not built')
+  end
   local session, lot, zone = ARGV[3], ARGV[4], ARGV[5]
   local current = redis.call('GET', P .. 'occ:hold:' .. session)
   if current then
@@ -384,8 +388,12 @@ if op == 'allocate' then
 end
 
 if op == 'hold' then
-  -- ARGV[3] session, ARGV[4] space: an operator assigns this space. It must be free, or sensed
-  -- unknown, with no overlay and no other session on it. The session's previous space is released.
+  -- ARGV[3] session, ARGV[4] space, ARGV[5] 'rebuild' while the hot state is rebuilt: an operator
+  -- assigns this space. It must be free, or sensed unknown, with no overlay and no other session on
+  -- it. The session's previous space is released.
+  if ARGV[5] ~= 'rebuild' and redis.call('EXISTS', P .. 'occ:built') == 0 then
+    return redis.error_reply('NOTBUILT the occupancy hot state is not built')
+  end
   local session, space = ARGV[3], ARGV[4]
   local sp = load_space(space)
   if not sp then return redis.error_reply('NOSPACE the space is not in the hot state') end

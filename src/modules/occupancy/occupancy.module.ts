@@ -1,5 +1,6 @@
 import { Gauge } from 'prom-client'
 import type { Config } from '../../config.ts'
+import { DependencyDown } from '../../shared/errors.ts'
 import type { Logger } from '../../shared/logger.ts'
 import type { Metrics } from '../../shared/metrics.ts'
 import type { Database } from '../../shared/mongo.ts'
@@ -107,7 +108,14 @@ export async function startOccupancy(deps: {
       for await (const page of source.bindings()) await state.bindDevices(page)
       if (source.holds)
         for await (const page of source.holds())
-          for (const { sessionId, spaceId } of page) await state.hold(sessionId, spaceId)
+          for (const { sessionId, spaceId } of page) {
+            const held = await state.hold(sessionId, spaceId, true)
+            if (!held || held === 'unknown-space')
+              logger.warn(
+                { sessionId, spaceId, reason: held ?? 'taken' },
+                'rebuild: an active session lost its space',
+              )
+          }
       await state.markBuilt()
       logger.info('occupancy hot state built from MongoDB')
       return true
@@ -140,9 +148,28 @@ export async function startOccupancy(deps: {
     },
   })
 
+  /**
+   * The space arbiter of parking sessions: the hot state's allocate, hold and release. A Redis
+   * that lost its data answers 503 and is rebuilt, instead of calling every lot full.
+   */
+  const refusedWhileEmpty = (error: unknown): never => {
+    if (String((error as Error).message).startsWith('NOTBUILT')) {
+      rebuildIfEmpty().catch((e: Error) => logger.warn({ reason: e.message }, 'hot state rebuild failed'))
+      throw new DependencyDown('the occupancy hot state is being rebuilt from MongoDB; retry shortly')
+    }
+    throw error
+  }
+  const spaces = {
+    allocate: (...args: Parameters<typeof state.allocate>) =>
+      state.allocate(...args).catch(refusedWhileEmpty),
+    hold: (sessionId: string, spaceId: string) => state.hold(sessionId, spaceId).catch(refusedWhileEmpty),
+    release: (sessionId: string) => state.release(sessionId),
+  }
+
   return {
     index: state.index,
     service,
+    spaces,
     sink: pipeline.sink,
     state,
     persister,

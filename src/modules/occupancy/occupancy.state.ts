@@ -205,9 +205,13 @@ export function createOccupancyState(redis: RedisClient) {
      * Gives a session this space (an operator's choice): it must be free or sensed unknown, with no
      * overlay and no other session; the session's previous space is let go. null when it is taken.
      */
-    async hold(sessionId: string, spaceId: string): Promise<HeldSpace | null | 'unknown-space'> {
+    async hold(
+      sessionId: string,
+      spaceId: string,
+      rebuilding = false,
+    ): Promise<HeldSpace | null | 'unknown-space'> {
       try {
-        return heldSpaceOf((await run('hold', [sessionId, spaceId])) as string[])
+        return heldSpaceOf((await run('hold', [sessionId, spaceId, rebuilding ? 'rebuild' : ''])) as string[])
       } catch (error) {
         const message = String((error as Error).message)
         if (message.startsWith('TAKEN')) return null

@@ -417,11 +417,13 @@ export function createSessionsService(deps: {
           created_at: now,
           updated_at: now,
         }
+        // Read before the session is written: past the insert, nothing may fail and undo the claims.
+        const assigned = space ? await spaceAssigned(space) : null
         await repo.insertSession(session)
         return {
           session: toSessionView(session),
           ticket_number: ticket,
-          space_assigned: space ? await spaceAssigned(space) : null,
+          space_assigned: assigned,
         }
       } catch (error) {
         // Undo in reverse; what cannot be undone now is taken over later (the plate claim) or
@@ -574,6 +576,13 @@ export function createSessionsService(deps: {
       }
       const held = await spaces.hold(session._id, spaceId)
       if (held === 'unknown-space') throw new AppError('NOT_FOUND', `No space ${spaceId}`)
+      // An exit may have closed the session meanwhile: then the space goes back at once.
+      if (held && (await repo.findExit(session._id))) {
+        await spaces.release(session._id)
+        throw new AppError('CONFLICT', `The session ${id} has ended`, {
+          extensions: { reason: 'session_closed' },
+        })
+      }
       if (!held) {
         throw new AppError('CONFLICT', `The space ${spaceId} is not free`, {
           extensions: { reason: 'space_taken' },
