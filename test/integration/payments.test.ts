@@ -665,6 +665,49 @@ describe('money counts once it moved', () => {
   })
 })
 
+describe('an intent is charged for what is due', () => {
+  it('refuses to confirm an intent whose due changed since, cancels it, and a new intent takes the new due', async () => {
+    const s = newSession(customer.id)
+    const intent = await payments.createIntent(staff(customer), { session_id: s.id })
+    discountsBySession.set(s.id, FEE) // a full merchant validation since
+    gateway.script.set(intent.payment_intent_id, 'succeeded')
+    const refused = await failure(
+      payments.confirm(staff(customer), { payment_intent_id: intent.payment_intent_id }),
+    )
+    expect(refused).toMatchObject({
+      code: 'CONFLICT',
+      extensions: { reason: 'amount_changed', amount_due: 0 },
+    })
+    expect(await payments.get(staff(admin), intent.payment_id)).toMatchObject({ status: 'canceled' })
+    expect(await count('settlements', { session_id: s.id })).toBe(0)
+
+    discountsBySession.set(s.id, FEE / 2)
+    const half = await payments.createIntent(staff(customer), { session_id: s.id })
+    expect(half).toMatchObject({ amount: FEE / 2, status: 'pending' })
+    gateway.script.set(half.payment_intent_id, 'succeeded')
+    expect(
+      await payments.confirm(staff(customer), { payment_intent_id: half.payment_intent_id }),
+    ).toMatchObject({ status: 'succeeded', amount: FEE / 2 })
+    expect(await payments.ledger.paidFor(s.id)).toMatchObject({ paid: FEE / 2 })
+  })
+
+  it('refunds what a webhook-settled intent took above the due at the time of the claim, once', async () => {
+    const s = newSession(customer.id)
+    const intent = await payments.createIntent(staff(customer), { session_id: s.id })
+    discountsBySession.set(s.id, FEE / 2)
+    const succeeded = signed(intentEvent('payment_intent.succeeded', intent.payment_intent_id, 'succeeded'))
+    await Promise.all([1, 2, 3].map(() => payments.handleEvent(succeeded.payload, succeeded.header)))
+    expect(await payments.get(staff(admin), intent.payment_id)).toMatchObject({
+      status: 'partially_refunded',
+      amount: FEE,
+      refunded_amount: FEE / 2,
+    })
+    expect(await count('refunds', { payment_id: intent.payment_id, provider_refund_id: /^re_/ })).toBe(1)
+    expect(await payments.ledger.paidFor(s.id)).toMatchObject({ paid: FEE / 2, settlements: 1 })
+    expect(await payments.validateExit(s.ticket_number)).toMatchObject({ is_paid: true, amount_due: 0 })
+  })
+})
+
 describe('the HTTP door', () => {
   const call = (
     method: string,

@@ -271,6 +271,7 @@ export function createPaymentsService(deps: {
     for (let attempt = 0; attempt < CLAIM_ATTEMPTS; attempt++) {
       const fact = await claimSettlement(payment)
       if (!fact) return await refundDuplicate(payment, source)
+      if (!(await repo.hasState(payment._id, 'succeeded'))) await refundExcess(payment)
       const settled = await recordSettled(payment, fact, source)
       // A failure handled at the same time may have given the claim back before our state fact
       // was in (giveBack deletes, then looks for `succeeded`; we insert it, then look for the
@@ -293,6 +294,52 @@ export function createPaymentsService(deps: {
     await repo.deleteSettlement(`${payment.session_id}:${payment.settlement_index}`, payment._id)
     if (await repo.hasState(payment._id, 'succeeded')) return await settleTaken(payment, source)
     return after
+  }
+
+  /**
+   * An intent is for the due when it was made; a discount or a validation since may have lowered
+   * the due. What was taken above the due at the time of the claim is refunded, once: the refund
+   * is the payment's fact `:0`, written before the payment counts as succeeded. When Stripe does
+   * not answer, the fact stays (the money may have moved) and the reconciliation asks again.
+   */
+  async function refundExcess(payment: PaymentRecord) {
+    const due = await sessions.amountDue(payment.session_id).catch((error: unknown) => {
+      if (error instanceof AppError && error.code === 'NOT_FOUND') return undefined
+      throw error
+    })
+    if (!due) {
+      logger.warn({ paymentId: payment._id }, 'a payment of a session sessions do not know settled')
+      return
+    }
+    // A twin delivery that settled the payment meanwhile counted it in this due, and had made
+    // the refund of the excess (if any) before its `succeeded` fact: nothing to do here. Facts
+    // only grow, so without `succeeded` now the due above did not count this payment.
+    if (await repo.hasState(payment._id, 'succeeded')) return
+    const excess = payment.amount - Math.max(0, due.due)
+    if (excess <= 0) return
+    const refund: RefundRecord = {
+      _id: `${payment._id}:0`,
+      payment_id: payment._id,
+      session_id: payment.session_id,
+      amount: excess,
+      currency: payment.currency,
+      reason: `more than was due (${Math.max(0, due.due)} ${due.currency}) when the payment settled`,
+      provider_refund_id: null,
+      refunded_by: 'system',
+      created_at: new Date(),
+    }
+    if (!(await repo.insertRefund(refund)) || !payment.payment_intent_id) return
+    logger.warn({ paymentId: payment._id, excess }, 'a payment took more than was due; refunding the excess')
+    try {
+      const taken = await gateway.refund({
+        paymentIntentId: payment.payment_intent_id,
+        amount: excess,
+        idempotencyKey: `refund:${payment._id}:0`,
+      })
+      await repo.setProviderRefund(refund._id, taken.id)
+    } catch (error) {
+      logger.warn({ err: error, paymentId: payment._id }, 'the refund of an excess is in doubt')
+    }
   }
 
   /** Money taken for a settlement another payment won: refunded in full, once, and marked. */
@@ -627,6 +674,22 @@ export function createPaymentsService(deps: {
       if (!claim) {
         await advance(payment, 'canceled', 'confirm: the session was settled by another payment')
         throw await claimLost(payment.session_id)
+      }
+      // The intent is for the due when it was made: a discount, a validation or the time since
+      // may have changed it. Charged now, it would take the old amount.
+      const due = await sessions.amountDue(payment.session_id)
+      if (due.due !== payment.amount) {
+        const canceled = await gateway.cancelIntent(input.payment_intent_id).then(
+          () => true,
+          () => false,
+        )
+        await giveBack(payment, canceled ? 'canceled' : null, 'confirm: the amount due changed')
+        throw dueProblem(
+          'CONFLICT',
+          `The amount due is now ${due.due} ${due.currency}, not ${payment.amount}; create a new intent`,
+          due,
+          'amount_changed',
+        )
       }
       let intent: GatewayIntent
       try {

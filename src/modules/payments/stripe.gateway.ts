@@ -52,6 +52,8 @@ export type PaymentGateway = {
   }): Promise<GatewayIntent>
   confirmIntent(id: string, paymentMethod: string | undefined, idempotencyKey: string): Promise<GatewayIntent>
   retrieveIntent(id: string): Promise<GatewayIntent>
+  /** Cancels an intent that was not paid; Stripe refuses (422) one that succeeded or is processing. */
+  cancelIntent(id: string): Promise<GatewayIntent>
   refund(input: { paymentIntentId: string; amount: number; idempotencyKey: string }): Promise<{ id: string }>
   /** Checks the signature on the raw body; a 400 problem when it is bad, missing or too old. */
   verifyEvent(rawBody: string, signature: string | undefined): GatewayEvent
@@ -150,6 +152,10 @@ export function createStripeGateway(settings: StripeSettings): PaymentGateway {
         ),
       ),
     retrieveIntent: (id) => call(async () => intentOf(await stripe.paymentIntents.retrieve(id))),
+    cancelIntent: (id) =>
+      call(async () =>
+        intentOf(await stripe.paymentIntents.cancel(id, {}, { idempotencyKey: `cancel:${id}` })),
+      ),
     refund: (input) =>
       call(async () => {
         const refund = await stripe.refunds.create(
