@@ -152,6 +152,9 @@ const dependencyErrorNames = new Set([
 export function isDependencyFailure(error: unknown): boolean {
   if (!(error instanceof Error)) return false
   if (error instanceof DependencyDown || dependencyErrorNames.has(error.name)) return true
-  // ioredis with the offline queue off, or a connection lost mid-command.
-  return /Stream isn't writeable|Connection is closed|ECONNREFUSED|ECONNRESET/.test(error.message)
+  // ioredis with the offline queue off, or a connection lost mid-command; FerretDB's SQLite
+  // backend when concurrent writes outwait its lock ("database is locked", SQLITE_BUSY).
+  return /Stream isn't writeable|Connection is closed|ECONNREFUSED|ECONNRESET|SQLITE_BUSY|database is locked/.test(
+    error.message,
+  )
 }

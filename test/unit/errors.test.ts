@@ -28,6 +28,11 @@ describe('application errors', () => {
       isDependencyFailure(new Error("Stream isn't writeable and enableOfflineQueue options is false")),
     ).toBe(true)
     expect(isDependencyFailure(new Error('connect ECONNREFUSED 127.0.0.1:6379'))).toBe(true)
+    const busy = new Error(
+      '[msg_insert.go:168 handler.(*Handler).MsgInsert] [collection.go:135 sqlite.(*collection).InsertAll.func1] database is locked (5) (SQLITE_BUSY)',
+    )
+    busy.name = 'MongoServerError'
+    expect(isDependencyFailure(busy)).toBe(true)
     expect(isDependencyFailure(new TypeError('x is not a function'))).toBe(false)
     expect(isDependencyFailure('a string')).toBe(false)
   })
