@@ -27,6 +27,10 @@ const PER_DEVICE = 50 // 10,000 messages; occupied alternates, so every message 
 const LAST_SEQ = PER_DEVICE - 1
 const TOTAL = DEVICES * PER_DEVICE
 const occupiedAt = (seq: number) => seq % 2 === 0
+// A burst with a fault, its settling and the history check. The check reads the burst's 10,000
+// rows back from FerretDB and counts them all: 10 s on a loaded 2-core box, and a SIGKILL test
+// took 60 s in all with five busy processes per core.
+const BURST_TEST_MS = 120_000
 
 const ingestEnv = (extra: Record<string, string> = {}) => ({
   INGEST_ENABLED: 'true',
@@ -472,7 +476,7 @@ describe('the broker restarted mid-burst', () => {
     await services?.stop()
   })
 
-  it('loses no message and records no change twice', { timeout: 60_000 }, async () => {
+  it('loses no message and records no change twice', { timeout: BURST_TEST_MS }, async () => {
     const fleet = await placeFleet(platform)
     const broker = services.services.mqtt.process
     let restarted: Promise<void> | undefined
@@ -533,7 +537,7 @@ describe('Redis restarted mid-burst', () => {
     await services?.stop()
   })
 
-  it('loses no message and records no change twice (a clean stop)', { timeout: 60_000 }, async () => {
+  it('loses no message and records no change twice (a clean stop)', { timeout: BURST_TEST_MS }, async () => {
     const fleet = await placeFleet(platform)
     const redis = services.services.redis.process
     // SIGTERM: Redis writes its append-only file out before it exits.
@@ -556,7 +560,9 @@ describe('Redis restarted mid-burst', () => {
   // With `appendfsync always` Redis writes and syncs each reply's commands to the append-only
   // file before the reply goes out, so an acknowledged step survives the kill. (With `everysec`
   // a kill during a slow fsync, when Redis postpones its writes, lost steps once under load.)
-  it('loses no message and records no change twice (killed with SIGKILL)', { timeout: 60_000 }, async () => {
+  it('loses no message and records no change twice (killed with SIGKILL)', {
+    timeout: BURST_TEST_MS,
+  }, async () => {
     const fleet = await placeFleet(platform)
     const redis = services.services.redis.process
     const { report, fault } = await burstWithFault(platform, services.urls.mqtt, fleet, async () => {
@@ -631,7 +637,7 @@ describe('the database stopped for a few seconds during a burst', () => {
   })
 
   it('keeps serving availability from Redis and says not ready, then catches up without a loss', {
-    timeout: 60_000,
+    timeout: BURST_TEST_MS,
   }, async () => {
     const fleet = await placeFleet(platform)
     const database = services.services.mongodb.process
@@ -738,7 +744,7 @@ describe('two ingest instances on one shared subscription', () => {
     await services?.stop()
   })
 
-  it('reaches the same final state as one, each taking a share', { timeout: 60_000 }, async () => {
+  it('reaches the same final state as one, each taking a share', { timeout: BURST_TEST_MS }, async () => {
     const [a, b] = platforms as [TestPlatform, TestPlatform]
     const fleet = await placeFleet(a)
     const publisher = await connectPublisher(services.urls.mqtt)
