@@ -68,7 +68,8 @@ export type KeyedRequest = {
 /**
  * A create made safe to retry by an Idempotency-Key. `create` must accept an id whose resource
  * exists already (a retry after a failed later step, or a concurrent attempt with the same key).
- * A create refused with an AppError (a 4xx) frees the key for a corrected request. The same key
+ * A create refused with an AppError (a 4xx) frees the key for a corrected request, when the
+ * refused request is the one that wrote the key's record. The same key
  * with another input is a 422 UNPROCESSABLE; a key whose resource is gone since is a 409.
  */
 export async function keyedCreate<V>(
@@ -114,7 +115,9 @@ export async function keyedCreate<V>(
     await store.markDone(recordId)
     return view
   } catch (error) {
-    if (error instanceof AppError) await store.release(recordId, resourceId)
+    // Only the request that wrote the record frees it: a concurrent twin's refusal (a 409 while
+    // the first is still at work) must not free the key the first one is completing.
+    if (error instanceof AppError && first) await store.release(recordId, resourceId)
     throw error
   }
 }

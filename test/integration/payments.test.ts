@@ -708,6 +708,56 @@ describe('an intent is charged for what is due', () => {
   })
 })
 
+describe('Idempotency-Key retries', () => {
+  it('completes a cash payment whose process died after taking the settlement, from its own fact', async () => {
+    const s = newSession()
+    const key = `crash-${randomUUID()}`
+    const body = { session_id: s.id, payment_method: 'cash' as const, tendered: 2000 }
+    const repo = createPaymentsRepository(db)
+    const crashing = createPaymentsService({
+      repo: {
+        ...repo,
+        insertPayment: async () => {
+          throw new Error('the process died here')
+        },
+      },
+      gateway,
+      sessions,
+      discounts,
+      receipts: redisReceiptNumbers(redis),
+      idempotency: createIdempotencyStore(db),
+      logger: createLogger('silent'),
+      settings: { reconcileAfterMs: 60_000 },
+    })
+    await expect(crashing.pay(staff(operator), body, key)).rejects.toThrow('the process died here')
+    expect(await count('settlements', { session_id: s.id })).toBe(1)
+
+    const retried = await payments.pay(staff(operator), body, key)
+    expect(retried).toMatchObject({ status: 'succeeded', amount: FEE, change: 500 })
+    const fact = await db.collection('settlements').findOne({ session_id: s.id })
+    expect(fact).toMatchObject({ payment_id: retried.id, receipt_number: retried.receipt_number })
+    expect(await count('payments', { session_id: s.id })).toBe(1)
+    expect(await payments.ledger.paidFor(s.id)).toMatchObject({ paid: FEE, settlements: 1 })
+    expect(await payments.pay(staff(operator), body, key)).toEqual(retried)
+  })
+
+  it('answers concurrent requests with one key with the one payment, and keeps the key', async () => {
+    const s = newSession()
+    const key = `twins-${randomUUID()}`
+    const body = { session_id: s.id, payment_method: 'card' as const }
+    const results = await Promise.allSettled(
+      Array.from({ length: 6 }, () => payments.pay(staff(operator), body, key)),
+    )
+    const ids = new Set(results.map((r) => (r.status === 'fulfilled' ? r.value.id : String(r.reason))))
+    expect(ids.size).toBe(1)
+    expect(await count('payments', { session_id: s.id })).toBe(1)
+    const record = await db
+      .collection('idempotency_keys')
+      .findOne({ _id: `payment:${operator.id}:${key}` as never })
+    expect(record).toMatchObject({ resource_id: [...ids][0], done: true })
+  })
+})
+
 describe('the HTTP door', () => {
   const call = (
     method: string,

@@ -493,6 +493,12 @@ export function createPaymentsService(deps: {
       })
     }
     const facts = await payableSession(caller, input.session_id)
+    if (input.payment_method !== 'mobile') {
+      // A retry (same Idempotency-Key, same id) of a payment whose process died after it took the
+      // settlement: that fact is its own and may count as paid already; complete from it.
+      const own = (await repo.settlementsOf(facts.id)).find(({ fact }) => fact.payment_id === id)
+      if (own) return await completeFrom(own.index, own.fact, id, caller, facts, input)
+    }
     let discountCode: string | null = null
     if (input.discount_code !== undefined) {
       await discounts.redeem({
@@ -537,9 +543,49 @@ export function createPaymentsService(deps: {
     })
     const fact = await claimSettlement(payment)
     if (!fact) throw await claimLost(facts.id)
+    return await recordCash(payment, fact, caller)
+  }
+
+  /**
+   * Cash and card-terminal money is in the till once the settlement is won: the `succeeded` fact
+   * goes in first (the session counts as paid), then the payment document.
+   */
+  async function recordCash(payment: PaymentRecord, fact: SettlementRecord, caller: Caller) {
     const settled = { ...payment, receipt_number: fact.receipt_number, settled_at: fact.created_at }
+    await repo.insertState({
+      _id: `${payment._id}:succeeded`,
+      payment_id: payment._id,
+      state: 'succeeded',
+      source: `recorded by ${caller.userId}`,
+      created_at: new Date(),
+    })
     await repo.insertPayment(settled)
-    return await advance(settled, 'succeeded', `recorded by ${caller.userId}`)
+    return await fresh((await repo.findPayment(payment._id)) ?? settled)
+  }
+
+  async function completeFrom(
+    index: number,
+    fact: SettlementRecord,
+    id: string,
+    caller: Caller,
+    facts: SessionFacts,
+    input: PaymentInput,
+  ) {
+    const due = await sessions.amountDue(facts.id)
+    const tendered = input.tendered ?? null
+    const payment: PaymentRecord = {
+      ...paymentRecord(id, caller, facts, due, {
+        method: input.payment_method,
+        provider: null,
+        tendered,
+        change: tendered === null ? null : tendered - fact.amount,
+        discount_code: input.discount_code?.toUpperCase() ?? null,
+        status: 'succeeded',
+      }),
+      amount: fact.amount,
+      settlement_index: index,
+    }
+    return await recordCash(payment, fact, caller)
   }
 
   async function refundOnce(
