@@ -708,6 +708,33 @@ describe('an intent is charged for what is due', () => {
   })
 })
 
+describe('a declined card', () => {
+  it('does not block the app: a new intent can be made after a failure, and it settles', async () => {
+    const s = newSession(customer.id)
+    const first = await payments.createIntent(staff(customer), { session_id: s.id })
+    gateway.script.set(first.payment_intent_id, 'declined')
+    const declined = await failure(
+      payments.confirm(staff(customer), { payment_intent_id: first.payment_intent_id }),
+    )
+    expect(declined.code).toBe('PAYMENT_REQUIRED')
+    expect(await payments.get(staff(customer), first.payment_id)).toMatchObject({ status: 'failed' })
+
+    const second = await payments.createIntent(staff(customer), { session_id: s.id })
+    expect(second).toMatchObject({ status: 'pending', amount: FEE })
+    expect(second.payment_id).not.toBe(first.payment_id)
+    expect(second.payment_intent_id).not.toBe(first.payment_intent_id)
+    // Asked again before it is confirmed: the same second intent.
+    expect((await payments.createIntent(staff(customer), { session_id: s.id })).payment_id).toBe(
+      second.payment_id,
+    )
+    gateway.script.set(second.payment_intent_id, 'succeeded')
+    expect(
+      await payments.confirm(staff(customer), { payment_intent_id: second.payment_intent_id }),
+    ).toMatchObject({ status: 'succeeded' })
+    expect(await payments.ledger.paidFor(s.id)).toMatchObject({ paid: FEE, settlements: 1 })
+  })
+})
+
 describe('Idempotency-Key retries', () => {
   it('completes a cash payment whose process died after taking the settlement, from its own fact', async () => {
     const s = newSession()

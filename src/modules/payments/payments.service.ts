@@ -77,6 +77,8 @@ const iso = (date: Date | null) => (date ? date.toISOString() : null)
 const REFUND_ATTEMPTS = 20
 /** A success that keeps losing its claim to concurrent give-backs tries this many times. */
 const CLAIM_ATTEMPTS = 5
+/** App payments of one settlement and amount after this many failed ones are refused. */
+const INTENT_ATTEMPTS = 20
 
 function statusFrom(states: Set<StateFact>, refunded: number, amount: number): PaymentStatus {
   if (states.has('succeeded')) {
@@ -439,11 +441,33 @@ export function createPaymentsService(deps: {
   }
 
   /**
-   * A PaymentIntent for what is due, once per settlement and amount: its idempotency key at Stripe
-   * and the key of our own record are both `pi:${sessionId}:${settlements}:${due}`.
+   * A PaymentIntent for what is due, once per settlement, amount and attempt: its idempotency key
+   * at Stripe and the key of our own record are both `pi:${sessionId}:${settlements}:${due}`, then
+   * `:1`, `:2` ... A failed or canceled intent (a declined card) moves on to the next attempt, so
+   * that the app can pay with another card; a live one is answered again.
    */
   async function intentFor(caller: Caller, facts: SessionFacts, due: AmountDue, discountCode: string | null) {
-    const key = `pi:${facts.id}:${due.settlements}:${due.due}`
+    for (let attempt = 0; attempt < INTENT_ATTEMPTS; attempt++) {
+      const payment = await intentAttempt(caller, facts, due, discountCode, attempt)
+      const { status } = await fresh(payment)
+      if (status !== 'failed' && status !== 'canceled') return payment
+    }
+    throw dueProblem(
+      'CONFLICT',
+      `${INTENT_ATTEMPTS} app payments of this session failed; pay at the kiosk or the exit`,
+      due,
+      'too_many_attempts',
+    )
+  }
+
+  async function intentAttempt(
+    caller: Caller,
+    facts: SessionFacts,
+    due: AmountDue,
+    discountCode: string | null,
+    attempt: number,
+  ) {
+    const key = `pi:${facts.id}:${due.settlements}:${due.due}${attempt === 0 ? '' : `:${attempt}`}`
     const request = { kind: 'intent', callerId: 'stripe', key }
     return await keyedCreate(
       idempotency,
