@@ -596,6 +596,35 @@ describe('validate-exit and reconciliation', () => {
     expect(await count('settlements', { session_id: s.id })).toBe(1)
   })
 
+  it('reaches a lost webhook behind more than a page of abandoned intents, and cancels those', async () => {
+    const longAgo = new Date(Date.now() - 2 * 3_600_000)
+    const s = newSession(customer.id)
+    const stale: string[] = []
+    for (let chunk = 0; chunk < 11; chunk++) {
+      await Promise.all(
+        Array.from({ length: 10 }, async () => {
+          const abandoned = await payments.createIntent(staff(customer), {
+            session_id: newSession(customer.id).id,
+          })
+          await db
+            .collection('payments')
+            .updateOne({ _id: abandoned.payment_id as never }, { $set: { created_at: longAgo } })
+          stale.push(abandoned.payment_id)
+        }),
+      )
+    }
+    // Created after those: a later `_id`. Its webhook was lost; Stripe says it succeeded.
+    const lost = await payments.createIntent(staff(customer), { session_id: s.id })
+    gateway.script.set(lost.payment_intent_id, 'succeeded')
+    const run = await payments.reconcile(0)
+    expect(await payments.get(staff(admin), lost.payment_id)).toMatchObject({ status: 'succeeded' })
+    expect(await payments.ledger.paidFor(s.id)).toMatchObject({ paid: FEE })
+    expect(run.abandoned).toBeGreaterThanOrEqual(110)
+    expect(await count('payments', { _id: { $in: stale }, status: 'canceled' })).toBe(110)
+    // Canceled, they leave the work list.
+    expect((await payments.reconcile(0)).abandoned).toBe(0)
+  }, 120_000)
+
   it('runs the reconciliation as a job through the scheduler', async () => {
     expect(await platform.scheduler.runNow('payments.reconcile')).toMatchObject({
       checked: expect.any(Number),

@@ -63,16 +63,14 @@ export function createPaymentsRepository(db: Database) {
     },
 
     /** Stripe payments still waiting, created before `before`: the reconciliation's work list. */
-    async listWaiting(before: Date, statuses: readonly PaymentStatus[], limit: number) {
-      return await payments
-        .find({
-          provider: 'stripe',
-          status: trusted({ $in: [...statuses] }),
-          created_at: trusted({ $lt: before }),
-        })
-        .sort({ _id: 1 })
-        .limit(limit)
-        .lean<PaymentRecord[]>()
+    async listWaiting(before: Date, statuses: readonly PaymentStatus[], limit: number, after?: string) {
+      const query: QueryFilter<PaymentRecord> = {
+        provider: 'stripe',
+        status: trusted({ $in: [...statuses] }),
+        created_at: trusted({ $lt: before }),
+      }
+      if (after !== undefined) query._id = trusted({ $gt: after })
+      return await payments.find(query).sort({ _id: 1 }).limit(limit).lean<PaymentRecord[]>()
     },
 
     // State facts

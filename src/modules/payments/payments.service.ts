@@ -79,6 +79,13 @@ const REFUND_ATTEMPTS = 20
 const CLAIM_ATTEMPTS = 5
 /** App payments of one settlement and amount after this many failed ones are refused. */
 const INTENT_ATTEMPTS = 20
+/** The reconciliation reads its work list in pages of this many, at most this many pages a run. */
+const RECONCILE_PAGE = 100
+const RECONCILE_PAGES = 100
+/** An intent never confirmed for this long is canceled by the reconciliation. */
+const ABANDON_AFTER_MS = 30 * 60_000
+const unpaid = (status: string) =>
+  status === 'requires_payment_method' || status === 'requires_confirmation' || status === 'requires_action'
 
 function statusFrom(states: Set<StateFact>, refunded: number, amount: number): PaymentStatus {
   if (states.has('succeeded')) {
@@ -130,7 +137,7 @@ export function createPaymentsService(deps: {
   receipts: ReceiptNumbers
   idempotency: IdempotencyStore
   logger: Logger
-  settings: { reconcileAfterMs: number }
+  settings: { reconcileAfterMs: number; abandonAfterMs?: number | undefined }
 }) {
   const { repo, gateway, sessions, discounts, receipts, idempotency, logger } = deps
 
@@ -923,27 +930,39 @@ export function createPaymentsService(deps: {
 
     /**
      * Stripe payments still pending or processing after `olderThanMs` are asked about at Stripe and
-     * moved as a webhook would have moved them. Running it twice has the effect of once.
+     * moved as a webhook would have moved them; all of them, page after page by `_id`, so that
+     * old ones never hide a newer one. An intent still unpaid after `abandonAfterMs` (never
+     * confirmed) is canceled at Stripe and here, so that it leaves the list. Running it twice has
+     * the effect of once.
      */
     async reconcile(olderThanMs = deps.settings.reconcileAfterMs, now = new Date()) {
-      const waiting = await repo.listWaiting(
-        new Date(now.getTime() - olderThanMs),
-        ['pending', 'processing'],
-        100,
-      )
-      const outcome = { checked: 0, settled: 0, failed: 0, errors: 0 }
-      for (const payment of waiting) {
-        if (!payment.payment_intent_id) continue
-        outcome.checked++
-        try {
-          const intent = await gateway.retrieveIntent(payment.payment_intent_id)
-          const after = await applyIntent(payment, intent, 'reconciliation')
-          if (after.status === 'succeeded' || after.status === 'refunded') outcome.settled++
-          if (after.status === 'canceled' || after.status === 'failed') outcome.failed++
-        } catch (error) {
-          outcome.errors++
-          logger.warn({ err: error, paymentId: payment._id }, 'reconciliation of a payment failed')
+      const before = new Date(now.getTime() - olderThanMs)
+      const abandonBefore = new Date(now.getTime() - (deps.settings.abandonAfterMs ?? ABANDON_AFTER_MS))
+      const outcome = { checked: 0, settled: 0, failed: 0, abandoned: 0, errors: 0 }
+      let cursor: string | undefined
+      for (let page = 0; page < RECONCILE_PAGES; page++) {
+        const waiting = await repo.listWaiting(before, ['pending', 'processing'], RECONCILE_PAGE, cursor)
+        for (const payment of waiting) {
+          if (!payment.payment_intent_id) continue
+          outcome.checked++
+          try {
+            const intent = await gateway.retrieveIntent(payment.payment_intent_id)
+            let after = await applyIntent(payment, intent, 'reconciliation')
+            if (after.status === 'pending' && unpaid(intent.status) && payment.created_at < abandonBefore) {
+              // Stripe refuses to cancel an intent that moved since: then nothing changes here.
+              await gateway.cancelIntent(payment.payment_intent_id)
+              after = await giveBack(payment, 'canceled', 'reconciliation: never confirmed')
+              outcome.abandoned++
+            }
+            if (after.status === 'succeeded' || after.status === 'refunded') outcome.settled++
+            if (after.status === 'canceled' || after.status === 'failed') outcome.failed++
+          } catch (error) {
+            outcome.errors++
+            logger.warn({ err: error, paymentId: payment._id }, 'reconciliation of a payment failed')
+          }
         }
+        if (waiting.length < RECONCILE_PAGE) break
+        cursor = waiting.at(-1)?._id
       }
       return outcome
     },
