@@ -320,13 +320,17 @@ export const configSchema = z.object({
     .string()
     .min(8)
     .default('whsec_smart_parking_local')
-    .describe('Signing secret of the Stripe webhook endpoint (whsec_...); the default suits local runs only.'),
+    .describe(
+      'Signing secret of the Stripe webhook endpoint (whsec_...); the default suits local runs only.',
+    ),
   STRIPE_WEBHOOK_TOLERANCE_SECONDS: z.coerce
     .number()
     .int()
     .min(1)
     .default(300)
-    .describe('Webhook signatures older than this are refused (400), so that a captured event cannot be replayed.'),
+    .describe(
+      'Webhook signatures older than this are refused (400), so that a captured event cannot be replayed.',
+    ),
   STRIPE_TIMEOUT_MS: z.coerce
     .number()
     .int()
@@ -341,7 +345,9 @@ export const configSchema = z.object({
     .int()
     .min(0)
     .default(300)
-    .describe('Stripe payments still pending after this long are looked up at Stripe by the reconciliation job.'),
+    .describe(
+      'Stripe payments still pending after this long are looked up at Stripe by the reconciliation job.',
+    ),
   JOBS_ENABLED: bool
     .default(true)
     .describe('Run the scheduled jobs (agenda) in this instance; run exactly one instance with it on.'),
