@@ -524,12 +524,15 @@ export function createPaymentsService(deps: {
       })
     }
     const facts = await payableSession(caller, input.session_id)
-    if (input.payment_method !== 'mobile') {
-      // A retry (same Idempotency-Key, same id) of a payment whose process died after it took the
-      // settlement: that fact is its own and may count as paid already; complete from it.
-      const own = (await repo.settlementsOf(facts.id)).find(({ fact }) => fact.payment_id === id)
-      if (own) return await completeFrom(own.index, own.fact, id, caller, facts, input)
-    }
+    // A retry (same Idempotency-Key, same id) of a payment whose process died after it took the
+    // settlement, or its twin still at work: that fact is its own and may count as paid already;
+    // complete from it.
+    const ownSettlement = async () =>
+      input.payment_method === 'mobile'
+        ? undefined
+        : (await repo.settlementsOf(facts.id)).find(({ fact }) => fact.payment_id === id)
+    const own = await ownSettlement()
+    if (own) return await completeFrom(own.index, own.fact, id, caller, facts, input)
     let discountCode: string | null = null
     if (input.discount_code !== undefined) {
       await discounts.redeem({
@@ -540,7 +543,17 @@ export function createPaymentsService(deps: {
       })
       discountCode = input.discount_code.toUpperCase()
     }
-    const due = await dueOrConflict(facts.id)
+    let due: AmountDue
+    try {
+      due = await dueOrConflict(facts.id)
+    } catch (error) {
+      const settledMeanwhile =
+        error instanceof AppError && error.code === 'CONFLICT' && (await ownSettlement())
+      if (settledMeanwhile) {
+        return await completeFrom(settledMeanwhile.index, settledMeanwhile.fact, id, caller, facts, input)
+      }
+      throw error
+    }
     const amount = input.amount ?? due.due
     if (amount !== due.due) {
       const over = amount > due.due
