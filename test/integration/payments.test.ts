@@ -564,6 +564,56 @@ describe('refunds and receipts', () => {
   })
 })
 
+describe('a refund whose answer from Stripe was lost', () => {
+  // Stripe took the refund, but the answer never came back (a timeout): a 503 to the caller.
+  const lossy = () =>
+    createPaymentsService({
+      repo: createPaymentsRepository(db),
+      gateway: {
+        ...gateway,
+        refund: async (input) => {
+          await gateway.refund(input)
+          throw new AppError('DEPENDENCY_UNAVAILABLE', 'The payment provider is unavailable; retry shortly')
+        },
+      },
+      sessions,
+      discounts,
+      receipts: redisReceiptNumbers(redis),
+      idempotency: createIdempotencyStore(db),
+      logger: createLogger('silent'),
+      settings: { reconcileAfterMs: 0 },
+    })
+  const paidByApp = async () => {
+    const s = newSession(customer.id)
+    const intent = await payments.createIntent(staff(customer), { session_id: s.id })
+    gateway.script.set(intent.payment_intent_id, 'succeeded')
+    await payments.confirm(staff(customer), { payment_intent_id: intent.payment_intent_id })
+    return intent.payment_id
+  }
+
+  it('is kept, in doubt; the same request again is answered by it, not refunded twice', async () => {
+    const id = await paidByApp()
+    const lost = await failure(lossy().refund(staff(operator), id, { amount: 300, reason: 'late' }))
+    expect(lost.code).toBe('DEPENDENCY_UNAVAILABLE')
+    expect(await count('refunds', { payment_id: id, provider_refund_id: null })).toBe(1)
+    expect(await payments.get(staff(admin), id)).toMatchObject({ refunded_amount: 300 })
+
+    const again = await payments.refund(staff(operator), id, { amount: 300, reason: 'late' })
+    expect(again).toMatchObject({ amount: 300, provider_refund_id: expect.stringMatching(/^re_/) })
+    expect(await count('refunds', { payment_id: id })).toBe(1)
+    expect(await payments.get(staff(admin), id)).toMatchObject({ refunded_amount: 300 })
+  })
+
+  it('is asked about again by the reconciliation, with its own key', async () => {
+    const id = await paidByApp()
+    await failure(lossy().refund(staff(operator), id, { reason: 'all of it' }))
+    expect(await count('refunds', { payment_id: id, provider_refund_id: null })).toBe(1)
+    expect((await payments.reconcile(0)).refunds).toBeGreaterThanOrEqual(1)
+    expect(await count('refunds', { payment_id: id, provider_refund_id: /^re_/ })).toBe(1)
+    expect(await payments.get(staff(admin), id)).toMatchObject({ status: 'refunded', refunded_amount: FEE })
+  })
+})
+
 describe('validate-exit and reconciliation', () => {
   it('tells a gate whether a ticket may leave, and for how long', async () => {
     const s = newSession()

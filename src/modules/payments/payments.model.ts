@@ -159,7 +159,12 @@ export type RefundRecord = {
   amount: number
   currency: string
   reason: string
-  /** Stripe's refund id once Stripe took it; null for cash and card-terminal payments. */
+  /** 'stripe' when the money goes back through Stripe (absent on refunds written before). */
+  provider?: 'stripe' | null
+  /**
+   * Stripe's refund id once Stripe took it; null for cash and card-terminal payments, and for a
+   * Stripe refund whose answer was lost (in doubt: asked again with its own key).
+   */
   provider_refund_id: string | null
   refunded_by: string
   created_at: Date
@@ -173,6 +178,7 @@ const refundSchema = new Schema<RefundRecord>(
     amount: { type: Number, required: true },
     currency: { type: String, required: true },
     reason: { type: String, required: true },
+    provider: { type: String, default: null },
     provider_refund_id: { type: String, default: null },
     refunded_by: { type: String, required: true },
     created_at: { type: Date, required: true },

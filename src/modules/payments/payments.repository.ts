@@ -102,6 +102,17 @@ export function createPaymentsRepository(db: Database) {
       await refunds.updateOne({ _id: id }, { $set: { provider_refund_id: providerRefundId } })
     },
 
+    /** Stripe refunds whose answer was lost, written before `before`: the reconciliation's. */
+    async listRefundsInDoubt(before: Date, limit: number, after?: string) {
+      const query: QueryFilter<RefundRecord> = {
+        provider: 'stripe',
+        provider_refund_id: null,
+        created_at: trusted({ $lt: before }),
+      }
+      if (after !== undefined) query._id = trusted({ $gt: after })
+      return await refunds.find(query).sort({ _id: 1 }).limit(limit).lean<RefundRecord[]>()
+    },
+
     async deleteRefund(id: string): Promise<void> {
       await refunds.deleteOne({ _id: id })
     },

@@ -333,6 +333,7 @@ export function createPaymentsService(deps: {
       amount: excess,
       currency: payment.currency,
       reason: `more than was due (${Math.max(0, due.due)} ${due.currency}) when the payment settled`,
+      provider: payment.payment_intent_id ? 'stripe' : null,
       provider_refund_id: null,
       refunded_by: 'system',
       created_at: new Date(),
@@ -365,6 +366,7 @@ export function createPaymentsService(deps: {
       amount: payment.amount,
       currency: payment.currency,
       reason: 'duplicate payment of a settled session',
+      provider: payment.payment_intent_id ? 'stripe' : null,
       provider_refund_id: null,
       refunded_by: 'system',
       created_at: new Date(),
@@ -637,6 +639,22 @@ export function createPaymentsService(deps: {
     payment: PaymentRecord,
     input: { amount?: number | undefined; reason: string },
   ): Promise<RefundRecord> {
+    if (payment.payment_intent_id) {
+      // A refund whose answer from Stripe was lost is settled first, with its own key. When it is
+      // this caller's same request (a retry after a 503), it is the answer.
+      for (const { fact } of await repo.refundsOf(payment._id)) {
+        if (fact.provider !== 'stripe' || fact.provider_refund_id !== null) continue
+        const done = await settleRefund(payment, fact)
+        if (
+          done &&
+          done.refunded_by === caller.userId &&
+          done.reason === input.reason &&
+          (input.amount === undefined || input.amount === done.amount)
+        ) {
+          return done
+        }
+      }
+    }
     for (let attempt = 0; attempt < REFUND_ATTEMPTS; attempt++) {
       const refunds = await repo.refundsOf(payment._id)
       const refunded = refunds.reduce((sum, { fact }) => sum + fact.amount, 0)
@@ -659,6 +677,7 @@ export function createPaymentsService(deps: {
         amount,
         currency: payment.currency,
         reason: input.reason,
+        provider: payment.payment_intent_id ? 'stripe' : null,
         provider_refund_id: null,
         refunded_by: caller.userId,
         created_at: new Date(),
@@ -674,12 +693,42 @@ export function createPaymentsService(deps: {
         await repo.setProviderRefund(refund._id, taken.id)
         return { ...refund, provider_refund_id: taken.id }
       } catch (error) {
-        // Stripe did not take it: the refund fact goes, and the amount may be refunded again.
-        await repo.deleteRefund(refund._id)
+        // Stripe refused it: the refund fact goes, and the amount may be refunded again. Stripe
+        // unreachable or timed out (503): it may have refunded, so the fact stays, in doubt, until
+        // a retry of the refund or the reconciliation asks Stripe again with the same key.
+        if (error instanceof AppError && error.code !== 'DEPENDENCY_UNAVAILABLE') {
+          await repo.deleteRefund(refund._id)
+        }
         throw error
       }
     }
     throw new AppError('CONFLICT', 'Other refunds of this payment are in progress; retry')
+  }
+
+  /**
+   * Asks Stripe again for a refund whose answer was lost, with the refund's own idempotency key:
+   * Stripe answers the refund it made, or makes it now, or refuses it (then the fact goes).
+   */
+  async function settleRefund(
+    payment: PaymentRecord,
+    refund: RefundRecord,
+  ): Promise<RefundRecord | undefined> {
+    if (!payment.payment_intent_id) return refund
+    try {
+      const taken = await gateway.refund({
+        paymentIntentId: payment.payment_intent_id,
+        amount: refund.amount,
+        idempotencyKey: `refund:${refund._id}`,
+      })
+      await repo.setProviderRefund(refund._id, taken.id)
+      return { ...refund, provider_refund_id: taken.id }
+    } catch (error) {
+      if (error instanceof AppError && error.code !== 'DEPENDENCY_UNAVAILABLE') {
+        await repo.deleteRefund(refund._id)
+        return undefined
+      }
+      throw error
+    }
   }
 
   /**
@@ -951,7 +1000,7 @@ export function createPaymentsService(deps: {
     async reconcile(olderThanMs = deps.settings.reconcileAfterMs, now = new Date()) {
       const before = new Date(now.getTime() - olderThanMs)
       const abandonBefore = new Date(now.getTime() - (deps.settings.abandonAfterMs ?? ABANDON_AFTER_MS))
-      const outcome = { checked: 0, settled: 0, failed: 0, abandoned: 0, errors: 0 }
+      const outcome = { checked: 0, settled: 0, failed: 0, abandoned: 0, refunds: 0, errors: 0 }
       let cursor: string | undefined
       for (let page = 0; page < RECONCILE_PAGES; page++) {
         const waiting = await repo.listWaiting(before, ['pending', 'processing'], RECONCILE_PAGE, cursor)
@@ -976,6 +1025,21 @@ export function createPaymentsService(deps: {
         }
         if (waiting.length < RECONCILE_PAGE) break
         cursor = waiting.at(-1)?._id
+      }
+      cursor = undefined
+      for (let page = 0; page < RECONCILE_PAGES; page++) {
+        const inDoubt = await repo.listRefundsInDoubt(before, RECONCILE_PAGE, cursor)
+        for (const refund of inDoubt) {
+          try {
+            const payment = await repo.findPayment(refund.payment_id)
+            if (payment && (await settleRefund(payment, refund))) outcome.refunds++
+          } catch (error) {
+            outcome.errors++
+            logger.warn({ err: error, refundId: refund._id }, 'a refund in doubt is still in doubt')
+          }
+        }
+        if (inDoubt.length < RECONCILE_PAGE) break
+        cursor = inDoubt.at(-1)?._id
       }
       return outcome
     },

@@ -89,6 +89,8 @@ function translate(error: unknown): never {
   }
   if (
     error instanceof Stripe.errors.StripeConnectionError ||
+    // The same idempotency key still at work in another call: its outcome is not known yet.
+    error instanceof Stripe.errors.StripeIdempotencyError ||
     error instanceof Stripe.errors.StripeAPIError ||
     error instanceof Stripe.errors.StripeRateLimitError ||
     error instanceof Stripe.errors.StripeAuthenticationError
