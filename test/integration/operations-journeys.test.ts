@@ -240,6 +240,74 @@ describe('the Stripe app path on a real session', () => {
   })
 })
 
+describe('app payments that do not take the money', () => {
+  it('a processing payment keeps the gate closed, and its late failure leaves the session owing', async () => {
+    const { customer, plate } = await customerWithCar()
+    const session = await enter(plate)
+    const intent = await expectStatus(
+      await send('POST', '/api/v1/payments/create-intent', customer, { session_id: session.id }),
+      201,
+    )
+    stripeSays.set(intent.payment_intent_id, 'processing')
+    const processing = await expectStatus(
+      await send('POST', '/api/v1/payments/confirm', customer, {
+        payment_intent_id: intent.payment_intent_id,
+      }),
+      200,
+    )
+    expect(processing).toMatchObject({ status: 'processing' })
+    expect(await validateExit(session.ticket)).toMatchObject({ is_paid: false, amount_due: HOURLY })
+    await expectStatus(await exitByTicket(session.ticket), 402)
+
+    const failed = signedEvent(
+      'payment_intent.payment_failed',
+      intent.payment_intent_id,
+      'requires_payment_method',
+    )
+    const res = await platform.request('/api/v1/webhooks/stripe', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', 'Stripe-Signature': failed.header },
+      body: failed.payload,
+    })
+    expect(res.status).toBe(200)
+    expect(await count('settlements', { session_id: session.id })).toBe(0)
+    await expectStatus(await exitByTicket(session.ticket), 402)
+    await expectStatus(
+      await send('POST', '/api/v1/payments', operator, { session_id: session.id, payment_method: 'cash' }),
+      201,
+    )
+    expect(await expectStatus(await exitByTicket(session.ticket), 200)).toMatchObject({ amount_paid: HOURLY })
+  })
+
+  it('an intent made before a full validation is not charged: confirm answers 409 with the new due', async () => {
+    const { customer, plate } = await customerWithCar()
+    const session = await enter(plate)
+    const intent = await expectStatus(
+      await send('POST', '/api/v1/payments/create-intent', customer, { session_id: session.id }),
+      201,
+    )
+    await expectStatus(
+      await send('POST', `/api/v1/sessions/${session.id}/validations`, operator, {
+        merchant: 'Cinema',
+        kind: 'full',
+        reference: 'ticket 4712',
+      }),
+      201,
+    )
+    stripeSays.set(intent.payment_intent_id, 'succeeded')
+    const refused = await expectStatus(
+      await send('POST', '/api/v1/payments/confirm', customer, {
+        payment_intent_id: intent.payment_intent_id,
+      }),
+      409,
+    )
+    expect(refused).toMatchObject({ reason: 'amount_changed', amount_due: 0 })
+    expect(await count('settlements', { session_id: session.id })).toBe(0)
+    const exited = await expectStatus(await exitByTicket(session.ticket), 200)
+    expect(exited).toMatchObject({ session: { fee_total: 0 }, amount_paid: 0 })
+  })
+})
+
 describe('concurrent cash payments of one real session', () => {
   it('takes exactly one of 50, settles once, and lets the car out', async () => {
     const session = await enter()
