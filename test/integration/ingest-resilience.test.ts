@@ -618,6 +618,37 @@ describe('Redis restarted mid-burst', () => {
       client.disconnect()
     }
   })
+
+  // A platform stopped while Redis is away must still stop. ioredis keeps the commands of a
+  // client told to disconnect while it waits to reconnect, unsettled for good: the persister's
+  // stop() waited for its blocked read and hung (seen as a 60 s afterAll timeout right after the
+  // restart above, before the reader was back).
+  it('stops its persister while Redis is away', async () => {
+    const client = await connectRedis(services.urls.redis, () => {}, `t_${randomBytes(4).toString('hex')}:`)
+    const persister = createPersister({
+      redis: client,
+      state: { trim: async () => {} },
+      repo: { persist: async () => {} } as unknown as OccupancyRepository,
+      metrics: createMetrics(),
+      logger: createLogger('silent'),
+      settings: { consumer: 'c', batch: 100, blockMs: 100, claimIdleMs: 30_000, retainMs: 60_000 },
+    })
+    await persister.start()
+    await sleep(300) // blocking reads, one after the other
+    const redis = services.services.redis.process
+    try {
+      await redis.stop()
+      await sleep(20) // the reader has seen the close and waits to reconnect (100 ms)
+      const stopped = await Promise.race([
+        persister.stop().then(() => 'stopped'),
+        sleep(5_000).then(() => 'still stopping after 5 s'),
+      ])
+      expect(stopped).toBe('stopped')
+    } finally {
+      await redis.start()
+      client.disconnect()
+    }
+  })
 })
 
 describe('the database stopped for a few seconds during a burst', () => {

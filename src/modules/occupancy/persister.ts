@@ -68,6 +68,11 @@ export function createPersister(deps: {
   }
 
   type Entries = [id: string, fields: string[]][]
+  let wakeOnStop: () => void = () => {}
+  /** Resolves (no entries) when stop() is called. */
+  const stopping = new Promise<Entries>((resolve) => {
+    wakeOnStop = () => resolve([])
+  })
   const read = async (client: RedisClient, from: '0' | '>'): Promise<Entries> => {
     const args: (string | number)[] = ['GROUP', GROUP, settings.consumer, 'COUNT', settings.batch]
     if (from === '>') args.push('BLOCK', settings.blockMs)
@@ -139,7 +144,9 @@ export function createPersister(deps: {
           lastTrim = Date.now()
           await trim()
         }
-        const entries = await read(client, backlog ? '0' : '>')
+        // ioredis never settles the command of a client told to disconnect while it waits to
+        // reconnect (a stop while Redis is away): stop() must not wait for the read.
+        const entries = await Promise.race([read(client, backlog ? '0' : '>'), stopping])
         if (backlog && entries.length === 0) backlog = false
         if (entries.length > 0) await write(entries)
         if (failures > 0) logger.info({ after: failures }, 'persister writing again')
@@ -167,6 +174,7 @@ export function createPersister(deps: {
     },
     async stop() {
       stopped = true
+      wakeOnStop()
       idle?.()
       reader?.disconnect()
       await loop
