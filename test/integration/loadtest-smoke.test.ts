@@ -104,8 +104,9 @@ describe('loadtest/ingest-mqtt.js', () => {
     })
     try {
       // More VUs than the rate needs: when the busy machine stalls k6, the overdue iterations start
-      // together, and one without a free VU would count as dropped.
-      const devices = [1, 2, 3, 4].map((n) => ({
+      // together, and one without a free VU would count as dropped (a VU is a device's connection:
+      // 4 dropped one in a loaded CI run, so 12).
+      const devices = Array.from({ length: 12 }, (_, i) => i + 1).map((n) => ({
         device_id: `k6-smoke-${n}-${randomBytes(3).toString('hex')}`,
         username: '',
         password: randomBytes(12).toString('base64url'),
