@@ -1,5 +1,5 @@
 import type { QueryFilter } from 'mongoose'
-import { type Database, isDuplicateKey, readNumbered, trusted } from '../../shared/mongo.ts'
+import { type Database, insertOnce, readNumbered, trusted } from '../../shared/mongo.ts'
 import {
   type DiscountRecord,
   discountModels,
@@ -10,24 +10,13 @@ import {
 
 export type DiscountsRepository = ReturnType<typeof createDiscountsRepository>
 
-/** An insert that loses to an existing `_id` answers false; that insert is the arbiter. */
-async function insertOnce(create: () => Promise<unknown>): Promise<boolean> {
-  try {
-    await create()
-    return true
-  } catch (error) {
-    if (isDuplicateKey(error)) return false
-    throw error
-  }
-}
-
 export function createDiscountsRepository(db: Database) {
   const { discounts, redemptions, validations, sessionAdjustments } = discountModels(db)
   const adjustmentEntries = (sessionId: string) =>
     readNumbered((id) => sessionAdjustments.findById(id).lean<SessionAdjustmentRecord>(), sessionId)
   return {
     async insertDiscount(discount: DiscountRecord): Promise<boolean> {
-      return await insertOnce(() => discounts.create(discount))
+      return await insertOnce(discounts, discount)
     },
 
     async findDiscount(code: string): Promise<DiscountRecord | undefined> {
@@ -51,7 +40,7 @@ export function createDiscountsRepository(db: Database) {
     },
 
     async insertRedemption(redemption: RedemptionRecord): Promise<boolean> {
-      return await insertOnce(() => redemptions.create(redemption))
+      return await insertOnce(redemptions, redemption)
     },
 
     async findRedemption(id: string): Promise<RedemptionRecord | undefined> {
@@ -67,7 +56,7 @@ export function createDiscountsRepository(db: Database) {
       if (entries.some((e) => e.fact.ref === ref)) return
       for (let n = Math.max(-1, ...entries.map((e) => e.index)) + 1; ; n++) {
         const entry = { _id: `${sessionId}:${n}`, session_id: sessionId, source, ref, created_at: new Date() }
-        if (await insertOnce(() => sessionAdjustments.create(entry))) return
+        if (await insertOnce(sessionAdjustments, entry)) return
       }
     },
 
@@ -97,7 +86,7 @@ export function createDiscountsRepository(db: Database) {
     },
 
     async insertValidation(validation: ValidationRecord): Promise<boolean> {
-      return await insertOnce(() => validations.create(validation))
+      return await insertOnce(validations, validation)
     },
 
     async findValidation(id: string): Promise<ValidationRecord | undefined> {

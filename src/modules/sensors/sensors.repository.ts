@@ -1,5 +1,5 @@
 import type { QueryFilter } from 'mongoose'
-import { type Database, isDuplicateKey, trusted } from '../../shared/mongo.ts'
+import { type Database, insertOnce, trusted } from '../../shared/mongo.ts'
 import { type DeviceKind, type DeviceRecord, type SpaceBindingRecord, sensorModels } from './sensors.model.ts'
 
 export type SensorsRepository = ReturnType<typeof createSensorsRepository>
@@ -8,15 +8,7 @@ export function createSensorsRepository(db: Database) {
   const { devices, spaceBindings } = sensorModels(db)
   return {
     /** False when a device with this id exists already. */
-    async insertDevice(device: DeviceRecord): Promise<boolean> {
-      try {
-        await devices.create(device)
-        return true
-      } catch (error) {
-        if (isDuplicateKey(error)) return false
-        throw error
-      }
-    },
+    insertDevice: (device: DeviceRecord): Promise<boolean> => insertOnce(devices, device),
 
     async findDevice(id: string): Promise<DeviceRecord | undefined> {
       return (await devices.findById(id).lean<DeviceRecord>()) ?? undefined
@@ -43,33 +35,19 @@ export function createSensorsRepository(db: Database) {
     },
 
     /** True when this call bound the space; false when a device holds it already. */
-    async claimSpace(spaceId: string, deviceId: string): Promise<boolean> {
-      try {
-        await spaceBindings.create({ _id: spaceId, device_id: deviceId, created_at: new Date() })
-        return true
-      } catch (error) {
-        if (isDuplicateKey(error)) return false
-        throw error
-      }
-    },
+    claimSpace: (spaceId: string, deviceId: string): Promise<boolean> =>
+      insertOnce(spaceBindings, { _id: spaceId, device_id: deviceId, created_at: new Date() }),
 
     /**
      * Of those who found one stale binding, the one whose insert of a takeover mark succeeds may
      * remove it: a conditional delete is no arbiter on FerretDB.
      */
-    async winTakeover(binding: SpaceBindingRecord, deviceId: string): Promise<boolean> {
-      try {
-        await spaceBindings.create({
-          _id: `takeover:${binding._id}:${binding.created_at.getTime()}`,
-          device_id: deviceId,
-          created_at: new Date(),
-        })
-        return true
-      } catch (error) {
-        if (isDuplicateKey(error)) return false
-        throw error
-      }
-    },
+    winTakeover: (binding: SpaceBindingRecord, deviceId: string): Promise<boolean> =>
+      insertOnce(spaceBindings, {
+        _id: `takeover:${binding._id}:${binding.created_at.getTime()}`,
+        device_id: deviceId,
+        created_at: new Date(),
+      }),
 
     async findSpaceBinding(spaceId: string): Promise<SpaceBindingRecord | undefined> {
       return (await spaceBindings.findById(spaceId).lean<SpaceBindingRecord>()) ?? undefined
