@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { existsSync, mkdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { createInterface } from 'node:readline'
 import { toolPaths } from '../src/embedded/local-services.ts'
 import { freePort } from '../src/embedded/service-process.ts'
 import { isolatedDatabase } from './harness/platform.ts'
@@ -30,12 +31,28 @@ async function run(
   args: string[],
   env: Record<string, string> = {},
   cwd = root,
+  rewrite?: (line: string) => string,
 ): Promise<number> {
-  const child = spawn(command, args, { cwd, env: { ...process.env, ...env }, stdio: 'inherit' })
-  return await new Promise((resolve) =>
-    child.once('exit', (code, signal) => resolve(code ?? (signal ? 1 : 0))),
-  )
+  const child = spawn(command, args, {
+    cwd,
+    env: { ...process.env, ...env },
+    stdio: ['inherit', rewrite ? 'pipe' : 'inherit', 'inherit'],
+  })
+  const lines = child.stdout && createInterface({ input: child.stdout })
+  lines?.on('line', (line) => console.log(rewrite ? rewrite(line) : line))
+  const [code] = await Promise.all([
+    new Promise<number>((resolve) => child.once('exit', (code, signal) => resolve(code ?? (signal ? 1 : 0)))),
+    lines && new Promise((resolve) => lines.once('close', resolve)),
+  ])
+  return code
 }
+
+/**
+ * schemathesis closes with pytest's banner ("=== 1 warning in 2.28s ==="), which log readers take for
+ * pytest's own closing line and read as a run of no tests. The banner keeps its words, not its bars,
+ * so that the log's closing line is ours: `total: N passed, N failed`.
+ */
+const unbanner = (line: string) => line.replace(/^=+ (.*?) =+$/, 'schemathesis: $1')
 
 async function vitest(): Promise<Outcome> {
   const report = join(artifactsDir, 'vitest.json')
@@ -148,6 +165,7 @@ async function fuzz(name: string, base: string, extra: string[]): Promise<Outcom
     ],
     {},
     artifactsDir,
+    unbanner,
   )
   const xml = existsSync(junit) ? readFileSync(junit, 'utf8') : ''
   const cases = (xml.match(/<testcase\b/g) ?? []).length
