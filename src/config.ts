@@ -165,6 +165,59 @@ export const configSchema = z.object({
     .describe(
       'A license plate read below this confidence is not trusted: the entry asks for the plate by hand (422).',
     ),
+  RESERVATION_SLOT_MINUTES: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(60)
+    .default(15)
+    .describe(
+      'Granularity of reservation slots: a booking claims every slot of its space that its window overlaps.',
+    ),
+  RESERVATION_MAX_HOURS: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(24 * 31)
+    .default(72)
+    .describe('The longest reservation window, in hours (a longer one is a 422).'),
+  RESERVATION_PAYMENT_TIMEOUT_MINUTES: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .default(15)
+    .describe('A prepaid reservation still unpaid this long after booking expires and frees its space.'),
+  RESERVATION_FREE_CANCEL_HOURS: z.coerce
+    .number()
+    .min(0)
+    .default(24)
+    .describe('A reservation cancelled at least this long before its start is refunded in full.'),
+  RESERVATION_LATE_CANCEL_REFUND_PERCENT: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(100)
+    .default(50)
+    .describe('The share of a prepayment refunded for a later cancellation before the start (none after it).'),
+  RESERVATION_CHECKIN_EARLY_MINUTES: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .default(30)
+    .describe('Check-in opens this long before the start; the space is held (reserved) from then on.'),
+  RESERVATION_NO_SHOW_GRACE_MINUTES: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .default(30)
+    .describe('Check-in closes this long after the start; then the reservation is a no-show and its space free.'),
+  RESERVATION_NO_SHOW_REFUND_PERCENT: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(100)
+    .default(0)
+    .describe('The share of a prepayment refunded for a no-show.'),
 
   DOCUMENTS_DIR: z
     .string()
