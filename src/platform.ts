@@ -8,6 +8,7 @@ import { modelRegistrations } from './db/models.ts'
 import type { DependencyUrls } from './embedded/embedded-stack.ts'
 import { createHttpApp, type HttpApp } from './http/app.ts'
 import type { Services } from './http/context.ts'
+import { evChargingSweepJob } from './jobs/ev-charging-sweep.ts'
 import { paymentsReconcileJob } from './jobs/payments-reconcile.ts'
 import { createScheduler, type Scheduler } from './jobs/scheduler.ts'
 import { createAccountsRepository } from './modules/accounts/accounts.repository.ts'
@@ -16,6 +17,8 @@ import { createTokensRepository } from './modules/accounts/tokens.repository.ts'
 import { createTokenService } from './modules/accounts/tokens.service.ts'
 import { createDiscountsRepository } from './modules/discounts/discounts.repository.ts'
 import { createDiscountsService } from './modules/discounts/discounts.service.ts'
+import { createEvRepository } from './modules/ev/ev.repository.ts'
+import { createEvService } from './modules/ev/ev.service.ts'
 import { createFacilitiesRepository } from './modules/facilities/facilities.repository.ts'
 import { createFacilitiesService } from './modules/facilities/facilities.service.ts'
 import { createHealthService } from './modules/health/health.service.ts'
@@ -36,7 +39,12 @@ import { createRegistrationsService } from './modules/registrations/registration
 import { createDynsecAccounts } from './modules/sensors/dynsec.ts'
 import { createSensorsRepository } from './modules/sensors/sensors.repository.ts'
 import { createSensorsService } from './modules/sensors/sensors.service.ts'
-import type { LedgerPort } from './modules/sessions/operations.contract.ts'
+import type {
+  AdjustmentSource,
+  ChargesSource,
+  LedgerPort,
+  SessionListener,
+} from './modules/sessions/operations.contract.ts'
 import { createSessionsRepository } from './modules/sessions/sessions.repository.ts'
 import { createSessionsService } from './modules/sessions/sessions.service.ts'
 import { createVehiclesRepository } from './modules/vehicles/vehicles.repository.ts'
@@ -192,13 +200,21 @@ export async function startPlatform(config: Config, urls: DependencyUrls, logger
     const pricing = createPricingService({ repo: createPricingRepository(db), facilities, pool })
     // The money path: sessions, pricing, discounts and payments reach each other through the
     // ports of operations.contract.ts, bound late because each is made after the one before.
+    // Capabilities made below add themselves to what prices a session and what hears it close.
+    const adjustmentSources: AdjustmentSource[] = [
+      { adjustmentsFor: (session) => discounts.adjustmentsOf(session.id) },
+    ]
+    const chargeSources: ChargesSource[] = []
+    const sessionListeners: SessionListener[] = []
     const sessions = createSessionsService({
       repo: createSessionsRepository(db),
       facilities,
       vehicles,
       spaces: occupancy.spaces,
       pricing: () => pricing,
-      discounts: () => discounts,
+      adjustments: () => adjustmentSources,
+      charges: () => chargeSources,
+      listeners: () => sessionListeners,
       ledger: () => ledger,
       logger,
       settings: {
@@ -238,8 +254,21 @@ export async function startPlatform(config: Config, urls: DependencyUrls, logger
       logger,
       settings: { reconcileAfterMs: config.PAYMENT_RECONCILE_AFTER_SECONDS * 1000 },
     })
+    // EV charging: billed with the parking fee, and a vehicle's exit stops its charge.
+    const ev = createEvService({
+      repo: createEvRepository(db),
+      facilities,
+      liveSpace: (spaceId) => occupancy.state.space(spaceId),
+      meters: occupancyIndex,
+      findDevice: (deviceId) => sensors.get(deviceId),
+      sessions: () => sessionsPort,
+      logger,
+    })
+    chargeSources.push(ev.chargesSource)
+    sessionListeners.push(ev.sessionListener)
     const scheduler = createScheduler({ db, enabled: config.JOBS_ENABLED, logger })
     scheduler.define(paymentsReconcileJob(payments, config.PAYMENT_RECONCILE_AFTER_SECONDS * 1000))
+    scheduler.define(evChargingSweepJob(ev))
     const services: Services = {
       metrics,
       tokens,
@@ -259,6 +288,7 @@ export async function startPlatform(config: Config, urls: DependencyUrls, logger
       sessions,
       discounts,
       payments,
+      ev,
       health: createHealthService({
         metrics,
         version,

@@ -100,6 +100,7 @@ function newSession(fields: Partial<SessionFacts> = {}): SessionFacts {
     entry_at: new Date(),
     exit_at: null,
     currency: 'USD',
+    reservation_id: null,
     ...fields,
   }
   sessions.set(id, facts)

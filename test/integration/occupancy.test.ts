@@ -238,7 +238,16 @@ describe('the Redis step', () => {
           for (let i = 0; i < stream.length; i += size) {
             const args = stream
               .slice(i, i + size)
-              .flatMap((m) => [device, `b${boot}`, String(m.seq), String(at), m.occupied ? '1' : '0', '', ''])
+              .flatMap((m) => [
+                device,
+                `b${boot}`,
+                String(m.seq),
+                String(at),
+                m.occupied ? '1' : '0',
+                '',
+                '',
+                '',
+              ])
             await platform.occupancy.state.apply(args, 0)
           }
           const state = await platform.occupancy.state.space(spaceId)
@@ -254,7 +263,7 @@ describe('the Redis step', () => {
     const s = await site(1, 1)
     const d = s.devices[0] ?? ''
     const at = String(Date.now())
-    const row = (seq: number, occupied: string) => [d, 'b', String(seq), at, occupied, '', '']
+    const row = (seq: number, occupied: string) => [d, 'b', String(seq), at, occupied, '', '', '']
     expect(
       await platform.occupancy.state.apply([...row(5, '1'), ...row(5, '1'), ...row(4, '0')], 0),
     ).toMatchObject({
@@ -263,9 +272,9 @@ describe('the Redis step', () => {
       stale: 1,
       changes: 1,
     })
-    const older = [d, 'old-boot', '99', String(Number(at) - 60_000), '0', '', '']
+    const older = [d, 'old-boot', '99', String(Number(at) - 60_000), '0', '', '', '']
     expect(await platform.occupancy.state.apply(older, 0)).toMatchObject({ accepted: 0, stale: 1 })
-    const stranger = ['nobody', 'b', '1', at, '1', '', '']
+    const stranger = ['nobody', 'b', '1', at, '1', '', '', '']
     expect(await platform.occupancy.state.apply([...row(6, '1'), ...stranger], 0)).toMatchObject({
       accepted: 1,
       unknown: [1],
@@ -278,7 +287,7 @@ describe('the Redis step', () => {
     const [s1, s2] = s.spaces.map((x) => x.spaceId) as [string, string]
     const apply = (device: string, seq: number, occupied: boolean) =>
       platform.occupancy.state.apply(
-        [device, 'b', String(seq), String(Date.now()), occupied ? '1' : '0', '', ''],
+        [device, 'b', String(seq), String(Date.now()), occupied ? '1' : '0', '', '', ''],
         400,
       )
     await apply(d1, 1, false) // from unknown: at once
@@ -305,13 +314,13 @@ describe('the Redis step', () => {
     const s = await site(1, 1)
     const d = s.devices[0] ?? ''
     const space = s.spaces[0]?.spaceId ?? ''
-    await platform.occupancy.state.apply([d, 'b', '1', String(Date.now()), '1', '50', '-80'], 0)
+    await platform.occupancy.state.apply([d, 'b', '1', String(Date.now()), '1', '50', '-80', ''], 0)
     await new Promise((resolve) => setTimeout(resolve, 20))
     await platform.occupancy.state.sweep(10) // silent for more than 10 ms
     expect(await platform.occupancy.state.space(space)).toMatchObject({ sensed: 'unknown' })
     const [health] = await platform.occupancy.index.deviceHealth([d])
     expect(health).toMatchObject({ stale: true, battery: 50, signal: -80 })
-    await platform.occupancy.state.apply([d, 'b', '2', String(Date.now()), '0', '', ''], 0)
+    await platform.occupancy.state.apply([d, 'b', '2', String(Date.now()), '0', '', '', ''], 0)
     expect(await platform.occupancy.state.space(space)).toMatchObject({ sensed: 'free' })
     expect((await platform.occupancy.index.deviceHealth([d]))[0]?.stale).toBe(false)
   })
@@ -320,7 +329,7 @@ describe('the Redis step', () => {
 describe('silent sensors, without false alarms', () => {
   const apply = (device: string, seq: number, occupied: string, seenEveryMs = 1_000) =>
     platform.occupancy.state.apply(
-      [device, 'b', String(seq), String(Date.now()), occupied, '', ''],
+      [device, 'b', String(seq), String(Date.now()), occupied, '', '', ''],
       0,
       seenEveryMs,
     )
@@ -536,7 +545,7 @@ describe('live feeds', () => {
       await fresh.occupancy.index.bindDevice('fresh-1', space.spaceId)
       const seen: string[] = []
       const stop = await fresh.services.occupancy.follow(lot, null, (message) => seen.push(message.type))
-      await fresh.occupancy.state.apply(['fresh-1', 'b', '1', String(Date.now()), '1', '', ''], 0)
+      await fresh.occupancy.state.apply(['fresh-1', 'b', '1', String(Date.now()), '1', '', '', ''], 0)
       await eventually(
         async () => seen,
         (types) => types.length >= 2,

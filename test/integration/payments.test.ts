@@ -64,6 +64,7 @@ function newSession(userId: string | null = null, fee = FEE): SessionFacts & { f
     entry_at: new Date(Date.now() - 2 * 3_600_000),
     exit_at: null,
     currency: 'USD',
+    reservation_id: null,
     fee,
   }
   sessionsById.set(id, facts)

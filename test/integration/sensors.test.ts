@@ -716,6 +716,8 @@ describe('the sensors service with a hot state', () => {
     battery: 80,
     signal: -70,
     stale: false,
+    meterWh: null,
+    meterAt: null,
     ...over,
   })
   const occupancy = quietOccupancy([

@@ -148,7 +148,7 @@ export const AdjustmentSchema = z
   .object({
     kind: z.enum(['percentage', 'fixed', 'free_minutes', 'full']),
     value: z.number(),
-    source: z.enum(['discount', 'validation', 'membership']),
+    source: z.enum(['discount', 'validation', 'membership', 'reservation']),
     ref: z.string(),
     label: z.string().openapi({ example: 'Discount SUMMER20 (20%)' }),
   })

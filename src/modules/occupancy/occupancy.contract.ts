@@ -55,6 +55,9 @@ export type DeviceHealth = {
   battery: number | null
   signal: number | null
   stale: boolean
+  /** A charger's last cumulative energy meter reading (Wh) and when it was measured; null when none. */
+  meterWh: number | null
+  meterAt: Date | null
 }
 
 /** The part of the occupancy capability facilities and sensors call. */

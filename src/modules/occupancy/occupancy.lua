@@ -6,7 +6,7 @@
 --   occ:sp:<space>    hash: lot level zone number type sensed overlay status changed_at device
 --                     pend pend_since pend_at pend_device pend_boot pend_seq held
 --   occ:hold:<session> the space a parking session holds (`held` on the space names the session)
---   occ:dev:<device>  hash: space boot seq at seen battery signal stale
+--   occ:dev:<device>  hash: space boot seq at seen battery signal stale meter_wh meter_at
 --   occ:cnt:<scope>   hash per lot, level and zone: total free occupied unknown reserved maintenance closed
 --   occ:free:<zone>:<type>  set of free spaces;  occ:unk:<zone>:<type>  set of unknown ones (no
 --                     sensor, or a silent one): allocation takes those when no free one is left
@@ -24,10 +24,14 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
 -- An operator's overlay wins; a space held by a parking session counts as occupied whatever its
--- sensor says (the car may not have reached it yet, or the sensor may be silent).
+-- sensor says (the car may not have reached it yet, or the sensor may be silent); a space held by a
+-- reservation (holder `rsv:<id>`) is reserved.
 local function status_of(sensed, overlay, held)
   if overlay ~= nil and overlay ~= '' then return overlay end
-  if held ~= nil and held ~= '' then return 'occupied' end
+  if held ~= nil and held ~= '' then
+    if string.sub(held, 1, 4) == 'rsv:' then return 'reserved' end
+    return 'occupied'
+  end
   return sensed
 end
 
@@ -119,8 +123,8 @@ local function observe(sp, target, dwell, at, device, boot, seq)
 end
 
 if op == 'apply' then
-  -- ARGV[3] dwell ms, ARGV[4] how stale the silent-sensor index may get (ms), then 7 per reading:
-  -- device boot seq at occupied(1/0/'') battery signal.
+  -- ARGV[3] dwell ms, ARGV[4] how stale the silent-sensor index may get (ms), then 8 per reading:
+  -- device boot seq at occupied(1/0/'') battery signal meter(Wh, '').
   -- A device remembers what it reported last (`occ`): a reading that repeats it changes no space
   -- (its space holds that state, or has it pending and the sweep commits it), so most readings
   -- touch the device's hash only.
@@ -134,10 +138,10 @@ if op == 'apply' then
   local unknown = {}
   local spaces = {}
   local n = 0
-  for i = 5, #ARGV, 7 do
+  for i = 5, #ARGV, 8 do
     n = n + 1
     local device, boot, seq, at = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
-    local occupied, battery, signal = ARGV[i + 4], ARGV[i + 5], ARGV[i + 6]
+    local occupied, battery, signal, meter = ARGV[i + 4], ARGV[i + 5], ARGV[i + 6], ARGV[i + 7]
     local dkey = P .. 'occ:dev:' .. device
     local d = redis.call('HMGET', dkey, 'space', 'boot', 'seq', 'at', 'occ', 'stale', 'zseen')
     if not d[1] then
@@ -159,6 +163,10 @@ if op == 'apply' then
         local fields = { 'boot', boot, 'seq', ARGV[i + 2], 'at', ARGV[i + 3], 'seen', tostring(now) }
         if battery ~= '' then fields[#fields + 1] = 'battery'; fields[#fields + 1] = battery end
         if signal ~= '' then fields[#fields + 1] = 'signal'; fields[#fields + 1] = signal end
+        if meter ~= '' then
+          fields[#fields + 1] = 'meter_wh'; fields[#fields + 1] = meter
+          fields[#fields + 1] = 'meter_at'; fields[#fields + 1] = ARGV[i + 3]
+        end
         if occupied ~= '' then fields[#fields + 1] = 'occ'; fields[#fields + 1] = occupied end
         if d[6] == '1' then fields[#fields + 1] = 'stale'; fields[#fields + 1] = '0' end
         redis.call('HSET', dkey, unpack(fields))
@@ -388,23 +396,30 @@ if op == 'allocate' then
 end
 
 if op == 'hold' then
-  -- ARGV[3] session, ARGV[4] space, ARGV[5] 'rebuild' while the hot state is rebuilt: an operator
-  -- assigns this space. It must be free, or sensed unknown, with no overlay and no other session on
-  -- it. The session's previous space is released.
+  -- ARGV[3] session, ARGV[4] space, ARGV[5] 'rebuild' while the hot state is rebuilt, ARGV[6] a
+  -- holder to take the space over from ('' for none). An operator assigns this space, or a
+  -- reservation holds it: it must be free, or sensed unknown, with no overlay and no other holder;
+  -- a space held by ARGV[6] is handed over whatever its sensor says (the booked car may be on it).
+  -- The session's previous space is released.
   if ARGV[5] ~= 'rebuild' and redis.call('EXISTS', P .. 'occ:built') == 0 then
     return redis.error_reply('NOTBUILT the occupancy hot state is not built')
   end
-  local session, space = ARGV[3], ARGV[4]
+  local session, space, from = ARGV[3], ARGV[4], ARGV[6] or ''
   local sp = load_space(space)
   if not sp then return redis.error_reply('NOSPACE the space is not in the hot state') end
   if sp.held == session then return space_reply(sp) end
-  if sp.held ~= '' or sp.overlay ~= '' or sp.sensed == 'occupied' then
+  local handed_over = from ~= '' and sp.held == from
+  if not handed_over and (sp.held ~= '' or sp.overlay ~= '' or sp.sensed == 'occupied') then
     return redis.error_reply('TAKEN ' .. status_of(sp.sensed, sp.overlay, sp.held))
   end
   local current = redis.call('GET', P .. 'occ:hold:' .. session)
   if current then
     local old = load_space(current)
     if old and old.held == session then set_held(old, '', 'released') end
+  end
+  if handed_over then
+    set_held(sp, '', 'released')
+    sp = load_space(space)
   end
   set_held(sp, session, 'held')
   notify()

@@ -91,7 +91,7 @@ export async function startOccupancy(deps: {
   type RebuildSource = {
     placements(): AsyncIterable<SpacePlacement[]>
     bindings(): AsyncIterable<{ deviceId: string; spaceId: string | null }[]>
-    /** The spaces that active parking sessions hold. */
+    /** The spaces that active parking sessions and reservations (`rsv:<id>`) hold. */
     holds?(): AsyncIterable<{ sessionId: string; spaceId: string }[]>
   }
   let source: RebuildSource | undefined
@@ -109,7 +109,7 @@ export async function startOccupancy(deps: {
       if (source.holds)
         for await (const page of source.holds())
           for (const { sessionId, spaceId } of page) {
-            const held = await state.hold(sessionId, spaceId, true)
+            const held = await state.hold(sessionId, spaceId, { rebuilding: true })
             if (!held || held === 'unknown-space')
               logger.warn(
                 { sessionId, spaceId, reason: held ?? 'taken' },
@@ -162,7 +162,8 @@ export async function startOccupancy(deps: {
   const spaces = {
     allocate: (...args: Parameters<typeof state.allocate>) =>
       state.allocate(...args).catch(refusedWhileEmpty),
-    hold: (sessionId: string, spaceId: string) => state.hold(sessionId, spaceId).catch(refusedWhileEmpty),
+    hold: (sessionId: string, spaceId: string, options?: { takeOverFrom?: string }) =>
+      state.hold(sessionId, spaceId, { ...options }).catch(refusedWhileEmpty),
     release: (sessionId: string) => state.release(sessionId),
   }
 

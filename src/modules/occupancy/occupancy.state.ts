@@ -135,10 +135,14 @@ export function createOccupancyState(redis: RedisClient) {
       if (deviceIds.length === 0) return []
       const pipeline = redis.pipeline()
       for (const id of deviceIds)
-        pipeline.hmget(key.device(id), 'space', 'boot', 'seq', 'at', 'seen', 'battery', 'signal', 'stale')
+        pipeline.hmget(
+          key.device(id),
+          ...['space', 'boot', 'seq', 'at', 'seen', 'battery', 'signal', 'stale', 'meter_wh', 'meter_at'],
+        )
       const rows = (await pipeline.exec()) ?? []
       return deviceIds.map((deviceId, i) => {
-        const [space, boot, seq, at, seen, battery, signal, stale] = (rows[i]?.[1] ?? []) as (string | null)[]
+        const [space, boot, seq, at, seen, battery, signal, stale, meterWh, meterAt] = (rows[i]?.[1] ??
+          []) as (string | null)[]
         const ms = (value: string | null | undefined) =>
           value && value !== '0' ? new Date(Number(value)) : null
         const num = (value: string | null | undefined) => (value ? Number(value) : null)
@@ -152,6 +156,8 @@ export function createOccupancyState(redis: RedisClient) {
           battery: num(battery),
           signal: num(signal),
           stale: stale === '1',
+          meterWh: num(meterWh),
+          meterAt: ms(meterAt),
         }
       })
     },
@@ -204,14 +210,22 @@ export function createOccupancyState(redis: RedisClient) {
     /**
      * Gives a session this space (an operator's choice): it must be free or sensed unknown, with no
      * overlay and no other session; the session's previous space is let go. null when it is taken.
+     * `takeOverFrom`: a holder (a reservation, `rsv:<id>`) whose space is handed over to the
+     * session, whatever its sensor says (the booked car may be on it already).
      */
     async hold(
       sessionId: string,
       spaceId: string,
-      rebuilding = false,
+      options: { rebuilding?: boolean; takeOverFrom?: string } = {},
     ): Promise<HeldSpace | null | 'unknown-space'> {
       try {
-        return heldSpaceOf((await run('hold', [sessionId, spaceId, rebuilding ? 'rebuild' : ''])) as string[])
+        const reply = await run('hold', [
+          sessionId,
+          spaceId,
+          options.rebuilding ? 'rebuild' : '',
+          options.takeOverFrom ?? '',
+        ])
+        return heldSpaceOf(reply as string[])
       } catch (error) {
         const message = String((error as Error).message)
         if (message.startsWith('TAKEN')) return null

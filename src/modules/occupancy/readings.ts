@@ -13,6 +13,8 @@ export const ReadingMessageSchema = z.object({
   occupied: z.boolean().optional(),
   battery: z.number().min(0).max(100).optional(),
   signal: z.number().min(-150).max(0).optional(),
+  /** A charger's cumulative energy meter, in watt-hours (EV charging bills from its differences). */
+  energy_wh: z.number().min(0).max(1e12).optional(),
 })
 export type ReadingMessage = z.infer<typeof ReadingMessageSchema>
 
@@ -22,8 +24,9 @@ export const MAX_CLOCK_SKEW_MS = 5 * 60_000
 const topicPattern = /^parking\/sensors\/([^/]+)\/(state|heartbeat)$/
 
 /**
- * One batch in the Redis step's argument layout, 7 strings per reading:
- * device, boot, seq, measured-at ms, occupied ('1', '0', or '' for a heartbeat), battery, signal.
+ * One batch in the Redis step's argument layout, 8 strings per reading:
+ * device, boot, seq, measured-at ms, occupied ('1', '0', or '' for a heartbeat), battery, signal,
+ * energy meter (Wh; '' when not sent).
  */
 export type NormalisedBatch = {
   args: string[]
@@ -69,6 +72,7 @@ export function normaliseReading(body: unknown, now: number, source: Source): st
     m.occupied === undefined ? '' : m.occupied ? '1' : '0',
     m.battery === undefined ? '' : String(m.battery),
     m.signal === undefined ? '' : String(m.signal),
+    m.energy_wh === undefined ? '' : String(m.energy_wh),
   ]
 }
 

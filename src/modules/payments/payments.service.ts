@@ -129,6 +129,9 @@ function dueProblem(code: 'CONFLICT' | 'UNPROCESSABLE', detail: string, due: Amo
   })
 }
 
+/** Applies a Stripe event to an intent another capability made; idempotent. */
+export type ForeignIntentHandler = (intentId: string, eventType: string) => Promise<void>
+
 export function createPaymentsService(deps: {
   repo: PaymentsRepository
   gateway: PaymentGateway
@@ -140,6 +143,7 @@ export function createPaymentsService(deps: {
   settings: { reconcileAfterMs: number; abandonAfterMs?: number | undefined }
 }) {
   const { repo, gateway, sessions, discounts, receipts, idempotency, logger } = deps
+  const foreignIntents = new Map<string, ForeignIntentHandler>()
 
   async function refundedOf(paymentId: string): Promise<number> {
     const refunds = await repo.refundsOf(paymentId)
@@ -857,12 +861,27 @@ export function createPaymentsService(deps: {
      * delivered again, or events in any order, have the effect of the set of them; the event's
      * record only spares the work of a repeat.
      */
+    /**
+     * Stripe events about intents that are not session payments (metadata.purpose names whose they
+     * are: 'reservation', 'membership') go to the capability that made them. The handler re-reads
+     * the intent and applies its state idempotently: events come late, twice and out of order.
+     */
+    onForeignIntent(purpose: string, handler: ForeignIntentHandler) {
+      if (foreignIntents.has(purpose)) throw new Error(`intents of ${purpose} have a handler already`)
+      foreignIntents.set(purpose, handler)
+    },
+
     async handleEvent(rawBody: string, signature: string | undefined) {
       const event: GatewayEvent = gateway.verifyEvent(rawBody, signature)
       if (await repo.findEvent(event.id)) return { received: true, duplicate: true }
       const object = event.object
       const intentId = object.object === 'payment_intent' ? object.id : (object.payment_intent ?? null)
       const payment = intentId ? await paymentOfIntent(intentId, object.metadata) : undefined
+      const purpose = object.metadata?.purpose
+      const elsewhere = !payment && intentId && purpose ? foreignIntents.get(purpose) : undefined
+      // An intent of another capability (a reservation, a membership): it applies the event; a
+      // failure leaves the event unrecorded, so that Stripe delivers it again.
+      if (elsewhere && intentId) await elsewhere(intentId, event.type)
       if (payment) {
         const source = `event ${event.id}`
         switch (event.type) {

@@ -1,13 +1,16 @@
 // The seams between the money-path capabilities (sessions, pricing, discounts, payments): each
 // capability implements its port, and the composition root wires them together. Plain data only.
 
-/** What a session's fee is reduced by: a discount code, a partner validation, later a membership. */
+/**
+ * What a session's fee is reduced by: a discount code, a partner validation, a membership (its
+ * included hours as `free_minutes`, then its `percentage`), a prepaid reservation (`free_minutes`).
+ */
 export type Adjustment = {
   /** `full`: the whole fee is covered (value ignored). `fixed`: minor units. `free_minutes`: minutes off the stay. */
   kind: 'percentage' | 'fixed' | 'free_minutes' | 'full'
   value: number
-  source: 'discount' | 'validation' | 'membership'
-  /** The discount code, the validation id or the membership id. */
+  source: 'discount' | 'validation' | 'membership' | 'reservation'
+  /** The discount code, the validation id, the membership id or the reservation id. */
   ref: string
   /** Shown in the breakdown, e.g. "Discount SUMMER20 (20%)". */
   label: string
@@ -26,6 +29,9 @@ export type FeeLine = {
     | 'discount'
     | 'validation'
     | 'membership'
+    | 'reservation'
+    | 'ev_charging'
+    | 'ev_idle'
     | 'no_tariff'
   description: string
   amount: number
@@ -38,6 +44,8 @@ export type FeeQuote = {
   base_fee: number
   /** Sum of the reductions, as a positive number. */
   discounts: number
+  /** Billed with the parking fee and never reduced by its adjustments (EV energy, idle fees). */
+  charges?: number
   tax: number
   total: number
   breakdown: FeeLine[]
@@ -111,6 +119,8 @@ export type SessionFacts = {
   entry_at: Date
   exit_at: Date | null
   currency: string
+  /** The reservation the session was checked in from, if any. */
+  reservation_id: string | null
 }
 
 /** What a session owes now, as validate-exit and payments need it. */
@@ -138,4 +148,50 @@ export interface SessionsPort {
 /** The payments ledger as sessions read it: money in, net of refunds. */
 export interface LedgerPort {
   paidFor(sessionId: string): Promise<{ paid: number; settlements: number; last_paid_at: Date | null }>
+}
+
+/**
+ * A capability that reduces a session's fee: discount codes and validations, memberships, prepaid
+ * reservations. Asked every time the fee is priced, with the end of the stay being priced.
+ */
+export interface AdjustmentSource {
+  adjustmentsFor(session: SessionFacts, until: Date): Promise<Adjustment[]>
+}
+
+/** A charge billed with the parking fee, itemised, and not reduced by its adjustments. */
+export type ExtraCharge = {
+  kind: 'ev_charging' | 'ev_idle'
+  /** e.g. "EV charging, 12.500 kWh @ 0.25 EUR/kWh" */
+  description: string
+  /** Minor units, in the session's currency. */
+  amount: number
+  /** The charging session's id. */
+  ref: string
+}
+
+/** A capability that bills with the parking fee (EV charging). */
+export interface ChargesSource {
+  /** The charges of a session up to `until` (a charge still running is priced up to then). */
+  chargesFor(session: SessionFacts, until: Date): Promise<ExtraCharge[]>
+}
+
+/**
+ * Told when a session has closed (its exit fact is written), once or more (a retried exit tells
+ * again): listeners must be idempotent. `fee` is the fee the session left with.
+ */
+export interface SessionListener {
+  sessionClosed(session: SessionFacts, fee: FeeQuote): Promise<void>
+}
+
+/** What check-in at a reservation asks of sessions: an entry onto the space the reservation holds. */
+export type ReservedEntry = {
+  reservation_id: string
+  /** The space the reservation holds in the hot state (null: none; one is allocated in the zone). */
+  space_id: string | null
+  zone_id: string | null
+  /** The reservation's holder id in the hot state (`rsv:<reservationId>`), handed over to the session. */
+  holder: string
+  lot_id: string
+  license_plate: string
+  user_id: string | null
 }

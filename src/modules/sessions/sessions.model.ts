@@ -5,7 +5,9 @@ import type { TariffSnapshot } from './operations.contract.ts'
 export const sessionStatuses = ['active', 'closed'] as const
 export type SessionStatus = (typeof sessionStatuses)[number]
 
-export const entrySources = ['operator', 'gate', 'lpr'] as const
+/** How a car is let in at a gate; `reservation`: a check-in at a reservation. */
+export const gateEntrySources = ['operator', 'gate', 'lpr'] as const
+export const entrySources = [...gateEntrySources, 'reservation'] as const
 export type EntrySource = (typeof entrySources)[number]
 
 /** A stay of one vehicle in one lot, from entry to exit. */
@@ -40,6 +42,8 @@ export type SessionRecord = {
   exit_gate: string | null
   /** The fee at exit, in minor units. */
   fee_total: number | null
+  /** The reservation the session was checked in from (absent on sessions older than reservations). */
+  reservation_id?: string | null
   created_by: string
   created_at: Date
   updated_at: Date
@@ -71,6 +75,7 @@ const sessionSchema = new Schema<SessionRecord>(
     exit_at: { type: Date, default: null },
     exit_gate: { type: String, default: null },
     fee_total: { type: Number, default: null },
+    reservation_id: { type: String, default: null },
     created_by: { type: String, required: true },
     created_at: { type: Date, required: true },
     updated_at: { type: Date, required: true },

@@ -3,7 +3,7 @@ import { PageQuerySchema, pageSchema } from '../../http/openapi.ts'
 import { spaceTypes } from '../occupancy/occupancy.contract.ts'
 import { FeeQuoteSchema } from '../pricing/pricing.schemas.ts'
 import { licensePlate } from '../vehicles/vehicles.schemas.ts'
-import { entrySources, sessionStatuses } from './sessions.model.ts'
+import { entrySources, gateEntrySources, sessionStatuses } from './sessions.model.ts'
 
 // Every rule is a pattern or a bound, so that the OpenAPI document states exactly what is accepted.
 
@@ -31,7 +31,7 @@ export const EntryInputSchema = z
     space_type: z.enum(spaceTypes).optional().openapi({ description: 'Take this space type only.' }),
     is_ev: z.boolean().optional().openapi({ description: 'For a plate that is not registered.' }),
     accessible: z.boolean().optional().openapi({ description: 'The driver holds a disability permit.' }),
-    source: z.enum(entrySources).optional().openapi({ description: 'Default operator.' }),
+    source: z.enum(gateEntrySources).optional().openapi({ description: 'Default operator.' }),
     lpr_confidence: z
       .number()
       .min(0)
@@ -93,6 +93,10 @@ export const SessionSchema = z
       .nullable()
       .openapi({ description: 'The rate plan in force at entry: it prices the stay.' }),
     tariff_name: z.string().nullable(),
+    reservation_id: z
+      .string()
+      .nullable()
+      .openapi({ description: 'The reservation the car was checked in from, if any.' }),
   })
   .openapi('Session')
 

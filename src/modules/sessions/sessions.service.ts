@@ -9,12 +9,16 @@ import type { HeldSpace } from '../occupancy/occupancy.state.ts'
 import type { SizeCategory } from '../vehicles/vehicles.model.ts'
 import { normalizePlate } from '../vehicles/vehicles.service.ts'
 import type {
+  AdjustmentSource,
   AmountDue,
-  DiscountsPort,
+  ChargesSource,
+  ExtraCharge,
   FeeQuote,
   LedgerPort,
   PricingPort,
+  ReservedEntry,
   SessionFacts,
+  SessionListener,
   SessionsPort,
 } from './operations.contract.ts'
 import type { EntrySource, ExitRecord, SessionRecord } from './sessions.model.ts'
@@ -28,7 +32,12 @@ export type SpaceArbiter = {
     zoneId: string | null,
     types: readonly SpaceType[],
   ): Promise<HeldSpace | null>
-  hold(sessionId: string, spaceId: string): Promise<HeldSpace | null | 'unknown-space'>
+  /** `takeOverFrom`: the space may be held by that holder (a reservation): it is handed over. */
+  hold(
+    sessionId: string,
+    spaceId: string,
+    options?: { takeOverFrom?: string },
+  ): Promise<HeldSpace | null | 'unknown-space'>
   release(sessionId: string): Promise<string | null>
 }
 
@@ -122,6 +131,7 @@ export function toSessionView(s: SessionRecord) {
     currency: s.currency,
     tariff_id: s.tariff?.id ?? null,
     tariff_name: s.tariff?.name ?? null,
+    reservation_id: s.reservation_id ?? null,
   }
 }
 export type SessionView = ReturnType<typeof toSessionView>
@@ -157,6 +167,7 @@ function factsOf(s: SessionRecord): SessionFacts {
     entry_at: s.entry_at,
     exit_at: s.exit_at,
     currency: s.currency,
+    reservation_id: s.reservation_id ?? null,
   }
 }
 
@@ -172,7 +183,12 @@ export function createSessionsService(deps: {
   spaces: SpaceArbiter
   /** Late-bound: the capabilities around sessions are made after it. */
   pricing: () => PricingPort
-  discounts: () => Pick<DiscountsPort, 'adjustmentsOf'>
+  /** What reduces a fee: discount codes and validations, memberships, prepaid reservations. */
+  adjustments: () => readonly AdjustmentSource[]
+  /** What is billed with the fee: EV charging. */
+  charges: () => readonly ChargesSource[]
+  /** Told when a session has closed. */
+  listeners: () => readonly SessionListener[]
   ledger: () => LedgerPort
   logger: Logger
   settings: { exitWindowMinutes: number; fullLotPolicy: FullLotPolicy; lprMinConfidence: number }
@@ -291,34 +307,158 @@ export function createSessionsService(deps: {
     }
   }
 
+  /**
+   * Tells the listeners (usage, charging, reservations) that a session has closed. A listener that
+   * fails is logged and told again by a retried exit; it never undoes the exit.
+   */
+  async function tellClosed(session: SessionRecord, fee: FeeQuote): Promise<void> {
+    const facts = factsOf(session)
+    await Promise.all(
+      deps
+        .listeners()
+        .map((listener) =>
+          listener
+            .sessionClosed(facts, fee)
+            .catch((error: Error) =>
+              logger.warn({ err: error, session: session._id }, 'session closed: a listener failed'),
+            ),
+        ),
+    )
+  }
+
   async function amountDue(session: SessionRecord, at: Date): Promise<AmountDue> {
     const until = session.status === 'closed' && session.exit_at ? session.exit_at : at
+    const facts = factsOf(session)
     const [ledger, adjustments] = await Promise.all([
       deps.ledger().paidFor(session._id),
-      deps.discounts().adjustmentsOf(session._id),
+      Promise.all(deps.adjustments().map((source) => source.adjustmentsFor(facts, until))),
     ])
     const deadline = ledger.last_paid_at
       ? new Date(ledger.last_paid_at.getTime() + settings.exitWindowMinutes * 60_000)
       : null
     // Within the exit window the fee stands as it was when it was paid.
     const pricedUntil = deadline && ledger.last_paid_at && until <= deadline ? ledger.last_paid_at : until
-    const quote = await deps.pricing().quote({
-      tariff: session.tariff,
-      currency: session.currency,
-      timeZone: session.time_zone,
-      entryAt: session.entry_at,
-      exitAt: pricedUntil,
-      lostTicket: session.lost_ticket,
-      adjustments,
-    })
+    const [parking, charges] = await Promise.all([
+      deps.pricing().quote({
+        tariff: session.tariff,
+        currency: session.currency,
+        timeZone: session.time_zone,
+        entryAt: session.entry_at,
+        exitAt: pricedUntil,
+        lostTicket: session.lost_ticket,
+        adjustments: adjustments.flat(),
+      }),
+      Promise.all(deps.charges().map((source) => source.chargesFor(facts, pricedUntil))),
+    ])
+    const quote = withCharges(parking, charges.flat())
     return {
-      session: factsOf(session),
+      session: facts,
       quote,
       paid: ledger.paid,
       due: Math.max(0, quote.total - ledger.paid),
       currency: session.currency,
       exit_deadline: deadline,
       settlements: ledger.settlements,
+    }
+  }
+
+  async function requireZoneOf(lot: LotView, zoneId: string) {
+    const zone = await facilities.getZone(zoneId)
+    if (zone.lot_id !== lot.id) throw new AppError('NOT_FOUND', `No zone ${zoneId} in the lot ${lot.id}`)
+  }
+
+  function typesFor(
+    vehicle: EntryProfile | undefined,
+    vehicleType: string,
+    input: Pick<EntryInput, 'is_ev' | 'accessible' | 'space_type'>,
+  ) {
+    return spacePreferences({
+      size: vehicle?.size ?? (vehicleType === 'motorcycle' ? 'MOTORCYCLE' : 'STANDARD'),
+      ev: vehicle?.isEv ?? input.is_ev ?? false,
+      accessible: input.accessible ?? false,
+      requested: input.space_type,
+    })
+  }
+
+  /**
+   * Lets a car in: claims the plate, takes a space the way the door asks, picks the tariff in
+   * force, issues the ticket and writes the session; undoes the claims when anything fails.
+   */
+  async function admit(
+    a: {
+      lot: LotView
+      plate: string
+      licensePlate: string
+      vehicle: EntryProfile | undefined
+      vehicleType: string
+      zoneId: string | null
+      source: EntrySource
+      gate: string | null
+      lprConfidence: number | null
+      reservationId: string | null
+      /** The customer, when the vehicle is not registered (a reservation's booker). */
+      userId: string | null
+      takeSpace: (sessionId: string) => Promise<HeldSpace | null>
+    },
+    caller: Caller,
+  ) {
+    const { lot, plate, vehicle } = a
+    const sessionId = uuidv7()
+    const now = new Date()
+    await claimPlate(plate, sessionId)
+    let ticket: string | undefined
+    try {
+      const space = await a.takeSpace(sessionId)
+      const tariff = await deps.pricing().tariffFor({
+        lotId: lot.id,
+        zoneId: space?.zoneId ?? a.zoneId,
+        vehicleType: a.vehicleType,
+        at: now,
+      })
+      ticket = await issueTicket(sessionId)
+      const session: SessionRecord = {
+        _id: sessionId,
+        ticket_number: ticket,
+        lot_id: lot.id,
+        level_id: space?.levelId ?? null,
+        zone_id: space?.zoneId ?? a.zoneId,
+        space_id: space?.spaceId ?? null,
+        space_number: space?.number ?? null,
+        plate,
+        license_plate: a.licensePlate.trim(),
+        vehicle_id: vehicle?.vehicleId ?? null,
+        vehicle_type: a.vehicleType,
+        user_id: vehicle?.ownerId ?? a.userId,
+        entry_at: now,
+        entry_gate: a.gate,
+        entry_source: a.source,
+        lpr_confidence: a.lprConfidence,
+        tariff,
+        currency: lot.currency,
+        time_zone: lot.time_zone,
+        status: 'active',
+        lost_ticket: false,
+        exit_at: null,
+        exit_gate: null,
+        fee_total: null,
+        reservation_id: a.reservationId,
+        created_by: caller.userId,
+        created_at: now,
+        updated_at: now,
+      }
+      // Read before the session is written: past the insert, nothing may fail and undo the claims.
+      const assigned = space ? await spaceAssigned(space) : null
+      await repo.insertSession(session)
+      return { session: toSessionView(session), ticket_number: ticket, space_assigned: assigned }
+    } catch (error) {
+      // Undo in reverse; what cannot be undone now is taken over later (the plate claim) or
+      // rebuilt (the hold goes with the session that never got written).
+      await spaces
+        .release(sessionId)
+        .catch((e: Error) => logger.warn({ reason: e.message }, 'entry: space not released'))
+      if (ticket) await repo.releaseTicket(ticket, sessionId).catch(() => {})
+      await repo.releasePlate(plate, sessionId).catch(() => {})
+      throw error
     }
   }
 
@@ -352,89 +492,81 @@ export function createSessionsService(deps: {
         )
       }
       const lot = await lotOf(input.lot_id)
-      if (input.zone_id) {
-        const zone = await facilities.getZone(input.zone_id)
-        if (zone.lot_id !== lot.id)
-          throw new AppError('NOT_FOUND', `No zone ${input.zone_id} in the lot ${lot.id}`)
-      }
+      const zoneId = input.zone_id ?? null
+      if (zoneId) await requireZoneOf(lot, zoneId)
       const plate = normalizePlate(input.license_plate)
       const vehicle = await deps.vehicles.entryProfile(plate)
       const vehicleType = vehicle?.vehicleType ?? input.vehicle_type ?? 'standard'
-      const types = spacePreferences({
-        size: vehicle?.size ?? (vehicleType === 'motorcycle' ? 'MOTORCYCLE' : 'STANDARD'),
-        ev: vehicle?.isEv ?? input.is_ev ?? false,
-        accessible: input.accessible ?? false,
-        requested: input.space_type,
-      })
-      const sessionId = uuidv7()
-      const now = new Date()
-      await claimPlate(plate, sessionId)
-      let ticket: string | undefined
-      try {
-        const space = await spaces.allocate(sessionId, lot.id, input.zone_id ?? null, types)
-        if (!space && settings.fullLotPolicy === 'refuse') {
-          throw new AppError(
-            'CONFLICT',
-            `${lot.name} has no free space for this vehicle (${types.join(', ')})`,
-            {
-              extensions: { reason: 'lot_full', lot_id: lot.id, space_types: types },
-            },
-          )
-        }
-        const tariff = await deps.pricing().tariffFor({
-          lotId: lot.id,
-          zoneId: space?.zoneId ?? input.zone_id ?? null,
-          vehicleType,
-          at: now,
-        })
-        ticket = await issueTicket(sessionId)
-        const session: SessionRecord = {
-          _id: sessionId,
-          ticket_number: ticket,
-          lot_id: lot.id,
-          level_id: space?.levelId ?? null,
-          zone_id: space?.zoneId ?? input.zone_id ?? null,
-          space_id: space?.spaceId ?? null,
-          space_number: space?.number ?? null,
+      const types = typesFor(vehicle, vehicleType, input)
+      return await admit(
+        {
+          lot,
           plate,
-          license_plate: input.license_plate.trim(),
-          vehicle_id: vehicle?.vehicleId ?? null,
-          vehicle_type: vehicleType,
-          user_id: vehicle?.ownerId ?? null,
-          entry_at: now,
-          entry_gate: input.entry_gate ?? null,
-          entry_source: source,
-          lpr_confidence: input.lpr_confidence ?? null,
-          tariff,
-          currency: lot.currency,
-          time_zone: lot.time_zone,
-          status: 'active',
-          lost_ticket: false,
-          exit_at: null,
-          exit_gate: null,
-          fee_total: null,
-          created_by: caller.userId,
-          created_at: now,
-          updated_at: now,
-        }
-        // Read before the session is written: past the insert, nothing may fail and undo the claims.
-        const assigned = space ? await spaceAssigned(space) : null
-        await repo.insertSession(session)
-        return {
-          session: toSessionView(session),
-          ticket_number: ticket,
-          space_assigned: assigned,
-        }
-      } catch (error) {
-        // Undo in reverse; what cannot be undone now is taken over later (the plate claim) or
-        // rebuilt (the hold goes with the session that never got written).
-        await spaces
-          .release(sessionId)
-          .catch((e: Error) => logger.warn({ reason: e.message }, 'entry: space not released'))
-        if (ticket) await repo.releaseTicket(ticket, sessionId).catch(() => {})
-        await repo.releasePlate(plate, sessionId).catch(() => {})
-        throw error
-      }
+          licensePlate: input.license_plate,
+          vehicle,
+          vehicleType,
+          zoneId,
+          source,
+          gate: input.entry_gate ?? null,
+          lprConfidence: input.lpr_confidence ?? null,
+          reservationId: null,
+          userId: null,
+          takeSpace: async (sessionId) => {
+            const space = await spaces.allocate(sessionId, lot.id, zoneId, types)
+            if (!space && settings.fullLotPolicy === 'refuse') {
+              throw new AppError(
+                'CONFLICT',
+                `${lot.name} has no free space for this vehicle (${types.join(', ')})`,
+                { extensions: { reason: 'lot_full', lot_id: lot.id, space_types: types } },
+              )
+            }
+            return space
+          },
+        },
+        caller,
+      )
+    },
+
+    /**
+     * A check-in at a reservation: the car enters onto the space the reservation holds, handed over
+     * from the reservation to the session in one step of the arbiter; when the reservation could not
+     * hold it (a car sat there), another space of its zone. A booked car is let in even when the lot
+     * is full (without a space: an operator assigns one).
+     */
+    async enterReserved(entry: ReservedEntry, caller: Caller) {
+      const lot = await facilities.getLot(entry.lot_id)
+      const plate = normalizePlate(entry.license_plate)
+      const vehicle = await deps.vehicles.entryProfile(plate)
+      const vehicleType = vehicle?.vehicleType ?? 'standard'
+      const types = typesFor(vehicle, vehicleType, {})
+      const result = await admit(
+        {
+          lot,
+          plate,
+          licensePlate: entry.license_plate,
+          vehicle,
+          vehicleType,
+          zoneId: entry.zone_id,
+          source: 'reservation',
+          gate: null,
+          lprConfidence: null,
+          reservationId: entry.reservation_id,
+          userId: entry.user_id,
+          takeSpace: async (sessionId) => {
+            if (entry.space_id) {
+              const held = await spaces.hold(sessionId, entry.space_id, { takeOverFrom: entry.holder })
+              if (held && held !== 'unknown-space') return held
+            }
+            return await spaces.allocate(sessionId, lot.id, entry.zone_id, types)
+          },
+        },
+        caller,
+      )
+      // Whatever the session took, the reservation holds nothing any more.
+      await spaces
+        .release(entry.holder)
+        .catch((e: Error) => logger.warn({ reason: e.message }, 'check-in: reservation hold not released'))
+      return result
     },
 
     async exit(input: ExitInput, caller: Caller) {
@@ -455,11 +587,9 @@ export function createSessionsService(deps: {
       if (exited) {
         // A retried exit that did not finish: finish it.
         const closed = await close(session, exited)
-        return {
-          session: toSessionView(closed),
-          fee: (await amountDue(closed, exited.exit_at)).quote,
-          amount_paid: exited.paid,
-        }
+        const fee = (await amountDue(closed, exited.exit_at)).quote
+        await tellClosed(closed, fee)
+        return { session: toSessionView(closed), fee, amount_paid: exited.paid }
       }
       if (input.lost_ticket && !session.lost_ticket) {
         await repo.updateSession(session._id, { lost_ticket: true })
@@ -492,6 +622,7 @@ export function createSessionsService(deps: {
       // Two gates exiting one session at once: one fact, both finish it.
       const record = (await repo.recordExit(exit)) ? exit : ((await repo.findExit(session._id)) ?? exit)
       const closed = await close(session, record)
+      await tellClosed(closed, due.quote)
       return { session: toSessionView(closed), fee: due.quote, amount_paid: due.paid }
     },
 
@@ -605,6 +736,21 @@ export function createSessionsService(deps: {
 
 export type SessionsService = ReturnType<typeof createSessionsService>
 
+/** The parking fee with the charges billed alongside it (EV energy, idle fees), itemised. */
+function withCharges(parking: FeeQuote, charges: readonly ExtraCharge[]): FeeQuote {
+  if (charges.length === 0) return parking
+  const sum = charges.reduce((total, c) => total + c.amount, 0)
+  return {
+    ...parking,
+    charges: sum,
+    total: parking.total + sum,
+    breakdown: [
+      ...parking.breakdown,
+      ...charges.map((c) => ({ kind: c.kind, description: c.description, amount: c.amount })),
+    ],
+  }
+}
+
 function feeView(session: SessionRecord, due: AmountDue, at: Date) {
   const q: FeeQuote = due.quote
   return {
@@ -612,6 +758,7 @@ function feeView(session: SessionRecord, due: AmountDue, at: Date) {
     duration_minutes: q.duration_minutes,
     base_fee: q.base_fee,
     discounts: q.discounts,
+    charges: q.charges ?? 0,
     tax: q.tax,
     total: q.total,
     currency: q.currency,
