@@ -326,6 +326,61 @@ describe('the Redis step', () => {
   })
 })
 
+describe('holds: parking sessions and reservations', () => {
+  test('a reservation holds a space as reserved; a walk-in never gets it; its check-in takes it over', async () => {
+    const s = await site(1, 2)
+    const [d1] = s.devices as [string, string]
+    const [s1, s2] = s.spaces.map((x) => x.spaceId) as [string, string]
+    const zone = s.zones[0] ?? ''
+    const now = () => String(Date.now())
+    await platform.occupancy.state.apply([d1, 'b', '1', now(), '0', '', '', ''], 0)
+    const rsv = `rsv:${randomUUID()}`
+    expect(await platform.occupancy.spaces.hold(rsv, s1)).toMatchObject({ spaceId: s1 })
+    expect(await platform.occupancy.state.space(s1)).toMatchObject({ status: 'reserved' })
+    expect(await availability('zones', zone)).toMatchObject({ reserved: 1 })
+    // Walk-ins get the other space, then nothing: a reserved space is not free.
+    const walkIn = randomUUID()
+    expect(await platform.occupancy.spaces.allocate(walkIn, s.lot, zone, ['STANDARD'])).toMatchObject({
+      spaceId: s2,
+    })
+    expect(await platform.occupancy.spaces.allocate(randomUUID(), s.lot, zone, ['STANDARD'])).toBeNull()
+    // Another session cannot take it, not even by naming it; the booked car's session can, even
+    // when the car is sensed on it already.
+    expect(await platform.occupancy.spaces.hold(randomUUID(), s1)).toBeNull()
+    await platform.occupancy.state.apply([d1, 'b', '2', now(), '1', '', '', ''], 0)
+    const booked = randomUUID()
+    expect(await platform.occupancy.spaces.hold(booked, s1, { takeOverFrom: rsv })).toMatchObject({
+      spaceId: s1,
+    })
+    expect(await platform.occupancy.state.space(s1)).toMatchObject({ status: 'occupied', sessionId: booked })
+    expect(await platform.occupancy.spaces.release(rsv)).toBeNull() // handed over: nothing left
+    expect(await availability('zones', zone)).toMatchObject({ reserved: 0, occupied: 2 })
+  })
+
+  test('a charger meter reading travels the sensor path and is kept with the device', async () => {
+    const s = await site(1, 1)
+    const d = s.devices[0] ?? ''
+    const measured = Date.now()
+    await publish(d, { ...reading(d, 1, true), measured_at: measured, energy_wh: 1234.5 }, 'state')
+    const [health] = await eventually(
+      () => platform.occupancy.index.deviceHealth([d]),
+      ([h]) => h?.meterWh !== null,
+    )
+    expect(health).toMatchObject({ meterWh: 1234.5 })
+    expect(health?.meterAt?.getTime()).toBe(measured)
+    await publish(
+      d,
+      { device_id: d, boot_id: 'boot-1', seq: 2, measured_at: Date.now() + 1, energy_wh: 2000 },
+      'heartbeat',
+    )
+    const [later] = await eventually(
+      () => platform.occupancy.index.deviceHealth([d]),
+      ([h]) => h?.meterWh === 2000,
+    )
+    expect(later?.meterWh).toBe(2000)
+  })
+})
+
 describe('silent sensors, without false alarms', () => {
   const apply = (device: string, seq: number, occupied: string, seenEveryMs = 1_000) =>
     platform.occupancy.state.apply(
