@@ -1,6 +1,7 @@
 import { accountModels } from '../modules/accounts/accounts.model.ts'
 import { tokenModels } from '../modules/accounts/tokens.model.ts'
 import { discountModels } from '../modules/discounts/discounts.model.ts'
+import { evModels } from '../modules/ev/ev.model.ts'
 import { facilityModels } from '../modules/facilities/facilities.model.ts'
 import { occupancyModels } from '../modules/occupancy/occupancy.model.ts'
 import { paymentModels } from '../modules/payments/payments.model.ts'
@@ -29,4 +30,5 @@ export const modelRegistrations = [
   discountModels,
   idempotencyModels,
   paymentModels,
+  evModels,
 ] as unknown as readonly ModelRegistration[]

@@ -11,6 +11,7 @@ import { matchedRoutes } from 'hono/route'
 import { secureHeaders } from 'hono/secure-headers'
 import { mountAccounts } from '../modules/accounts/accounts.handlers.ts'
 import { mountDiscounts } from '../modules/discounts/discounts.handlers.ts'
+import { mountEv } from '../modules/ev/ev.handlers.ts'
 import { mountFacilities } from '../modules/facilities/facilities.handlers.ts'
 import { mountHealth } from '../modules/health/health.handlers.ts'
 import { mountOccupancy } from '../modules/occupancy/occupancy.handlers.ts'
@@ -86,6 +87,7 @@ export function createHttpApp(services: Services, logger: Logger, options: HttpO
   mountPricing(app)
   mountSessions(app)
   mountDiscounts(app)
+  mountEv(app)
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearerAuth', {
     type: 'http',
@@ -136,6 +138,11 @@ export function createHttpApp(services: Services, logger: Logger, options: HttpO
         name: 'Payments',
         description:
           'Cash, card-terminal and Stripe payments, receipts, refunds, exit validation and Stripe webhooks',
+      },
+      {
+        name: 'EV charging',
+        description:
+          'Charging stations on EV spaces with their live status, and charging sessions billed with the parking fee',
       },
       { name: 'Operations', description: 'Health, readiness, metrics and problem types' },
     ],

@@ -1,6 +1,7 @@
 import type { AccountsService } from '../modules/accounts/accounts.service.ts'
 import type { TokenService } from '../modules/accounts/tokens.service.ts'
 import type { DiscountsService } from '../modules/discounts/discounts.service.ts'
+import type { EvService } from '../modules/ev/ev.service.ts'
 import type { FacilitiesService } from '../modules/facilities/facilities.service.ts'
 import type { HealthService } from '../modules/health/health.service.ts'
 import type { OccupancyService } from '../modules/occupancy/occupancy.service.ts'
@@ -31,6 +32,7 @@ export type Services = {
   sessions: SessionsService
   discounts: DiscountsService
   payments: PaymentsService
+  ev: EvService
 }
 
 export type AppEnv = {

@@ -38,6 +38,7 @@ function testApp(
     sessions: {} as never,
     discounts: {} as never,
     payments: {} as never,
+    ev: {} as never,
     health: createHealthService({
       metrics,
       version: 'test',
