@@ -205,6 +205,7 @@ describe('registering a sensor', () => {
       battery: null,
       signal: null,
       stale: false,
+      meter_wh: null,
       created_at: expect.any(String),
       updated_at: expect.any(String),
       credentials: {

@@ -1,7 +1,8 @@
 import { Schema } from 'mongoose'
 import { type Database, modelOn } from '../../shared/mongo.ts'
 
-export const deviceKinds = ['sensor', 'gateway'] as const
+/** `charger`: an EV charger that reports its energy meter (and may sense its bay as well). */
+export const deviceKinds = ['sensor', 'gateway', 'charger'] as const
 export type DeviceKind = (typeof deviceKinds)[number]
 
 /**

@@ -48,6 +48,10 @@ export const DeviceSchema = z
       .nullable()
       .openapi({ description: 'Received signal strength in dBm, as last reported.' }),
     stale: z.boolean().openapi({ description: 'Silent for longer than the occupancy staleness window.' }),
+    meter_wh: z
+      .number()
+      .nullable()
+      .openapi({ description: "A charger's cumulative energy meter (Wh) as last reported; null if never." }),
     created_at: z.iso.datetime(),
     updated_at: z.iso.datetime(),
   })
@@ -161,6 +165,12 @@ export const ReadingSchema = z
     occupied: z.boolean().optional().openapi({ description: 'Left out in a heartbeat.' }),
     battery: z.number().min(0).max(100).optional().openapi({ description: 'Percent.' }),
     signal: z.number().min(-150).max(0).optional().openapi({ description: 'dBm.' }),
+    energy_wh: z
+      .number()
+      .min(0)
+      .max(1e12)
+      .optional()
+      .openapi({ description: "A charger's cumulative energy meter, watt-hours." }),
   })
   .openapi('Reading')
 

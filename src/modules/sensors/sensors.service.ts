@@ -25,6 +25,7 @@ export type DeviceView = {
   battery: number | null
   signal: number | null
   stale: boolean
+  meter_wh: number | null
   created_at: string
   updated_at: string
 }
@@ -107,6 +108,7 @@ function toView(device: DeviceRecord, health: DeviceHealth | undefined): DeviceV
     battery: health?.battery ?? null,
     signal: health?.signal ?? null,
     stale: health?.stale ?? false,
+    meter_wh: health?.meterWh ?? null,
     created_at: device.created_at.toISOString(),
     updated_at: device.updated_at.toISOString(),
   }
