@@ -329,27 +329,25 @@ export function createSessionsService(deps: {
   async function amountDue(session: SessionRecord, at: Date): Promise<AmountDue> {
     const until = session.status === 'closed' && session.exit_at ? session.exit_at : at
     const facts = factsOf(session)
-    const [ledger, adjustments] = await Promise.all([
-      deps.ledger().paidFor(session._id),
-      Promise.all(deps.adjustments().map((source) => source.adjustmentsFor(facts, until))),
-    ])
+    const ledger = await deps.ledger().paidFor(session._id)
     const deadline = ledger.last_paid_at
       ? new Date(ledger.last_paid_at.getTime() + settings.exitWindowMinutes * 60_000)
       : null
     // Within the exit window the fee stands as it was when it was paid.
     const pricedUntil = deadline && ledger.last_paid_at && until <= deadline ? ledger.last_paid_at : until
-    const [parking, charges] = await Promise.all([
-      deps.pricing().quote({
-        tariff: session.tariff,
-        currency: session.currency,
-        timeZone: session.time_zone,
-        entryAt: session.entry_at,
-        exitAt: pricedUntil,
-        lostTicket: session.lost_ticket,
-        adjustments: adjustments.flat(),
-      }),
+    const [adjustments, charges] = await Promise.all([
+      Promise.all(deps.adjustments().map((source) => source.adjustmentsFor(facts, pricedUntil))),
       Promise.all(deps.charges().map((source) => source.chargesFor(facts, pricedUntil))),
     ])
+    const parking = await deps.pricing().quote({
+      tariff: session.tariff,
+      currency: session.currency,
+      timeZone: session.time_zone,
+      entryAt: session.entry_at,
+      exitAt: pricedUntil,
+      lostTicket: session.lost_ticket,
+      adjustments: adjustments.flat(),
+    })
     const quote = withCharges(parking, charges.flat())
     return {
       session: facts,
