@@ -143,12 +143,10 @@ export const ChargeSchema = z
       description:
         '`meter`: the station’s meter advance; `estimated`: power x time charged, an upper bound of what the vehicle drew.',
     }),
-    cost: z
-      .int()
-      .openapi({
-        example: 313,
-        description: 'round(kWh x price_per_kwh), minor units; so far while charging.',
-      }),
+    cost: z.int().openapi({
+      example: 313,
+      description: 'round(kWh x price_per_kwh), minor units; so far while charging.',
+    }),
     meter_device_id: z.string().nullable(),
     meter_start_wh: z.number().nullable(),
     meter_end_wh: z.number().nullable(),

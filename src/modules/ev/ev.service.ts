@@ -147,6 +147,10 @@ export type ChargeView = ReturnType<typeof toChargeView>
 
 const noStation = (id: string) => new AppError('NOT_FOUND', `No charging station ${id}`)
 const noCharge = (id: string) => new AppError('NOT_FOUND', `No charging session ${id}`)
+const stationBusy = (id: string) =>
+  new AppError('CONFLICT', `The station ${id} is charging another vehicle`, {
+    extensions: { reason: 'station_busy' },
+  })
 const noParkingSession = (id: string) => new AppError('NOT_FOUND', `No parking session ${id}`)
 
 /**
@@ -514,6 +518,12 @@ export function createEvService(deps: {
           extensions: { reason: 'station_unavailable' },
         })
       }
+      // Told before wrong_space: another vehicle's charge there is what the caller needs to know.
+      const holder = await repo.findClaim('station', station._id)
+      if (holder && !(await repo.findStop(holder.charge_id))) {
+        const other = await repo.findCharge(holder.charge_id)
+        if (other && other.parking_session_id !== session.id) throw stationBusy(station._id)
+      }
       if (session.space_id !== station.space_id) {
         throw new AppError(
           'UNPROCESSABLE',
@@ -545,9 +555,7 @@ export function createEvService(deps: {
       })
       if (busy !== null) {
         await repo.releaseClaim('session', session.id, chargeId)
-        throw new AppError('CONFLICT', `The station ${station._id} is charging another vehicle`, {
-          extensions: { reason: 'station_busy' },
-        })
+        throw stationBusy(station._id)
       }
       const now = new Date()
       let charge: ChargeRecord
