@@ -218,6 +218,21 @@ export const configSchema = z.object({
     .max(100)
     .default(0)
     .describe('The share of a prepayment refunded for a no-show.'),
+  MEMBERSHIP_RENEW_BEFORE_HOURS: z.coerce
+    .number()
+    .min(0)
+    .default(24)
+    .describe(
+      'A membership with auto-renewal is renewed (and charged through Stripe) this long before its period ends.',
+    ),
+  MEMBERSHIP_PAYMENT_TIMEOUT_MINUTES: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .default(30)
+    .describe(
+      'A membership or renewal still unpaid through Stripe this long after it was made is canceled; an unpaid subscription ends and frees its claims.',
+    ),
 
   DOCUMENTS_DIR: z
     .string()

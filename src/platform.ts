@@ -9,6 +9,7 @@ import type { DependencyUrls } from './embedded/embedded-stack.ts'
 import { createHttpApp, type HttpApp } from './http/app.ts'
 import type { Services } from './http/context.ts'
 import { evChargingSweepJob } from './jobs/ev-charging-sweep.ts'
+import { membershipsRenewalsJob } from './jobs/memberships-renewals.ts'
 import { paymentsReconcileJob } from './jobs/payments-reconcile.ts'
 import { createScheduler, type Scheduler } from './jobs/scheduler.ts'
 import { createAccountsRepository } from './modules/accounts/accounts.repository.ts'
@@ -22,6 +23,8 @@ import { createEvService } from './modules/ev/ev.service.ts'
 import { createFacilitiesRepository } from './modules/facilities/facilities.repository.ts'
 import { createFacilitiesService } from './modules/facilities/facilities.service.ts'
 import { createHealthService } from './modules/health/health.service.ts'
+import { createMembershipsRepository } from './modules/memberships/memberships.repository.ts'
+import { createMembershipsService, unlessNotFound } from './modules/memberships/memberships.service.ts'
 import { attachLiveSockets } from './modules/occupancy/live.socket.ts'
 import { type Occupancy, startOccupancy } from './modules/occupancy/occupancy.module.ts'
 import { createPaymentsRepository } from './modules/payments/payments.repository.ts'
@@ -266,7 +269,26 @@ export async function startPlatform(config: Config, urls: DependencyUrls, logger
     })
     chargeSources.push(ev.chargesSource)
     sessionListeners.push(ev.sessionListener)
+    // Memberships: included hours and discounts of members' vehicles, usage as sessions close.
+    const memberships = createMembershipsService({
+      repo: createMembershipsRepository(db),
+      gateway: stripe,
+      lotCurrency: async (lotId) =>
+        (await facilities.exists('lot', lotId)) ? (await facilities.getLot(lotId)).currency : undefined,
+      accountRole: (userId) => unlessNotFound(accounts.admin.get(userId)).then((user) => user?.role),
+      vehicleOwner: (vehicleId) =>
+        unlessNotFound(vehicles.get({ userId: '', role: 'admin' }, vehicleId)).then((v) => v?.owner_id),
+      logger,
+      settings: {
+        renewBeforeMs: config.MEMBERSHIP_RENEW_BEFORE_HOURS * 3_600_000,
+        paymentTimeoutMs: config.MEMBERSHIP_PAYMENT_TIMEOUT_MINUTES * 60_000,
+      },
+    })
+    adjustmentSources.push(memberships.adjustmentSource)
+    sessionListeners.push(memberships.sessionListener)
+    payments.onForeignIntent('membership', (intentId, eventType) => memberships.onIntent(intentId, eventType))
     const scheduler = createScheduler({ db, enabled: config.JOBS_ENABLED, logger })
+    scheduler.define(membershipsRenewalsJob(memberships))
     scheduler.define(paymentsReconcileJob(payments, config.PAYMENT_RECONCILE_AFTER_SECONDS * 1000))
     scheduler.define(evChargingSweepJob(ev))
     const services: Services = {
@@ -289,6 +311,7 @@ export async function startPlatform(config: Config, urls: DependencyUrls, logger
       discounts,
       payments,
       ev,
+      memberships,
       health: createHealthService({
         metrics,
         version,

@@ -3,6 +3,7 @@ import { tokenModels } from '../modules/accounts/tokens.model.ts'
 import { discountModels } from '../modules/discounts/discounts.model.ts'
 import { evModels } from '../modules/ev/ev.model.ts'
 import { facilityModels } from '../modules/facilities/facilities.model.ts'
+import { membershipModels } from '../modules/memberships/memberships.model.ts'
 import { occupancyModels } from '../modules/occupancy/occupancy.model.ts'
 import { paymentModels } from '../modules/payments/payments.model.ts'
 import { pricingModels } from '../modules/pricing/pricing.model.ts'
@@ -30,5 +31,6 @@ export const modelRegistrations = [
   discountModels,
   idempotencyModels,
   paymentModels,
+  membershipModels,
   evModels,
 ] as unknown as readonly ModelRegistration[]

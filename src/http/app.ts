@@ -14,6 +14,7 @@ import { mountDiscounts } from '../modules/discounts/discounts.handlers.ts'
 import { mountEv } from '../modules/ev/ev.handlers.ts'
 import { mountFacilities } from '../modules/facilities/facilities.handlers.ts'
 import { mountHealth } from '../modules/health/health.handlers.ts'
+import { mountMemberships } from '../modules/memberships/memberships.handlers.ts'
 import { mountOccupancy } from '../modules/occupancy/occupancy.handlers.ts'
 import { mountPayments } from '../modules/payments/payments.handlers.ts'
 import { mountPricing } from '../modules/pricing/pricing.handlers.ts'
@@ -87,6 +88,7 @@ export function createHttpApp(services: Services, logger: Logger, options: HttpO
   mountPricing(app)
   mountSessions(app)
   mountDiscounts(app)
+  mountMemberships(app)
   mountEv(app)
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearerAuth', {
@@ -143,6 +145,11 @@ export function createHttpApp(services: Services, logger: Logger, options: HttpO
         name: 'EV charging',
         description:
           'Charging stations on EV spaces with their live status, and charging sessions billed with the parking fee',
+      },
+      {
+        name: 'Memberships',
+        description:
+          'Membership plans, subscriptions with their vehicles, usage and savings, renewal and cancellation',
       },
       { name: 'Operations', description: 'Health, readiness, metrics and problem types' },
     ],

@@ -4,6 +4,7 @@ import type { DiscountsService } from '../modules/discounts/discounts.service.ts
 import type { EvService } from '../modules/ev/ev.service.ts'
 import type { FacilitiesService } from '../modules/facilities/facilities.service.ts'
 import type { HealthService } from '../modules/health/health.service.ts'
+import type { MembershipsService } from '../modules/memberships/memberships.service.ts'
 import type { OccupancyService } from '../modules/occupancy/occupancy.service.ts'
 import type { PaymentsService } from '../modules/payments/payments.service.ts'
 import type { PricingService } from '../modules/pricing/pricing.service.ts'
@@ -32,6 +33,7 @@ export type Services = {
   sessions: SessionsService
   discounts: DiscountsService
   payments: PaymentsService
+  memberships: MembershipsService
   ev: EvService
 }
 

@@ -39,6 +39,7 @@ function testApp(
     discounts: {} as never,
     payments: {} as never,
     ev: {} as never,
+    memberships: {} as never,
     health: createHealthService({
       metrics,
       version: 'test',
