@@ -494,10 +494,11 @@ export function createReservationsService(deps: {
 
   /** The prepayment succeeded at Stripe: the paid fact, then the status unless an outcome came first. */
   async function markPaid(r: ReservationRecord, intent: GatewayIntent): Promise<ReservationRecord> {
+    // The price the intent was made for (stripe-mock answers lookups with a canned amount).
     const paid: PaidRecord = {
       _id: r._id,
       intent_id: intent.id,
-      amount: intent.amount,
+      amount: r.amount ?? intent.amount,
       currency: r.currency,
       at: new Date(),
     }

@@ -1,0 +1,752 @@
+import { randomUUID } from 'node:crypto'
+import Stripe from 'stripe'
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest'
+import type { GatewayIntent } from '../../src/modules/payments/stripe.gateway.ts'
+import type { Caller } from '../../src/modules/sessions/sessions.service.ts'
+import { connectDatabase, type Database } from '../../src/shared/mongo.ts'
+import { type Account, bearer, createAccount, jsonBody, signInAdmin, testAdmin } from '../harness/accounts.ts'
+import { createLot, type TestLot, uniquePlate } from '../harness/facility.ts'
+import { type Json, json } from '../harness/http.ts'
+import { startTestPlatform, type TestPlatform } from '../harness/platform.ts'
+
+// Reservations on the real platform (FerretDB, Redis, stripe-mock), through the HTTP API and, where
+// time must be moved (check-in window edges, no-shows, refunds by cancellation time), through the
+// service with an explicit clock. stripe-mock keeps no state: platform.stripe is wrapped to say
+// what Stripe would answer for the intents a test names, and to count refunds.
+
+const WEBHOOK_SECRET = 'whsec_reservations_secret'
+/** 5.00 EUR per started hour, no grace. */
+const HOURLY = 500
+const MIN = 60_000
+const HOUR = 60 * MIN
+
+let platform: TestPlatform
+let db: Database
+let admin: Account
+let operator: Account
+let lot: TestLot
+const stripeSays = new Map<string, GatewayIntent['status']>()
+const refunds: { paymentIntentId: string; amount: number; idempotencyKey: string }[] = []
+
+beforeAll(async () => {
+  const services = inject('services')
+  platform = await startTestPlatform({
+    ...testAdmin,
+    STRIPE_API_URL: services.stripe,
+    STRIPE_WEBHOOK_SECRET: WEBHOOK_SECRET,
+    JOBS_ENABLED: 'false',
+  })
+  const real = { ...platform.stripe }
+  const told = (intent: GatewayIntent): GatewayIntent => ({
+    ...intent,
+    status: stripeSays.get(intent.id) ?? intent.status,
+  })
+  platform.stripe.confirmIntent = async (...args) => told(await real.confirmIntent(...args))
+  platform.stripe.retrieveIntent = async (id) => told(await real.retrieveIntent(id))
+  platform.stripe.refund = async (input) => {
+    refunds.push(input)
+    return await real.refund(input)
+  }
+  db = await connectDatabase(platform.urls.mongodb)
+  admin = await signInAdmin(platform)
+  operator = await createAccount(platform, admin, 'operator')
+  lot = await createLot(platform, admin, { spaces: { STANDARD: 6, EV: 1 } })
+  await expectStatus(
+    await send('POST', '/api/v1/rates', admin, {
+      name: 'Hourly',
+      lot_id: lot.lotId,
+      rate_type: 'hourly',
+      amount: HOURLY,
+      grace_period_minutes: 0,
+      effective_from: '2024-01-01T00:00:00Z',
+    }),
+    201,
+  )
+}, 120_000)
+
+afterAll(async () => {
+  await db?.close()
+  await platform?.stop()
+})
+
+const service = () => platform.services.reservations
+const callerOf = (a: Account): Caller => ({ userId: a.id, role: a.role })
+
+function send(method: string, path: string, who?: Account, body?: unknown) {
+  const auth = who ? bearer(who.token) : {}
+  return platform.request(path, {
+    method,
+    ...(body === undefined ? { headers: auth } : jsonBody(body, auth)),
+  })
+}
+
+async function expectStatus(res: Response, status: number): Promise<Json> {
+  const text = await res.text()
+  expect(res.status, text).toBe(status)
+  return text ? JSON.parse(text) : undefined
+}
+
+const iso = (ms: number) => new Date(ms).toISOString()
+/** Whole minutes from now. */
+const inMinutes = (minutes: number) => Math.ceil(Date.now() / MIN) * MIN + minutes * MIN
+/** A whole hour some hours ahead: windows that line up with the 15-minute slots. */
+const atHour = (hours: number) => Math.ceil(Date.now() / HOUR) * HOUR + hours * HOUR
+
+async function customerWithCar() {
+  const customer = await createAccount(platform, admin, 'customer')
+  const plate = uniquePlate()
+  const vehicle = await expectStatus(
+    await send('POST', '/api/v1/vehicles', customer, { license_plate: plate, vehicle_type_id: 'standard' }),
+    201,
+  )
+  return { customer, plate, vehicleId: vehicle.id as string }
+}
+
+/** A lot of its own with one space: "the last free slot". */
+async function oneSpaceLot() {
+  const small = await createLot(platform, admin, { spaces: { STANDARD: 1 } })
+  const spaces = await json(await send('GET', `/api/v1/spaces?zone_id=${small.zoneId}`, admin))
+  return { ...small, spaceId: spaces.data[0].id as string }
+}
+
+async function book(who: Account, body: Record<string, unknown>) {
+  return await expectStatus(await send('POST', '/api/v1/reservations', who, body), 201)
+}
+
+const count = (collection: string, filter: Record<string, unknown>) =>
+  db.collection(collection).countDocuments(filter as never)
+
+describe('journey 2: availability, booking, check-in by code, the prepaid fee, exit', () => {
+  it('runs end to end over HTTP', async () => {
+    const { customer, vehicleId } = await customerWithCar()
+    const start = inMinutes(10)
+    const end = start + 2 * HOUR
+    const before = await expectStatus(
+      await send(
+        'GET',
+        `/api/v1/reservations/availability?start_time=${iso(start)}&end_time=${iso(end)}&zone_id=${lot.zoneId}&space_type=STANDARD`,
+        customer,
+      ),
+      200,
+    )
+    expect(before).toMatchObject({ total: 6, reserved: 0, available: 6 })
+    expect(before.spaces[0].space_number).toBe('S-001')
+
+    const created = await book(customer, {
+      vehicle_id: vehicleId,
+      zone_id: lot.zoneId,
+      start_time: iso(start),
+      end_time: iso(end),
+      special_requests: 'Near elevator please',
+      prepay: true,
+    })
+    expect(created.confirmation_number).toMatch(/^RSV-[A-HJ-NP-Z2-9]{8}$/)
+    expect(created.reservation).toMatchObject({
+      status: 'pending_payment',
+      space_number: 'S-001',
+      amount: 2 * HOURLY,
+      currency: 'EUR',
+      payment_status: 'pending',
+    })
+    expect(created.payment).toMatchObject({ amount: 2 * HOURLY, currency: 'EUR' })
+    const id = created.reservation.id as string
+    const intentId = created.payment.payment_intent_id as string
+
+    const during = await json(
+      await send(
+        'GET',
+        `/api/v1/reservations/availability?start_time=${iso(start + HOUR)}&end_time=${iso(end + HOUR)}&zone_id=${lot.zoneId}&space_type=STANDARD`,
+        customer,
+      ),
+    )
+    expect(during).toMatchObject({ total: 6, reserved: 1, available: 5 })
+    expect(during.spaces.map((s: Json) => s.space_number)).not.toContain('S-001')
+
+    // Unpaid: the gate says 402.
+    await expectStatus(
+      await send('POST', '/api/v1/reservations/check-in', operator, {
+        confirmation_number: created.confirmation_number,
+      }),
+      402,
+    )
+    stripeSays.set(intentId, 'succeeded')
+    const paid = await expectStatus(
+      await send('POST', `/api/v1/reservations/${id}/pay`, customer, { payment_method: 'pm_card_visa' }),
+      200,
+    )
+    expect(paid).toMatchObject({ status: 'confirmed', payment_status: 'paid' })
+
+    const found = await expectStatus(
+      await send(
+        'GET',
+        `/api/v1/reservations/confirmation/${created.confirmation_number.toLowerCase()}`,
+        customer,
+      ),
+      200,
+    )
+    expect(found.id).toBe(id)
+
+    // The tick holds the space from check-in opening: it counts as reserved in live availability.
+    await service().tick()
+    expect((await platform.occupancy.state.space(created.reservation.space_id))?.status).toBe('reserved')
+
+    const checkIn = await expectStatus(
+      await send('POST', '/api/v1/reservations/check-in', operator, {
+        confirmation_number: created.confirmation_number,
+      }),
+      201,
+    )
+    expect(checkIn.space_assigned.id).toBe(created.reservation.space_id)
+    expect(checkIn.session).toMatchObject({ reservation_id: id, space_id: created.reservation.space_id })
+    expect(checkIn.reservation.status).toBe('checked_in')
+    const space = await platform.occupancy.state.space(created.reservation.space_id)
+    expect(space).toMatchObject({ status: 'occupied', sessionId: checkIn.session.id })
+
+    // 90 minutes later: two started hours, covered by the prepaid 2 hours.
+    await db
+      .collection('sessions')
+      .updateOne(
+        { _id: checkIn.session.id as never },
+        { $set: { entry_at: new Date(Date.now() - 90 * MIN) } },
+      )
+    const fee = await expectStatus(
+      await send('GET', `/api/v1/sessions/${checkIn.session.id}/calculate-fee`, customer),
+      200,
+    )
+    expect(fee.breakdown).toContainEqual({
+      kind: 'reservation',
+      description: `Reservation ${created.confirmation_number} prepaid (2 h)`,
+      amount: -2 * HOURLY,
+    })
+    expect(fee.amount_due).toBe(0)
+
+    await expectStatus(
+      await send('POST', '/api/v1/sessions/exit', operator, { ticket_number: checkIn.ticket_number }),
+      200,
+    )
+    const after = await expectStatus(await send('GET', `/api/v1/reservations/${id}`, customer), 200)
+    expect(after).toMatchObject({ status: 'completed', session_id: checkIn.session.id })
+    // Checked in already: a second check-in is a conflict.
+    const again = await expectStatus(await send('POST', `/api/v1/reservations/${id}/check-in`, operator), 409)
+    expect(again.reason).toBe('already_checked_in')
+  })
+})
+
+describe('no double booking', () => {
+  it('1,000 concurrent bookings of the last free slot: exactly one (service)', async () => {
+    const small = await oneSpaceLot()
+    const start = atHour(24)
+    const results = await Promise.allSettled(
+      Array.from({ length: 1000 }, (_, i) =>
+        service().create(callerOf(admin), {
+          lot_id: small.lotId,
+          license_plate: uniquePlate(),
+          // Overlapping windows of different lengths, all on the one space.
+          start_time: iso(start + (i % 4) * 15 * MIN),
+          end_time: iso(start + 2 * HOUR),
+        }),
+      ),
+    )
+    const won = results.filter((r) => r.status === 'fulfilled')
+    const lost = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected')
+    expect(won).toHaveLength(1)
+    expect(
+      new Set(lost.map((r) => (r.reason as { extensions?: { reason?: string } }).extensions?.reason)),
+    ).toEqual(new Set(['no_space_available']))
+    const winner = (won[0] as PromiseFulfilledResult<Json>).value.reservation
+    const offset = Math.round((Date.parse(winner.start_time) - start) / (15 * MIN))
+    expect(await count('reservation_slots', { space_id: small.spaceId })).toBe(8 - offset)
+    expect(
+      await count('reservation_slots', { space_id: small.spaceId, reservation_id: { $ne: winner.id } }),
+    ).toBe(0)
+  }, 300_000)
+
+  it('50 concurrent bookings of one space over HTTP: exactly one', async () => {
+    const small = await oneSpaceLot()
+    const start = inMinutes(48 * 60)
+    const responses = await Promise.all(
+      Array.from({ length: 50 }, (_, i) =>
+        send('POST', '/api/v1/reservations', operator, {
+          space_id: small.spaceId,
+          license_plate: uniquePlate(),
+          start_time: iso(start + (i % 3) * 30 * MIN),
+          end_time: iso(start + 3 * HOUR + (i % 2) * 30 * MIN),
+        }),
+      ),
+    )
+    const statuses = responses.map((r) => r.status)
+    expect(statuses.filter((s) => s === 201)).toHaveLength(1)
+    expect(statuses.filter((s) => s === 409)).toHaveLength(49)
+    const conflict = await json(responses.find((r) => r.status === 409) as Response)
+    expect(conflict.reason).toBe('slot_taken')
+  }, 120_000)
+})
+
+describe('check-in window edges', () => {
+  it('too early just before opening, allowed at opening and at the grace end, too late just after', async () => {
+    const start = inMinutes(3 * 60)
+    const make = async () =>
+      (
+        await service().create(callerOf(operator), {
+          lot_id: lot.lotId,
+          license_plate: uniquePlate(),
+          start_time: iso(start),
+          end_time: iso(start + HOUR),
+        })
+      ).reservation
+    const a = await make()
+    const opens = start - 30 * MIN
+    const closes = start + 30 * MIN
+    const early = await service()
+      .checkIn(callerOf(operator), a.id, new Date(opens - 1))
+      .catch((e) => e)
+    expect(early).toMatchObject({ status: 422, extensions: { reason: 'too_early', opens_at: iso(opens) } })
+    const late = await service()
+      .checkIn(callerOf(operator), a.id, new Date(closes + 1))
+      .catch((e) => e)
+    expect(late).toMatchObject({ status: 422, extensions: { reason: 'too_late' } })
+    const atOpening = (await service().checkIn(callerOf(operator), a.id, new Date(opens))) as Json
+    expect(atOpening.reservation.status).toBe('checked_in')
+
+    const b = await make()
+    const atGraceEnd = (await service().checkIn(callerOf(operator), b.id, new Date(closes))) as Json
+    expect(atGraceEnd.reservation.status).toBe('checked_in')
+    expect(atGraceEnd.session.reservation_id).toBe(b.id)
+  })
+
+  it('by plate at the gate; cancelled and unpaid reservations are refused', async () => {
+    const start = inMinutes(15)
+    const plate = uniquePlate()
+    const r = await book(operator, {
+      lot_id: lot.lotId,
+      license_plate: plate,
+      start_time: iso(start),
+      end_time: iso(start + HOUR),
+    })
+    const cancelled = await book(operator, {
+      lot_id: lot.lotId,
+      license_plate: uniquePlate(),
+      start_time: iso(start),
+      end_time: iso(start + HOUR),
+    })
+    await expectStatus(
+      await send('DELETE', `/api/v1/reservations/${cancelled.reservation.id}`, operator),
+      200,
+    )
+    const refused = await expectStatus(
+      await send('POST', `/api/v1/reservations/${cancelled.reservation.id}/check-in`, operator),
+      409,
+    )
+    expect(refused).toMatchObject({ reason: 'cancelled', status: 'cancelled' })
+
+    const byPlate = await expectStatus(
+      await send('POST', '/api/v1/reservations/check-in', operator, {
+        license_plate: plate.toLowerCase(),
+        lot_id: lot.lotId,
+      }),
+      201,
+    )
+    expect(byPlate.reservation.id).toBe(r.reservation.id)
+  })
+})
+
+describe('holds, no-shows and expiry', () => {
+  it('no-show: the job twice acts once; hold, slots and the hot state are free again', async () => {
+    const small = await oneSpaceLot()
+    const start = inMinutes(10)
+    const created = await book(operator, {
+      space_id: small.spaceId,
+      license_plate: uniquePlate(),
+      start_time: iso(start),
+      end_time: iso(start + HOUR),
+    })
+    const id = created.reservation.id as string
+    // Held since booking (check-in is open); the tick places it once.
+    expect(await service().tick()).toMatchObject({ placed: 0 })
+    expect((await platform.occupancy.state.space(small.spaceId))?.status).toBe('reserved')
+    expect(await platform.occupancy.state.counts(small.zoneId)).toMatchObject({ reserved: 1 })
+    // A walk-in is not given the reserved space.
+    const walkIn = await send('POST', '/api/v1/sessions/entry', operator, {
+      license_plate: uniquePlate(),
+      lot_id: small.lotId,
+    })
+    expect(walkIn.status).toBe(409)
+
+    const after = new Date(start + 31 * MIN)
+    expect(await service().noShows(after)).toEqual({ no_shows: 1 })
+    expect(await service().noShows(after)).toEqual({ no_shows: 0 })
+    expect(await count('reservation_outcomes', { _id: id })).toBe(1)
+    expect(await count('reservation_slots', { reservation_id: id })).toBe(0)
+    const space = await platform.occupancy.state.space(small.spaceId)
+    expect(space?.status).not.toBe('reserved')
+    expect(space?.sessionId).toBeNull()
+    expect(await platform.occupancy.state.counts(small.zoneId)).toMatchObject({ reserved: 0 })
+    const view = await expectStatus(await send('GET', `/api/v1/reservations/${id}`, operator), 200)
+    expect(view.status).toBe('no_show')
+    const refused = await expectStatus(await send('DELETE', `/api/v1/reservations/${id}`, operator), 409)
+    expect(refused.reason).toBe('no_show')
+  })
+
+  it('a hold waits while a car is on the space, and is placed on the next tick after it left', async () => {
+    const small = await oneSpaceLot()
+    const walkIn = await expectStatus(
+      await send('POST', '/api/v1/sessions/entry', operator, {
+        license_plate: uniquePlate(),
+        lot_id: small.lotId,
+      }),
+      201,
+    )
+    const start = inMinutes(20)
+    const created = await book(operator, {
+      space_id: small.spaceId,
+      license_plate: uniquePlate(),
+      start_time: iso(start),
+      end_time: iso(start + HOUR),
+    })
+    expect(await service().tick()).toMatchObject({ placed: 0 })
+    expect((await platform.occupancy.state.space(small.spaceId))?.status).toBe('occupied')
+    await expectStatus(
+      await send('POST', '/api/v1/sessions/exit', operator, { ticket_number: walkIn.ticket_number }),
+      200,
+    )
+    expect(await service().tick()).toMatchObject({ placed: 1 })
+    expect(await service().tick()).toMatchObject({ placed: 0 })
+    expect((await platform.occupancy.state.space(small.spaceId))?.status).toBe('reserved')
+    await expectStatus(await send('DELETE', `/api/v1/reservations/${created.reservation.id}`, operator), 200)
+    expect((await platform.occupancy.state.space(small.spaceId))?.status).not.toBe('reserved')
+  })
+
+  it('unpaid prepay expires after the timeout (twice = once) and frees its slots', async () => {
+    const { customer, vehicleId } = await customerWithCar()
+    const start = inMinutes(5 * 60)
+    const created = await book(customer, {
+      vehicle_id: vehicleId,
+      lot_id: lot.lotId,
+      start_time: iso(start),
+      end_time: iso(start + HOUR),
+      prepay: true,
+    })
+    const id = created.reservation.id as string
+    expect(await service().expireUnpaid(new Date())).toEqual({ expired: 0 })
+    const later = new Date(Date.now() + 16 * MIN)
+    expect(await service().expireUnpaid(later)).toEqual({ expired: 1 })
+    expect(await service().expireUnpaid(later)).toEqual({ expired: 0 })
+    expect(await count('reservation_slots', { reservation_id: id })).toBe(0)
+    const view = await expectStatus(await send('GET', `/api/v1/reservations/${id}`, customer), 200)
+    expect(view.status).toBe('expired')
+    await expectStatus(await send('POST', `/api/v1/reservations/${id}/pay`, customer, {}), 409)
+  })
+
+  it('a Stripe webhook for the intent confirms the reservation', async () => {
+    const { customer, vehicleId } = await customerWithCar()
+    const start = inMinutes(6 * 60)
+    const created = await book(customer, {
+      vehicle_id: vehicleId,
+      lot_id: lot.lotId,
+      start_time: iso(start),
+      end_time: iso(start + HOUR),
+      prepay: true,
+    })
+    const intentId = created.payment.payment_intent_id as string
+    stripeSays.set(intentId, 'succeeded')
+    const event = {
+      id: `evt_${randomUUID().replaceAll('-', '')}`,
+      object: 'event',
+      type: 'payment_intent.succeeded',
+      data: {
+        object: {
+          id: intentId,
+          object: 'payment_intent',
+          status: 'succeeded',
+          metadata: { purpose: 'reservation', reservation_id: created.reservation.id },
+        },
+      },
+    }
+    const payload = JSON.stringify(event)
+    const header = Stripe.webhooks.generateTestHeaderString({ payload, secret: WEBHOOK_SECRET })
+    await expectStatus(
+      await platform.request('/api/v1/webhooks/stripe', {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json', 'Stripe-Signature': header },
+        body: payload,
+      }),
+      200,
+    )
+    const view = await expectStatus(
+      await send('GET', `/api/v1/reservations/${created.reservation.id}`, customer),
+      200,
+    )
+    expect(view).toMatchObject({ status: 'confirmed', payment_status: 'paid' })
+  })
+})
+
+describe('cancellation refunds against stripe-mock', () => {
+  async function paidReservation(startInMinutes: number) {
+    const { customer, vehicleId } = await customerWithCar()
+    const start = inMinutes(startInMinutes)
+    const created = await book(customer, {
+      vehicle_id: vehicleId,
+      lot_id: lot.lotId,
+      start_time: iso(start),
+      end_time: iso(start + 2 * HOUR),
+      prepay: true,
+    })
+    stripeSays.set(created.payment.payment_intent_id, 'succeeded')
+    await expectStatus(
+      await send('POST', `/api/v1/reservations/${created.reservation.id}/pay`, customer, {}),
+      200,
+    )
+    return {
+      customer,
+      id: created.reservation.id as string,
+      start,
+      intentId: created.payment.payment_intent_id as string,
+    }
+  }
+  const refundsOf = (intentId: string) => refunds.filter((r) => r.paymentIntentId === intentId)
+
+  it('in full at least 24 hours ahead, once however often it is cancelled', async () => {
+    const r = await paidReservation(48 * 60)
+    const cancelled = await expectStatus(
+      await send('DELETE', `/api/v1/reservations/${r.id}`, r.customer),
+      200,
+    )
+    expect(cancelled).toMatchObject({
+      status: 'cancelled',
+      payment_status: 'refunded',
+      refund: { amount: 2 * HOURLY, currency: 'EUR', status: 'succeeded' },
+    })
+    const again = await expectStatus(await send('DELETE', `/api/v1/reservations/${r.id}`, r.customer), 200)
+    expect(again.refund.amount).toBe(2 * HOURLY)
+    expect(refundsOf(r.intentId)).toHaveLength(1)
+    expect(refundsOf(r.intentId)[0]?.idempotencyKey).toBe(`reservation-refund:${r.id}`)
+  })
+
+  it('half later but before the start', async () => {
+    const r = await paidReservation(2 * 60)
+    const cancelled = await expectStatus(
+      await send('DELETE', `/api/v1/reservations/${r.id}`, r.customer),
+      200,
+    )
+    expect(cancelled.refund).toMatchObject({ amount: HOURLY, status: 'succeeded' })
+    expect(refundsOf(r.intentId)).toHaveLength(1)
+  })
+
+  it('nothing after the start', async () => {
+    const r = await paidReservation(60)
+    const cancelled = await service().cancel(callerOf(r.customer), r.id, new Date(r.start + MIN))
+    expect(cancelled).toMatchObject({ status: 'cancelled', refund: null, payment_status: 'paid' })
+    expect(refundsOf(r.intentId)).toHaveLength(0)
+  })
+})
+
+describe('updates', () => {
+  it('a new window that overlaps another booking is a 409 and changes nothing; a free one moves the slots', async () => {
+    const small = await oneSpaceLot()
+    const ten = atHour(30)
+    const a = await book(operator, {
+      space_id: small.spaceId,
+      license_plate: uniquePlate(),
+      start_time: iso(ten),
+      end_time: iso(ten + 2 * HOUR),
+    })
+    const b = await book(operator, {
+      space_id: small.spaceId,
+      license_plate: uniquePlate(),
+      start_time: iso(ten + 2 * HOUR),
+      end_time: iso(ten + 4 * HOUR),
+    })
+    const conflict = await expectStatus(
+      await send('PUT', `/api/v1/reservations/${a.reservation.id}`, operator, {
+        end_time: iso(ten + 3 * HOUR),
+      }),
+      409,
+    )
+    expect(conflict.reason).toBe('slot_taken')
+    const unchanged = await expectStatus(
+      await send('GET', `/api/v1/reservations/${a.reservation.id}`, operator),
+      200,
+    )
+    expect(unchanged.end_time).toBe(iso(ten + 2 * HOUR))
+    expect(await count('reservation_slots', { reservation_id: a.reservation.id })).toBe(8)
+    expect(await count('reservation_slots', { reservation_id: b.reservation.id })).toBe(8)
+
+    const moved = await expectStatus(
+      await send('PUT', `/api/v1/reservations/${a.reservation.id}`, operator, {
+        start_time: iso(ten - HOUR),
+        end_time: iso(ten + HOUR),
+        special_requests: 'Moved',
+      }),
+      200,
+    )
+    expect(moved).toMatchObject({
+      start_time: iso(ten - HOUR),
+      end_time: iso(ten + HOUR),
+      special_requests: 'Moved',
+    })
+    expect(await count('reservation_slots', { reservation_id: a.reservation.id })).toBe(8)
+    // The hour it let go of can be booked again.
+    await book(operator, {
+      space_id: small.spaceId,
+      license_plate: uniquePlate(),
+      start_time: iso(ten + HOUR),
+      end_time: iso(ten + 2 * HOUR),
+    })
+  })
+})
+
+describe('validation', () => {
+  it('bad windows are 422 with the field and reason; a missing place is a 400', async () => {
+    const start = inMinutes(60)
+    const cases: [Record<string, string>, string, string][] = [
+      [{ start_time: iso(start), end_time: iso(start) }, 'end_time', 'end_before_start'],
+      [{ start_time: iso(Date.now() - 2 * HOUR), end_time: iso(start) }, 'start_time', 'start_in_past'],
+      [{ start_time: iso(start), end_time: iso(start + 73 * HOUR) }, 'end_time', 'too_long'],
+    ]
+    for (const [window, field, reason] of cases) {
+      const query = new URLSearchParams({ ...window, lot_id: lot.lotId })
+      const problem = await expectStatus(
+        await send('GET', `/api/v1/reservations/availability?${query}`, operator),
+        422,
+      )
+      expect(problem).toMatchObject({ reason, errors: [{ field, reason }] })
+      const created = await expectStatus(
+        await send('POST', '/api/v1/reservations', operator, {
+          ...window,
+          lot_id: lot.lotId,
+          license_plate: uniquePlate(),
+        }),
+        422,
+      )
+      expect(created).toMatchObject({ reason, errors: [{ field, reason }] })
+    }
+    const noPlace = await expectStatus(
+      await send(
+        'GET',
+        `/api/v1/reservations/availability?start_time=${iso(start)}&end_time=${iso(start + HOUR)}`,
+        operator,
+      ),
+      400,
+    )
+    expect(noPlace.errors[0].field).toBe('lot_id')
+    await expectStatus(
+      await send('POST', '/api/v1/reservations', operator, {
+        lot_id: lot.lotId,
+        start_time: iso(start),
+        end_time: iso(start + HOUR),
+        extra: 1,
+      }),
+      400,
+    )
+  })
+})
+
+describe('roles and ownership', () => {
+  it("customer A cannot see, change, cancel, pay or check in B's reservation; operators can", async () => {
+    const a = await customerWithCar()
+    const b = await customerWithCar()
+    const start = inMinutes(10)
+    const created = await book(a.customer, {
+      vehicle_id: a.vehicleId,
+      lot_id: lot.lotId,
+      start_time: iso(start),
+      end_time: iso(start + HOUR),
+    })
+    const id = created.reservation.id as string
+    // B may not book A's car, by id or by plate.
+    await expectStatus(
+      await send('POST', '/api/v1/reservations', b.customer, {
+        vehicle_id: a.vehicleId,
+        lot_id: lot.lotId,
+        start_time: iso(start),
+        end_time: iso(start + HOUR),
+      }),
+      404,
+    )
+    await expectStatus(
+      await send('POST', '/api/v1/reservations', b.customer, {
+        license_plate: a.plate,
+        lot_id: lot.lotId,
+        start_time: iso(start),
+        end_time: iso(start + HOUR),
+      }),
+      422,
+    )
+    for (const [method, path, body] of [
+      ['GET', `/api/v1/reservations/${id}`, undefined],
+      ['GET', `/api/v1/reservations/confirmation/${created.confirmation_number}`, undefined],
+      ['PUT', `/api/v1/reservations/${id}`, { special_requests: 'mine now' }],
+      ['DELETE', `/api/v1/reservations/${id}`, undefined],
+      ['POST', `/api/v1/reservations/${id}/pay`, {}],
+      ['POST', `/api/v1/reservations/${id}/check-in`, undefined],
+    ] as const) {
+      await expectStatus(await send(method, path, b.customer, body), 404)
+    }
+    const listB = await expectStatus(await send('GET', '/api/v1/reservations', b.customer), 200)
+    expect(listB.data).toHaveLength(0)
+    const listA = await expectStatus(await send('GET', '/api/v1/reservations', a.customer), 200)
+    expect(listA.data.map((r: Json) => r.id)).toEqual([id])
+    const staffList = await expectStatus(
+      await send('GET', `/api/v1/reservations?lot_id=${lot.lotId}&status=confirmed&limit=100`, operator),
+      200,
+    )
+    expect(staffList.data.map((r: Json) => r.id)).toContain(id)
+    // Customers do not work the gate.
+    await expectStatus(
+      await send('POST', '/api/v1/reservations/check-in', a.customer, {
+        confirmation_number: created.confirmation_number,
+      }),
+      403,
+    )
+    await expectStatus(await send('GET', `/api/v1/reservations/${id}`, operator), 200)
+    const checkedIn = await expectStatus(
+      await send('POST', `/api/v1/reservations/${id}/check-in`, operator),
+      201,
+    )
+    expect(checkedIn.session.reservation_id).toBe(id)
+  })
+
+  it.each([
+    [
+      'GET',
+      '/api/v1/reservations/availability?start_time=2030-01-01T00:00:00Z&end_time=2030-01-01T01:00:00Z',
+    ],
+    ['POST', '/api/v1/reservations'],
+    ['GET', '/api/v1/reservations'],
+    ['GET', '/api/v1/reservations/confirmation/RSV-ABCDEFGH'],
+    ['POST', '/api/v1/reservations/check-in'],
+    ['GET', `/api/v1/reservations/${randomUUID()}`],
+    ['PUT', `/api/v1/reservations/${randomUUID()}`],
+    ['DELETE', `/api/v1/reservations/${randomUUID()}`],
+    ['POST', `/api/v1/reservations/${randomUUID()}/pay`],
+    ['POST', `/api/v1/reservations/${randomUUID()}/check-in`],
+  ])('%s %s needs a signed-in caller', async (method, path) => {
+    await expectStatus(
+      await send(method, path, undefined, method === 'GET' || method === 'DELETE' ? undefined : {}),
+      401,
+    )
+  })
+
+  it.each([
+    ['GET', ''],
+    ['PUT', ''],
+    ['DELETE', ''],
+    ['POST', '/pay'],
+    ['POST', '/check-in'],
+  ])('%s /reservations/{id}%s of no reservation is a 404', async (method, suffix) => {
+    const body =
+      method === 'PUT' ? { special_requests: 'x' } : method === 'POST' && suffix === '/pay' ? {} : undefined
+    await expectStatus(
+      await send(method, `/api/v1/reservations/${randomUUID()}${suffix}`, operator, body),
+      404,
+    )
+  })
+
+  it('an unknown confirmation number is a 404', async () => {
+    await expectStatus(await send('GET', '/api/v1/reservations/confirmation/RSV-ZZZZZZZZ', operator), 404)
+    await expectStatus(
+      await send('POST', '/api/v1/reservations/check-in', operator, { confirmation_number: 'RSV-ZZZZZZZZ' }),
+      404,
+    )
+  })
+})
