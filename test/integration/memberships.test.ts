@@ -130,11 +130,12 @@ async function cashMembership(customer: Account, plan: Json, vehicleIds: string[
 /** The membership and its vehicles as if subscribed a day ago, so that a backdated entry is covered. */
 async function backdate(membershipId: string) {
   const period = await db.collection('membership_periods').findOne({ _id: `${membershipId}:0` as never })
+  const startsAt = period?.starts_at as Date
   await db
     .collection('membership_periods')
     .updateOne(
       { _id: `${membershipId}:0` as never },
-      { $set: { starts_at: new Date((period as { starts_at: Date }).starts_at.getTime() - DAY) } },
+      { $set: { starts_at: new Date(startsAt.getTime() - DAY) } },
     )
   await db
     .collection('membership_vehicles')

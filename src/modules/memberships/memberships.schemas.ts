@@ -25,16 +25,10 @@ const planFields = {
     .max(10_000_000)
     .openapi({ example: 15000, description: "Minor units of the lot's currency; 0: a free plan." }),
   vehicle_limit: z.int().min(1).max(20).openapi({ example: 2 }),
-  included_hours: z
-    .int()
-    .min(0)
-    .max(10_000)
-    .nullable()
-    .optional()
-    .openapi({
-      example: null,
-      description: 'Hours per period covered in full, before the discount; null: none.',
-    }),
+  included_hours: z.int().min(0).max(10_000).nullable().optional().openapi({
+    example: null,
+    description: 'Hours per period covered in full, before the discount; null: none.',
+  }),
   unlimited: z
     .boolean()
     .default(false)
@@ -75,12 +69,9 @@ export const PlanListSchema = pageSchema(PlanSchema, 'MembershipPlanList')
 
 export const PlanListQuery = PageQuerySchema.extend({
   lot_id: id.optional(),
-  is_active: z
-    .enum(['true', 'false'])
-    .optional()
-    .openapi({
-      description: 'Staff only: true, active plans; false, inactive ones. Customers see active plans.',
-    }),
+  is_active: z.enum(['true', 'false']).optional().openapi({
+    description: 'Staff only: true, active plans; false, inactive ones. Customers see active plans.',
+  }),
 })
 
 export const SubscribeSchema = z

@@ -784,7 +784,7 @@ export function createMembershipsService(deps: {
     async usage(caller: Caller, id: string) {
       const derived = await settle(await visible(caller, id))
       const period = derived.current ?? derived.lastPaid
-      const currency = period?.terms.currency ?? (derived.periods[0]?.terms.currency as string)
+      const currency = period?.terms.currency ?? derived.periods[0]?.terms.currency ?? ''
       if (!period) {
         return {
           membership_id: id,
