@@ -11,6 +11,7 @@ import type { Services } from './http/context.ts'
 import { evChargingSweepJob } from './jobs/ev-charging-sweep.ts'
 import { membershipsRenewalsJob } from './jobs/memberships-renewals.ts'
 import { paymentsReconcileJob } from './jobs/payments-reconcile.ts'
+import { reservationsNoShowJob, reservationsTickJob } from './jobs/reservations-jobs.ts'
 import { createScheduler, type Scheduler } from './jobs/scheduler.ts'
 import { createAccountsRepository } from './modules/accounts/accounts.repository.ts'
 import { createAccountsService } from './modules/accounts/accounts.service.ts'
@@ -39,6 +40,8 @@ import { createPricingRepository } from './modules/pricing/pricing.repository.ts
 import { createPricingService } from './modules/pricing/pricing.service.ts'
 import { createRegistrationsRepository } from './modules/registrations/registrations.repository.ts'
 import { createRegistrationsService } from './modules/registrations/registrations.service.ts'
+import { createReservationsRepository } from './modules/reservations/reservations.repository.ts'
+import { createReservationsService } from './modules/reservations/reservations.service.ts'
 import { createDynsecAccounts } from './modules/sensors/dynsec.ts'
 import { createSensorsRepository } from './modules/sensors/sensors.repository.ts'
 import { createSensorsService } from './modules/sensors/sensors.service.ts'
@@ -227,12 +230,38 @@ export async function startPlatform(config: Config, urls: DependencyUrls, logger
       },
     })
     const sessionsPort = sessions.port
+    // Reservations: made before the hot state opens (its holds are rebuilt with the sessions').
+    const reservations = createReservationsService({
+      repo: createReservationsRepository(db),
+      facilities,
+      vehicles,
+      pricing: () => pricing,
+      gateway: () => stripe,
+      spaces: occupancy.spaces,
+      sessions: () => sessions,
+      logger,
+      settings: {
+        slotMinutes: config.RESERVATION_SLOT_MINUTES,
+        maxHours: config.RESERVATION_MAX_HOURS,
+        paymentTimeoutMinutes: config.RESERVATION_PAYMENT_TIMEOUT_MINUTES,
+        freeCancelHours: config.RESERVATION_FREE_CANCEL_HOURS,
+        lateCancelRefundPercent: config.RESERVATION_LATE_CANCEL_REFUND_PERCENT,
+        checkinEarlyMinutes: config.RESERVATION_CHECKIN_EARLY_MINUTES,
+        noShowGraceMinutes: config.RESERVATION_NO_SHOW_GRACE_MINUTES,
+        noShowRefundPercent: config.RESERVATION_NO_SHOW_REFUND_PERCENT,
+      },
+    })
+    adjustmentSources.push(reservations.adjustments)
+    sessionListeners.push(reservations.listener)
     // Payments is made below; sessions ask it only at request time.
     const ledger: LedgerPort = { paidFor: (sessionId) => payments.ledger.paidFor(sessionId) }
     await occupancy.open({
       placements: () => facilities.placements(),
       bindings: () => sensors.bindings(),
-      holds: () => sessions.holds(),
+      holds: async function* () {
+        yield* sessions.holds()
+        yield* reservations.holds()
+      },
     })
     const discounts = createDiscountsService({
       repo: createDiscountsRepository(db),
@@ -287,7 +316,10 @@ export async function startPlatform(config: Config, urls: DependencyUrls, logger
     adjustmentSources.push(memberships.adjustmentSource)
     sessionListeners.push(memberships.sessionListener)
     payments.onForeignIntent('membership', (intentId, eventType) => memberships.onIntent(intentId, eventType))
+    payments.onForeignIntent('reservation', reservations.onIntent)
     const scheduler = createScheduler({ db, enabled: config.JOBS_ENABLED, logger })
+    scheduler.define(reservationsTickJob(reservations))
+    scheduler.define(reservationsNoShowJob(reservations))
     scheduler.define(membershipsRenewalsJob(memberships))
     scheduler.define(paymentsReconcileJob(payments, config.PAYMENT_RECONCILE_AFTER_SECONDS * 1000))
     scheduler.define(evChargingSweepJob(ev))
@@ -311,6 +343,7 @@ export async function startPlatform(config: Config, urls: DependencyUrls, logger
       discounts,
       payments,
       ev,
+      reservations,
       memberships,
       health: createHealthService({
         metrics,

@@ -8,6 +8,7 @@ import { occupancyModels } from '../modules/occupancy/occupancy.model.ts'
 import { paymentModels } from '../modules/payments/payments.model.ts'
 import { pricingModels } from '../modules/pricing/pricing.model.ts'
 import { registrationModels } from '../modules/registrations/registrations.model.ts'
+import { reservationModels } from '../modules/reservations/reservations.model.ts'
 import { sensorModels } from '../modules/sensors/sensors.model.ts'
 import { sessionModels } from '../modules/sessions/sessions.model.ts'
 import { vehicleModels } from '../modules/vehicles/vehicles.model.ts'
@@ -31,6 +32,7 @@ export const modelRegistrations = [
   discountModels,
   idempotencyModels,
   paymentModels,
+  reservationModels,
   membershipModels,
   evModels,
 ] as unknown as readonly ModelRegistration[]

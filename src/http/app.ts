@@ -20,6 +20,7 @@ import { mountPayments } from '../modules/payments/payments.handlers.ts'
 import { mountPricing } from '../modules/pricing/pricing.handlers.ts'
 import { mountProblems } from '../modules/problems/problems.handlers.ts'
 import { mountRegistrations, uploadLimits } from '../modules/registrations/registrations.handlers.ts'
+import { mountReservations } from '../modules/reservations/reservations.handlers.ts'
 import { mountSensors } from '../modules/sensors/sensors.handlers.ts'
 import { mountSessions } from '../modules/sessions/sessions.handlers.ts'
 import { mountVehicles } from '../modules/vehicles/vehicles.handlers.ts'
@@ -88,6 +89,7 @@ export function createHttpApp(services: Services, logger: Logger, options: HttpO
   mountPricing(app)
   mountSessions(app)
   mountDiscounts(app)
+  mountReservations(app)
   mountMemberships(app)
   mountEv(app)
 
@@ -150,6 +152,11 @@ export function createHttpApp(services: Services, logger: Logger, options: HttpO
         name: 'Memberships',
         description:
           'Membership plans, subscriptions with their vehicles, usage and savings, renewal and cancellation',
+      },
+      {
+        name: 'Reservations',
+        description:
+          'Booking a space ahead for a time window: availability, confirmation numbers, prepayment, check-in, cancellation and refunds',
       },
       { name: 'Operations', description: 'Health, readiness, metrics and problem types' },
     ],

@@ -9,6 +9,7 @@ import type { OccupancyService } from '../modules/occupancy/occupancy.service.ts
 import type { PaymentsService } from '../modules/payments/payments.service.ts'
 import type { PricingService } from '../modules/pricing/pricing.service.ts'
 import type { RegistrationsService } from '../modules/registrations/registrations.service.ts'
+import type { ReservationsService } from '../modules/reservations/reservations.service.ts'
 import type { DeviceCaller, SensorsService } from '../modules/sensors/sensors.service.ts'
 import type { SessionsService } from '../modules/sessions/sessions.service.ts'
 import type { VehiclesService } from '../modules/vehicles/vehicles.service.ts'
@@ -33,6 +34,7 @@ export type Services = {
   sessions: SessionsService
   discounts: DiscountsService
   payments: PaymentsService
+  reservations: ReservationsService
   memberships: MembershipsService
   ev: EvService
 }

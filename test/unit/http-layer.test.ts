@@ -38,6 +38,7 @@ function testApp(
     sessions: {} as never,
     discounts: {} as never,
     payments: {} as never,
+    reservations: {} as never,
     ev: {} as never,
     memberships: {} as never,
     health: createHealthService({
