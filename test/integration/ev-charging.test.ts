@@ -1,6 +1,8 @@
 import { randomBytes, randomUUID } from 'node:crypto'
 import mqtt from 'mqtt'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { costOf, energyAtStop, energyUntil, sessionCharges } from '../../src/modules/ev/ev.energy.ts'
+import type { ChargeRecord, ChargeStopRecord } from '../../src/modules/ev/ev.model.ts'
 import { connectDatabase, type Database } from '../../src/shared/mongo.ts'
 import { type Account, bearer, createAccount, jsonBody, signInAdmin, testAdmin } from '../harness/accounts.ts'
 import { createLot, type TestLot, uniquePlate } from '../harness/facility.ts'
@@ -702,5 +704,99 @@ describe('access', () => {
     expect(await ok(send('POST', `/api/v1/ev-charging/${chargeId}/stop`, operator))).toMatchObject({
       session: { id: chargeId, status: 'completed' },
     })
+  })
+})
+
+describe('pricing a charge as of a time (pure)', () => {
+  const at = (minutes: number) => new Date(Date.UTC(2026, 0, 1, 10, minutes))
+  const charge = (fields: Partial<ChargeRecord> = {}): ChargeRecord => ({
+    _id: 'c1',
+    station_id: 's1',
+    parking_session_id: 'p1',
+    vehicle_id: null,
+    user_id: null,
+    lot_id: 'l1',
+    space_id: 'sp1',
+    currency: 'EUR',
+    charger_type: 'LEVEL2',
+    price_per_kwh: 25,
+    idle_fee_per_minute: 10,
+    idle_grace_minutes: 5,
+    power_kw: 6,
+    max_power_requested: null,
+    meter_device_id: null,
+    meter_start_wh: null,
+    started_at: at(0),
+    status: 'charging',
+    stopped_at: null,
+    energy_wh: null,
+    energy_source: 'estimated',
+    meter_end_wh: null,
+    cost: null,
+    stop_reason: null,
+    created_by: 'u',
+    created_at: at(0),
+    updated_at: at(0),
+    ...fields,
+  })
+  const stop = (minutes: number, wh: number, source: 'meter' | 'estimated'): ChargeStopRecord => ({
+    _id: 'c1',
+    stopped_at: at(minutes),
+    energy_wh: wh,
+    energy_source: source,
+    meter_end_wh: null,
+    cost: costOf(wh, 25),
+    reason: 'stopped',
+    created_by: 'u',
+  })
+
+  it('estimates power x time up to the stop or `until`, whichever is first', () => {
+    expect(energyUntil(charge(), undefined, at(30), null)).toEqual({ wh: 3000, source: 'estimated' })
+    expect(energyUntil(charge(), stop(20, 2000, 'estimated'), at(30), null)).toEqual({
+      wh: 2000,
+      source: 'estimated',
+    })
+    // Stopped after `until` (a fee standing as it was paid): counted up to `until`.
+    expect(energyUntil(charge(), stop(40, 4000, 'estimated'), at(30), null).wh).toBe(3000)
+  })
+
+  it('takes the meter’s advance, pro rata when `until` is before its last reading', () => {
+    const metered = charge({ meter_device_id: 'm', meter_start_wh: 10_000, energy_source: 'meter' })
+    expect(energyUntil(metered, undefined, at(30), { wh: 14_000, at: at(20) })).toEqual({
+      wh: 4000,
+      source: 'meter',
+    })
+    expect(energyUntil(metered, undefined, at(10), { wh: 14_000, at: at(20) })).toEqual({
+      wh: 2000,
+      source: 'meter',
+    })
+    expect(energyUntil(metered, stop(40, 8000, 'meter'), at(30), null)).toEqual({ wh: 6000, source: 'meter' })
+    // A meter read below its start (replaced) falls back to the estimate.
+    expect(energyAtStop(metered, at(30), { wh: 500, at: at(30) })).toMatchObject({
+      wh: 3000,
+      source: 'estimated',
+    })
+  })
+
+  it('rounds the cost half up in minor units', () => {
+    expect(costOf(12_500, 25)).toBe(313)
+    expect(costOf(12_499, 25)).toBe(312)
+    expect(costOf(0, 25)).toBe(0)
+  })
+
+  it('bills idle minutes while the session holds the charger’s space, until its next charge', () => {
+    const first = charge({ _id: 'c1', status: 'completed' })
+    const second = charge({ _id: 'c2', started_at: at(50), idle_fee_per_minute: 0 })
+    const stops = new Map([['c1', stop(20, 2000, 'estimated')]])
+    const lines = sessionCharges([second, first], stops, new Map(), at(59), 'sp1')
+    expect(lines.map((l) => [l.kind, l.ref, l.amount])).toEqual([
+      ['ev_charging', 'c1', costOf(2000, 25)],
+      ['ev_idle', 'c1', (30 - 5) * 10],
+      ['ev_charging', 'c2', costOf(900, 25)],
+    ])
+    // Moved to another space: no idle fee; priced before the second charge began: no line for it.
+    expect(sessionCharges([first, second], stops, new Map(), at(40), 'elsewhere').map((l) => l.kind)).toEqual(
+      ['ev_charging'],
+    )
   })
 })
