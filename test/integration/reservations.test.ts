@@ -3,6 +3,7 @@ import Stripe from 'stripe'
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest'
 import type { GatewayIntent } from '../../src/modules/payments/stripe.gateway.ts'
 import type { Caller } from '../../src/modules/sessions/sessions.service.ts'
+import { AppError } from '../../src/shared/errors.ts'
 import { connectDatabase, type Database } from '../../src/shared/mongo.ts'
 import { type Account, bearer, createAccount, jsonBody, signInAdmin, testAdmin } from '../harness/accounts.ts'
 import { createLot, type TestLot, uniquePlate } from '../harness/facility.ts'
@@ -27,6 +28,8 @@ let operator: Account
 let lot: TestLot
 const stripeSays = new Map<string, GatewayIntent['status']>()
 const refunds: { paymentIntentId: string; amount: number; idempotencyKey: string }[] = []
+/** The next refund's answer is lost (Stripe unreachable), after stripe-mock made it. */
+let loseNextRefund = false
 
 beforeAll(async () => {
   const services = inject('services')
@@ -45,7 +48,12 @@ beforeAll(async () => {
   platform.stripe.retrieveIntent = async (id) => told(await real.retrieveIntent(id))
   platform.stripe.refund = async (input) => {
     refunds.push(input)
-    return await real.refund(input)
+    const refund = await real.refund(input)
+    if (loseNextRefund) {
+      loseNextRefund = false
+      throw new AppError('DEPENDENCY_UNAVAILABLE', 'The payment provider is unavailable; retry shortly')
+    }
+    return refund
   }
   db = await connectDatabase(platform.urls.mongodb)
   admin = await signInAdmin(platform)
@@ -530,6 +538,24 @@ describe('cancellation refunds against stripe-mock', () => {
     )
     expect(cancelled.refund).toMatchObject({ amount: HOURLY, status: 'succeeded' })
     expect(refundsOf(r.intentId)).toHaveLength(1)
+  })
+
+  it('a refund whose answer was lost stays in doubt and the tick asks again with the same key', async () => {
+    const r = await paidReservation(72 * 60)
+    loseNextRefund = true
+    const cancelled = await expectStatus(
+      await send('DELETE', `/api/v1/reservations/${r.id}`, r.customer),
+      200,
+    )
+    expect(cancelled.refund).toMatchObject({ amount: 2 * HOURLY, status: 'pending', refund_id: null })
+    expect((await service().tick()).refunded).toBeGreaterThanOrEqual(1)
+    const view = await expectStatus(await send('GET', `/api/v1/reservations/${r.id}`, r.customer), 200)
+    expect(view.refund).toMatchObject({ amount: 2 * HOURLY, status: 'succeeded' })
+    expect(refundsOf(r.intentId).map((x) => x.idempotencyKey)).toEqual([
+      `reservation-refund:${r.id}`,
+      `reservation-refund:${r.id}`,
+    ])
+    expect(await count('reservation_refunds', { _id: r.id })).toBe(1)
   })
 
   it('nothing after the start', async () => {

@@ -221,6 +221,10 @@ export function createReservationsRepository(db: Database) {
     async settleRefund(id: string, providerRefundId: string) {
       await m.reservationRefunds.updateOne({ _id: id }, { $set: { provider_refund_id: providerRefundId } })
     },
+    /** Refunds whose answer from Stripe was lost (the jobs ask again with the same key). */
+    async refundsInDoubt(limit = 100): Promise<RefundRecord[]> {
+      return await m.reservationRefunds.find({ provider_refund_id: null }).limit(limit).lean<RefundRecord[]>()
+    },
     async dropRefund(id: string) {
       await m.reservationRefunds.deleteOne({ _id: id, provider_refund_id: null })
     },

@@ -8,7 +8,7 @@ import { reservationStatuses } from './reservations.model.ts'
 // Every rule is a pattern or a bound (the API is fuzzed from its document); rules across fields
 // (end after start, not in the past, the longest window) are 422s with the field and reason.
 
-const instant = z.iso.datetime().openapi({ example: '2030-01-20T09:00:00Z' })
+const instant = z.iso.datetime({ offset: true }).openapi({ example: '2030-01-20T09:00:00Z' })
 const confirmationNumber = z
   .string()
   .regex(/^[Rr][Ss][Vv]-[A-Za-z0-9]{8}$/, 'a confirmation number: RSV- and 8 letters and digits')

@@ -1126,7 +1126,13 @@ export function createReservationsService(deps: {
         await repo.updateReservation(r._id, { held: false })
         released++
       }
-      return { placed, released }
+      let refunded = 0
+      for (const doubt of await repo.refundsInDoubt()) {
+        const [r, paid] = await Promise.all([repo.findReservation(doubt._id), repo.findPaid(doubt._id)])
+        if (r && paid && (await refundOnce(r, paid, doubt.amount).catch(() => null))?.provider_refund_id)
+          refunded++
+      }
+      return { placed, released, refunded }
     },
 
     /** Job: past start + grace without check-in -> no_show, space and slots freed, refund by the policy. */
