@@ -198,7 +198,9 @@ export const configSchema = z.object({
     .min(0)
     .max(100)
     .default(50)
-    .describe('The share of a prepayment refunded for a later cancellation before the start (none after it).'),
+    .describe(
+      'The share of a prepayment refunded for a later cancellation before the start (none after it).',
+    ),
   RESERVATION_CHECKIN_EARLY_MINUTES: z.coerce
     .number()
     .int()
@@ -210,7 +212,9 @@ export const configSchema = z.object({
     .int()
     .min(0)
     .default(30)
-    .describe('Check-in closes this long after the start; then the reservation is a no-show and its space free.'),
+    .describe(
+      'Check-in closes this long after the start; then the reservation is a no-show and its space free.',
+    ),
   RESERVATION_NO_SHOW_REFUND_PERCENT: z.coerce
     .number()
     .int()
