@@ -155,13 +155,14 @@ async function payAndExit(sessionId: string, ticket: string) {
 }
 
 /**
- * The charger's meter: a device registered through /devices and bound to the station's space (its
- * heartbeats carry the meter and leave the space's state alone), with its own broker credentials.
+ * The charger: a device of kind `charger` registered through /devices and bound to the station's
+ * space (its heartbeats carry the meter and leave the space's state alone), with its own broker
+ * credentials.
  */
 async function registerMeter(spaceId: string) {
   const id = `t${run}-meter-${++counter}`
   const device = await ok(
-    send('POST', '/api/v1/devices', admin, { id, kind: 'sensor', space_id: spaceId }),
+    send('POST', '/api/v1/devices', admin, { id, kind: 'charger', space_id: spaceId }),
     201,
   )
   const url = new URL(platform.urls.mqtt)

@@ -104,6 +104,19 @@ export const DeviceCreateSchema = z
         ...optionalLabels,
       })
       .openapi('SensorCreate'),
+    z
+      .strictObject({
+        id: deviceId,
+        kind: z.literal('charger'),
+        space_id: spaceId.nullable().optional().openapi({
+          description:
+            'The EV bay it charges. Bound like a sensor: its readings are taken only once it is bound, and an `occupied` in them senses the bay.',
+        }),
+        ...optionalLabels,
+      })
+      .openapi('ChargerCreate', {
+        description: 'An EV charger that reports its energy meter (`energy_wh`) over MQTT like a sensor.',
+      }),
     z.strictObject({ id: deviceId, kind: z.literal('gateway'), ...optionalLabels }).openapi('GatewayCreate', {
       description: 'Gateways relay readings over HTTP; they are bound to no space.',
     }),

@@ -86,6 +86,9 @@ const text = (value: string | undefined): string | null => value?.trim() || null
 export const hashSecret = (secret: string): Buffer => createHash('sha256').update(secret, 'utf8').digest()
 const newSecret = () => randomBytes(32).toString('base64url')
 
+/** Sensors and chargers publish over MQTT with broker credentials of their own; gateways post over HTTP. */
+const speaksMqtt = (kind: DeviceKind) => kind !== 'gateway'
+
 function credentialsOf(device: { _id: string; kind: DeviceKind }, secret: string): DeviceCredentials {
   if (device.kind === 'gateway') return { username: device._id, password: secret }
   return {
@@ -313,7 +316,7 @@ export function createSensorsService(deps: {
      * space. A failure after the insert undoes what was done, so that a retry starts afresh.
      */
     async create(input: DeviceCreateInput): Promise<DeviceView & { credentials: DeviceCredentials }> {
-      const spaceId = input.kind === 'sensor' ? (input.space_id ?? null) : null
+      const spaceId = speaksMqtt(input.kind) ? (input.space_id ?? null) : null
       if (spaceId !== null) await requireSpace(spaceId)
       const secret = newSecret()
       const now = new Date()
@@ -331,10 +334,10 @@ export function createSensorsService(deps: {
         throw new AppError('CONFLICT', `A device ${input.id} exists already`)
       lookups.forget(device._id)
       try {
-        if (device.kind === 'sensor') await broker.provisionDevice(device._id, secret)
+        if (speaksMqtt(device.kind)) await broker.provisionDevice(device._id, secret)
         if (spaceId !== null) device = await moveBinding(device, spaceId, labelsOf(device))
       } catch (error) {
-        if (device.kind === 'sensor')
+        if (speaksMqtt(device.kind))
           await quietly('remove broker credentials', () => broker.removeDevice(input.id))
         await quietly('remove a device', () => repo.deleteDevice(input.id))
         throw error
@@ -363,7 +366,7 @@ export function createSensorsService(deps: {
      */
     async remove(id: string): Promise<void> {
       const device = await requireDevice(id)
-      if (device.kind === 'sensor') await broker.removeDevice(id)
+      if (speaksMqtt(device.kind)) await broker.removeDevice(id)
       lookups.forget(id)
       await occupancy.removeDevice(id)
       await repo.deleteDevice(id)
@@ -378,20 +381,24 @@ export function createSensorsService(deps: {
     async rotateCredentials(id: string): Promise<DeviceView & { credentials: DeviceCredentials }> {
       const device = await requireDevice(id)
       const secret = newSecret()
-      if (device.kind === 'sensor') await broker.provisionDevice(id, secret)
+      if (speaksMqtt(device.kind)) await broker.provisionDevice(id, secret)
       const updated = await repo.updateDevice(id, { secret_hash: hashSecret(secret).toString('hex') })
       lookups.forget(id)
       if (!updated) throw noDevice(id)
       return { ...(await viewOf(updated)), credentials: credentialsOf(updated, secret) }
     },
 
-    /** Every sensor's binding, in pages of 1,000: the occupancy capability rebuilds Redis from them. */
+    /**
+     * Every sensor's and charger's binding, in pages of up to 1,000: the occupancy capability
+     * rebuilds Redis from them.
+     */
     async *bindings(): AsyncIterable<{ deviceId: string; spaceId: string | null }[]> {
       let after: string | undefined
       for (;;) {
-        const page = await repo.listDevices({ kind: 'sensor', after, limit: 1000 })
+        const page = await repo.listDevices({ after, limit: 1000 })
         if (page.length === 0) return
-        yield page.map((d) => ({ deviceId: d._id, spaceId: d.space_id }))
+        const bound = page.filter((d) => speaksMqtt(d.kind))
+        if (bound.length > 0) yield bound.map((d) => ({ deviceId: d._id, spaceId: d.space_id }))
         after = page.at(-1)?._id
       }
     },
@@ -410,7 +417,7 @@ export function createSensorsService(deps: {
       const summary = { sensors: 0, gateways: 0, ok: 0, stale: 0, never_seen: 0, low_battery: 0 }
       const problemDevices: (DeviceView & { problems: DeviceProblem[] })[] = []
       for await (const rows of scan({})) {
-        const sensors = rows.filter((row) => row.kind === 'sensor')
+        const sensors = rows.filter((row) => speaksMqtt(row.kind))
         summary.gateways += rows.length - sensors.length
         for (const view of await withHealth(sensors)) {
           summary.sensors++
@@ -457,7 +464,7 @@ export function createSensorsService(deps: {
      * device's reading refuses the whole batch with 403, before anything is applied).
      */
     async ingest(caller: DeviceCaller, readings: readonly { device_id: string }[]): Promise<IngestOutcome> {
-      if (caller.kind === 'sensor') {
+      if (speaksMqtt(caller.kind)) {
         const foreign = readings.findIndex((reading) => reading.device_id !== caller.id)
         if (foreign >= 0) {
           const reason = `a sensor sends its own readings only (${caller.id})`
@@ -473,7 +480,7 @@ export function createSensorsService(deps: {
           })
         }
       }
-      return await readingSink.submit(readings, caller.kind === 'sensor' ? caller.id : null)
+      return await readingSink.submit(readings, speaksMqtt(caller.kind) ? caller.id : null)
     },
   }
 }
