@@ -492,7 +492,7 @@ describe('limits under concurrency', () => {
         send('POST', '/api/v1/memberships', operator, {
           plan_id: plan.id,
           user_id: customer.id,
-          payment_method: 'card_terminal',
+          payment_method: 'card',
         }),
       ),
     )

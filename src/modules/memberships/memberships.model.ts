@@ -4,7 +4,7 @@ import { type Database, modelOn } from '../../shared/mongo.ts'
 export const membershipStatuses = ['pending_payment', 'active', 'canceled', 'expired'] as const
 export type MembershipStatus = (typeof membershipStatuses)[number]
 
-export const paymentMethods = ['stripe', 'cash', 'card_terminal', 'free'] as const
+export const paymentMethods = ['stripe', 'cash', 'card', 'free'] as const
 export type MembershipPaymentMethod = (typeof paymentMethods)[number]
 
 /** What a period was bought with: a later edit of the plan never changes a period sold. */

@@ -80,9 +80,9 @@ export const SubscribeSchema = z
     vehicle_ids: z.array(id).max(20).default([]),
     auto_renew: z.boolean().default(false),
     user_id: id.optional().openapi({ description: 'Staff only: the customer subscribed.' }),
-    payment_method: z.enum(['stripe', 'cash', 'card_terminal']).default('stripe').openapi({
+    payment_method: z.enum(['stripe', 'cash', 'card']).default('stripe').openapi({
       description:
-        'stripe: the answer carries the PaymentIntent (pay it with its client secret or POST /memberships/{id}/pay). cash and card_terminal: staff record the payment. A free plan is active at once.',
+        'stripe: the answer carries the PaymentIntent (pay it with its client secret or POST /memberships/{id}/pay). cash and card (a card terminal): staff record the payment. A free plan is active at once.',
     }),
   })
   .openapi('MembershipSubscribe')
@@ -154,7 +154,7 @@ export const CancelSchema = z
 
 export const RenewSchema = z
   .strictObject({
-    payment_method: z.enum(['stripe', 'cash', 'card_terminal']).default('stripe'),
+    payment_method: z.enum(['stripe', 'cash', 'card']).default('stripe'),
   })
   .openapi('MembershipRenew')
 

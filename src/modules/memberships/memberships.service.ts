@@ -44,7 +44,7 @@ export type SubscribeInput = {
   vehicle_ids?: string[] | undefined
   auto_renew?: boolean | undefined
   user_id?: string | undefined
-  payment_method?: 'stripe' | 'cash' | 'card_terminal' | undefined
+  payment_method?: 'stripe' | 'cash' | 'card' | undefined
 }
 
 type PeriodPayment = 'paid' | 'pending' | 'failed' | 'canceled'
