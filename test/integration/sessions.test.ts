@@ -232,6 +232,31 @@ describe('exit', () => {
     expect(again.session.id).not.toBe(entry.session.id)
   })
 
+  it('tells the closing listeners again when an exit is retried after one of them failed', async () => {
+    const listener = platform.services.reservations.listener
+    const original = listener.sessionClosed
+    const told: string[] = []
+    let failures = 1
+    listener.sessionClosed = async (facts, fee) => {
+      told.push(facts.id)
+      if (failures-- > 0) throw new Error('a database hiccup')
+      await original(facts, fee)
+    }
+    try {
+      const lot = await createLot(platform, admin, { spaces: { STANDARD: 1 } })
+      const entry = await enterVehicle(platform, operator, {
+        license_plate: uniquePlate(),
+        lot_id: lot.lotId,
+      })
+      expect((await exit({ ticket_number: entry.ticket_number })).status).toBe(200) // the failure is logged
+      const retried = await exit({ ticket_number: entry.ticket_number })
+      expect(retried.status).toBe(409)
+      expect(told).toEqual([entry.session.id, entry.session.id])
+    } finally {
+      listener.sessionClosed = original
+    }
+  })
+
   it('exits by plate with a lost ticket, and 404s an unknown ticket or plate', async () => {
     const lot = await createLot(platform, admin)
     const plate = uniquePlate()

@@ -335,9 +335,11 @@ export function createSessionsService(deps: {
       : null
     // Within the exit window the fee stands as it was when it was paid.
     const pricedUntil = deadline && ledger.last_paid_at && until <= deadline ? ledger.last_paid_at : until
+    // The exit window holds the parking fee only: energy is billed up to the real end of the stay,
+    // so that a charge that ran on after the payment is paid before the car leaves.
     const [adjustments, charges] = await Promise.all([
       Promise.all(deps.adjustments().map((source) => source.adjustmentsFor(facts, pricedUntil))),
-      Promise.all(deps.charges().map((source) => source.chargesFor(facts, pricedUntil))),
+      Promise.all(deps.charges().map((source) => source.chargesFor(facts, until))),
     ])
     const parking = await deps.pricing().quote({
       tariff: session.tariff,
@@ -578,6 +580,9 @@ export function createSessionsService(deps: {
       if (!session) throw noSession('without a ticket number or a plate')
       const exited = await repo.findExit(session._id)
       if (session.status === 'closed' && exited) {
+        // The listeners of an exit whose answer was lost may have failed: tell them again (they
+        // are idempotent) before answering that the car has left.
+        await tellClosed(session, (await amountDue(session, exited.exit_at)).quote)
         throw new AppError('CONFLICT', `The session of ticket ${session.ticket_number} has exited already`, {
           extensions: { reason: 'already_exited', exit_time: exited.exit_at.toISOString() },
         })
