@@ -293,9 +293,10 @@ describe('seed 004 journey 3: EV charging', () => {
     expect((await ok(send('GET', `/api/v1/ev-stations/${created.id}`, customer))).status).toBe('available')
   })
 
-  it('estimates the energy without a meter (power x time, capped by the request) and bills idle minutes past the grace', async () => {
+  it('estimates the energy without a meter (the station’s power x time, whatever the request) and bills idle minutes past the grace', async () => {
     const lot = await site()
     const created = await station(lot.evSpaces[0] as string, {
+      power_kw: 3.6,
       idle_fee_per_minute: 50,
       idle_grace_minutes: 10,
     })
@@ -304,11 +305,17 @@ describe('seed 004 journey 3: EV charging', () => {
       start(customer, {
         station_id: created.id,
         parking_session_id: parked.session.id,
-        max_power_requested: 3.6,
+        // Nothing enforces a request at the charger: it must not set the price of the estimate.
+        max_power_requested: 0.1,
       }),
       201,
     )
-    expect(charge).toMatchObject({ energy_source: 'estimated', power_kw: 3.6, meter_start_wh: null })
+    expect(charge).toMatchObject({
+      energy_source: 'estimated',
+      power_kw: 3.6,
+      max_power_requested: 0.1,
+      meter_start_wh: null,
+    })
     // An hour of charging at 3.6 kW.
     await charges().updateOne({ _id: charge.id } as object, { $set: { started_at: minutesAgo(60) } })
 

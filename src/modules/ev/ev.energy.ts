@@ -13,7 +13,7 @@ export type MeterReading = { wh: number; at: Date }
 
 export type Energy = { wh: number; source: EnergySource }
 
-/** The most the charge can have drawn: its power (capped by the request) for the time charged. */
+/** The most the charge can have drawn: the station's power for the time charged. */
 export function estimatedWh(powerKw: number, from: Date, to: Date): number {
   return Math.max(0, Math.round((powerKw * 1000 * (to.getTime() - from.getTime())) / HOUR_MS))
 }

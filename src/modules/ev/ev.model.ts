@@ -102,8 +102,9 @@ export type ChargeRecord = {
   price_per_kwh: number
   idle_fee_per_minute: number
   idle_grace_minutes: number
-  /** min(station power, max_power_requested): the estimate's rate. */
+  /** The station's power at the start: the estimate's rate. */
   power_kw: number
+  /** As the start asked; information only (nothing enforces it at the charger). */
   max_power_requested: number | null
   meter_device_id: string | null
   /** The meter's cumulative reading at start; null: no meter, or none read yet (estimated). */

@@ -113,7 +113,8 @@ export const StartInputSchema = z
     vehicle_id: z.uuid().optional().openapi({ description: 'When given, the parking session’s vehicle.' }),
     max_power_requested: z.number().min(0.1).max(1000).optional().openapi({
       example: 7.2,
-      description: 'kW; caps the power the estimate uses (the station’s power otherwise).',
+      description:
+        'kW; information only, kept on the charge: nothing enforces it at the charger, so an estimate uses the station’s `power_kw`.',
     }),
   })
   .openapi('EvChargeStart')
@@ -132,8 +133,10 @@ export const ChargeSchema = z
     started_at: z.iso.datetime(),
     stopped_at: z.iso.datetime().nullable(),
     duration_minutes: z.int().openapi({ example: 104 }),
-    power_kw: z.number().openapi({ description: 'The power the estimate uses.', example: 7.2 }),
-    max_power_requested: z.number().nullable(),
+    power_kw: z
+      .number()
+      .openapi({ description: 'The station’s power at the start: the one an estimate uses.', example: 7.2 }),
+    max_power_requested: z.number().nullable().openapi({ description: 'As requested; information only.' }),
     price_per_kwh: z.int().openapi({ example: 25 }),
     idle_fee_per_minute: z.int(),
     idle_grace_minutes: z.int(),

@@ -562,10 +562,6 @@ export function createEvService(deps: {
       let meter: MeterReading | null = null
       try {
         meter = await meterReading(station.meter_device_id)
-        const power =
-          input.max_power_requested === undefined
-            ? station.power_kw
-            : Math.min(station.power_kw, input.max_power_requested)
         charge = {
           _id: chargeId,
           station_id: station._id,
@@ -579,7 +575,9 @@ export function createEvService(deps: {
           price_per_kwh: station.price_per_kwh,
           idle_fee_per_minute: station.idle_fee_per_minute,
           idle_grace_minutes: station.idle_grace_minutes,
-          power_kw: power,
+          // The station's power: a requested maximum is not enforced at the charger, so it is kept
+          // as information only (a 0.1 kW request must not price the estimate).
+          power_kw: station.power_kw,
           max_power_requested: input.max_power_requested ?? null,
           meter_device_id: station.meter_device_id,
           meter_start_wh: meter?.wh ?? null,
