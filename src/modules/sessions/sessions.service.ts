@@ -52,6 +52,21 @@ export type EntryProfile = {
 
 export type FullLotPolicy = 'refuse' | 'admit_unassigned'
 
+/** What an entry answers: the session, its ticket and its space (null when admitted without one). */
+export type EntryResult = {
+  session: SessionView
+  ticket_number: string
+  space_assigned: {
+    id: string
+    space_number: string
+    type: SpaceType
+    zone: { id: string; name: string; level: { id: string; name: string } }
+  } | null
+}
+
+/** The check-in of a plate's open reservation at an ordinary entry; null when it has none. */
+export type ArrivalCheckIn = (plate: string, lotId: string, caller: Caller) => Promise<EntryResult | null>
+
 export type EntryInput = {
   license_plate: string
   lot_id?: string | undefined
@@ -189,6 +204,12 @@ export function createSessionsService(deps: {
   charges: () => readonly ChargesSource[]
   /** Told when a session has closed. */
   listeners: () => readonly SessionListener[]
+  /**
+   * Asked at an ordinary entry: a plate with a reservation open for check-in at this lot is
+   * checked in instead (and answers the check-in), so that a booked car is never a walk-in.
+   */
+  arrivals?: () => ArrivalCheckIn
+
   ledger: () => LedgerPort
   logger: Logger
   settings: { exitWindowMinutes: number; fullLotPolicy: FullLotPolicy; lprMinConfidence: number }
@@ -495,6 +516,8 @@ export function createSessionsService(deps: {
       const zoneId = input.zone_id ?? null
       if (zoneId) await requireZoneOf(lot, zoneId)
       const plate = normalizePlate(input.license_plate)
+      const arrived = await deps.arrivals?.()(plate, lot.id, caller)
+      if (arrived) return arrived
       const vehicle = await deps.vehicles.entryProfile(plate)
       const vehicleType = vehicle?.vehicleType ?? input.vehicle_type ?? 'standard'
       const types = typesFor(vehicle, vehicleType, input)
