@@ -28,6 +28,7 @@ let operator: Account
 let lot: TestLot
 const stripeSays = new Map<string, GatewayIntent['status']>()
 const refunds: { paymentIntentId: string; amount: number; idempotencyKey: string }[] = []
+const confirms: { id: string; paymentMethod: string | undefined; idempotencyKey: string }[] = []
 /** The next refund's answer is lost (Stripe unreachable), after stripe-mock made it. */
 let loseNextRefund = false
 
@@ -44,7 +45,10 @@ beforeAll(async () => {
     ...intent,
     status: stripeSays.get(intent.id) ?? intent.status,
   })
-  platform.stripe.confirmIntent = async (...args) => told(await real.confirmIntent(...args))
+  platform.stripe.confirmIntent = async (id, paymentMethod, idempotencyKey) => {
+    confirms.push({ id, paymentMethod, idempotencyKey })
+    return told(await real.confirmIntent(id, paymentMethod, idempotencyKey))
+  }
   platform.stripe.retrieveIntent = async (id) => told(await real.retrieveIntent(id))
   platform.stripe.refund = async (input) => {
     refunds.push(input)
@@ -485,6 +489,40 @@ describe('holds, no-shows and expiry', () => {
       200,
     )
     expect(view).toMatchObject({ status: 'confirmed', payment_status: 'paid' })
+  })
+})
+
+describe('paying a prepaid reservation', () => {
+  it('another card after a decline is a new request at Stripe (its own idempotency key)', async () => {
+    const { customer, vehicleId } = await customerWithCar()
+    const start = inMinutes(7 * 60)
+    const created = await book(customer, {
+      vehicle_id: vehicleId,
+      lot_id: lot.lotId,
+      start_time: iso(start),
+      end_time: iso(start + HOUR),
+      prepay: true,
+    })
+    const id = created.reservation.id as string
+    const intentId = created.payment.payment_intent_id as string
+    stripeSays.set(intentId, 'requires_payment_method')
+    const declined = await expectStatus(
+      await send('POST', `/api/v1/reservations/${id}/pay`, customer, { payment_method: 'pm_card_visa' }),
+      402,
+    )
+    expect(declined.intent_status).toBe('requires_payment_method')
+    stripeSays.set(intentId, 'succeeded')
+    const paid = await expectStatus(
+      await send('POST', `/api/v1/reservations/${id}/pay`, customer, {
+        payment_method: 'pm_card_mastercard',
+      }),
+      200,
+    )
+    expect(paid).toMatchObject({ status: 'confirmed', payment_status: 'paid' })
+    const keys = confirms.filter((c) => c.id === intentId).map((c) => c.idempotencyKey)
+    expect(keys).toHaveLength(2)
+    expect(new Set(keys).size).toBe(2)
+    expect(keys[1]).toContain('pm_card_mastercard')
   })
 })
 

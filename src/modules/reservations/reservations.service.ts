@@ -1037,9 +1037,15 @@ export function createReservationsService(deps: {
         throw new AppError('CONFLICT', 'This reservation has nothing to pay', {
           extensions: { reason: 'nothing_due' },
         })
+      // One key per payment method: after a decline, another card is a new request at Stripe
+      // (a fixed key would answer the declined attempt again); the same card retried is the same.
       const intent = await deps
         .gateway()
-        .confirmIntent(intentId, input.payment_method, `reservation-confirm:${r._id}`)
+        .confirmIntent(
+          intentId,
+          input.payment_method,
+          `reservation-confirm:${r._id}:${input.payment_method ?? 'default'}`,
+        )
       const after = await applyIntent(r, intent)
       if (intent.status !== 'succeeded' && intent.status !== 'processing') {
         throw new AppError('PAYMENT_REQUIRED', `The payment did not go through (${intent.status})`, {
