@@ -486,6 +486,46 @@ describe('the exit', () => {
     expect(await stops().countDocuments({ _id: charge.id } as object)).toBe(1)
     expect((await ok(send('GET', `/api/v1/ev-stations/${created.id}`, customer))).status).toBe('available')
   })
+  it('bills a charge that ran on after the payment: the exit answers 402 for the difference; stopped and paid, the car leaves', async () => {
+    const lot = await site()
+    const evSpace = lot.evSpaces[0] as string
+    const meter = await registerMeter(evSpace)
+    const created = await station(evSpace, { meter_device_id: meter.id })
+    await meter.report(100_000)
+    const parked = await parkEv(customer, lot)
+    const charge = await ok(
+      start(customer, { station_id: created.id, parking_session_id: parked.session.id }),
+      201,
+    )
+    // Paid while charging: 2.00 parking + 12.5 kWh (3.13).
+    await meter.report(112_500)
+    const fee = await ok(send('GET', `/api/v1/sessions/${parked.session.id}/calculate-fee`, operator))
+    expect(fee).toMatchObject({ total: 513, amount_due: 513 })
+    await ok(
+      send(
+        'POST',
+        '/api/v1/payments',
+        operator,
+        { session_id: parked.session.id, payment_method: 'cash', amount: 513 },
+        { 'Idempotency-Key': `ev-run-on-${parked.session.id}` },
+      ),
+      201,
+    )
+    // The charge goes on: 20 kWh in all (5.00), 1.87 more than paid, owed at the gate.
+    await meter.report(120_000)
+    const refused = await problem(
+      send('POST', '/api/v1/sessions/exit', operator, { ticket_number: parked.ticket }),
+      402,
+    )
+    expect(refused).toMatchObject({ amount_due: 187, currency: 'EUR' })
+    expect((await ok(send('GET', `/api/v1/ev-charging/${charge.id}`, customer))).status).toBe('charging')
+
+    // Stopped, paid, gone: parking as paid plus the whole charge.
+    const stopped = await ok(send('POST', `/api/v1/ev-charging/${charge.id}/stop`, customer))
+    expect(stopped).toMatchObject({ energy_used: 20, cost: 500, energy_source: 'meter' })
+    const exited = await payAndExit(parked.session.id, parked.ticket)
+    expect(exited).toMatchObject({ session: { status: 'closed', fee_total: 700 }, amount_paid: 700 })
+  })
 })
 
 describe('stations', () => {
