@@ -140,6 +140,9 @@ async function backdate(membershipId: string) {
   await db
     .collection('membership_vehicles')
     .updateMany({ membership_id: membershipId }, { $set: { created_at: new Date(Date.now() - DAY) } })
+  await db
+    .collection('membership_vehicle_history')
+    .updateMany({ membership_id: membershipId }, { $set: { at: new Date(Date.now() - DAY) } })
 }
 
 /** Moves a membership's periods by `ms` (negative: into the past). */
@@ -431,6 +434,66 @@ describe('member fees', () => {
     const closing = await fee(session.id)
     await platform.services.memberships.sessionListener.sessionClosed(facts, closing)
     expect(await count('membership_usage_index', { session_id: session.id })).toBe(1)
+  })
+})
+
+describe('a membership that ends while the car is parked', () => {
+  it('still counts for a stay that entered while it was on (canceled at once), not for a car added after the entry', async () => {
+    const plan = await createPlan({ discount_percentage: 50 })
+    const { customer, vehicles } = await customerWithCars(2)
+    const [car, late] = vehicles as [{ id: string; plate: string }, { id: string; plate: string }]
+    const membership = await cashMembership(customer, plan, [car.id])
+    await backdate(membership.id)
+    const session = await enteredAgo(car.plate, 55)
+    const lateSession = await enteredAgo(late.plate, 55)
+    await expectStatus(
+      await send('POST', `/api/v1/memberships/${membership.id}/vehicles`, customer, { vehicle_id: late.id }),
+      200,
+    )
+    expect(membershipLines(await fee(lateSession.id))).toEqual([])
+
+    await expectStatus(
+      await send('POST', `/api/v1/memberships/${membership.id}/cancel`, customer, { immediately: true }),
+      200,
+    )
+    expect(await count('membership_vehicles', { membership_id: membership.id })).toBe(0)
+    const quote = await fee(session.id)
+    expect(quote).toMatchObject({ base_fee: HOURLY, total: HOURLY / 2 })
+    expect(membershipLines(quote)).toEqual([
+      expect.objectContaining({ description: expect.stringContaining('50% off'), amount: -HOURLY / 2 }),
+    ])
+    expect(membershipLines(await fee(lateSession.id))).toEqual([])
+    await payAndLeave(session)
+    const usage = await expectStatus(
+      await send('GET', `/api/v1/memberships/${membership.id}/usage`, customer),
+      200,
+    )
+    expect(usage).toMatchObject({ sessions_count: 1, savings_to_date: { amount: HOURLY / 2 } })
+    // A stay that enters after the end gets nothing.
+    await payAndLeave(lateSession)
+    const after = await enteredAgo(car.plate, 0)
+    expect(membershipLines(await fee(after.id))).toEqual([])
+    await payAndLeave(after)
+  })
+
+  it('still counts for a stay that entered before the period ended (expired by the job)', async () => {
+    const plan = await createPlan({ included_hours: 10 })
+    const { customer, vehicles } = await customerWithCars(1)
+    const car = vehicles[0] as { id: string; plate: string }
+    const membership = await cashMembership(customer, plan, [car.id])
+    await backdate(membership.id)
+    const session = await enteredAgo(car.plate, 115)
+    // The period ended 10 minutes ago, after the entry.
+    await shiftPeriods(membership.id, Date.now() - 10 * 60_000 - Date.parse(membership.periods[0].ends_at))
+    await platform.scheduler.runNow('memberships.renewals')
+    const ended = await expectStatus(await send('GET', `/api/v1/memberships/${membership.id}`, customer), 200)
+    expect(ended).toMatchObject({ status: 'expired', vehicle_ids: [] })
+    const quote = await fee(session.id)
+    expect(quote).toMatchObject({ base_fee: 2 * HOURLY, total: 0 })
+    expect(membershipLines(quote)).toEqual([
+      expect.objectContaining({ description: expect.stringContaining('of the included hours') }),
+    ])
+    await payAndLeave(session)
   })
 })
 

@@ -232,6 +232,30 @@ const vehicleClaimSchema = new Schema<VehicleClaimRecord>(
   { versionKey: false, collection: 'membership_vehicles' },
 )
 
+/**
+ * `_id` `${vehicleId}:${n}` (n from 0), insert-only and read by `_id` (readNumbered): when a vehicle
+ * joined or left a membership. It outlives the claims (released when a membership ends), so that a
+ * session is priced by the vehicle's membership at its entry, however the membership ended since.
+ */
+export type VehicleHistoryRecord = {
+  _id: string
+  vehicle_id: string
+  membership_id: string
+  event: 'added' | 'removed'
+  at: Date
+}
+
+const vehicleHistorySchema = new Schema<VehicleHistoryRecord>(
+  {
+    _id: { type: String, required: true },
+    vehicle_id: { type: String, required: true },
+    membership_id: { type: String, required: true },
+    event: { type: String, enum: ['added', 'removed'], required: true },
+    at: { type: Date, required: true },
+  },
+  { versionKey: false, collection: 'membership_vehicle_history' },
+)
+
 /** `_id` `${membershipId}:${n}`, n in 1..vehicle_limit: the limit holds under concurrency. */
 export type SlotRecord = { _id: string; membership_id: string; vehicle_id: string; created_at: Date }
 
@@ -323,6 +347,7 @@ export function membershipModels(db: Database) {
     membershipClaims: modelOn(db, 'MembershipClaim', claimSchema),
     membershipVehicles: modelOn(db, 'MembershipVehicle', vehicleClaimSchema),
     membershipVehicleSlots: modelOn(db, 'MembershipVehicleSlot', slotSchema),
+    membershipVehicleHistory: modelOn(db, 'MembershipVehicleHistory', vehicleHistorySchema),
     membershipUsage: modelOn(db, 'MembershipUsage', usageSchema),
     membershipUsageIndex: modelOn(db, 'MembershipUsageIndex', usageIndexSchema),
   }

@@ -15,6 +15,7 @@ import {
   type UsageIndexRecord,
   type UsageRecord,
   type VehicleClaimRecord,
+  type VehicleHistoryRecord,
 } from './memberships.model.ts'
 
 export type MembershipsRepository = ReturnType<typeof createMembershipsRepository>
@@ -138,6 +139,18 @@ export function createMembershipsRepository(db: Database) {
     async releaseSlot(id: string, vehicleId: string) {
       await m.membershipVehicleSlots.deleteOne({ _id: id, vehicle_id: vehicleId })
     },
+
+    /** A vehicle's joins and leaves, oldest first; `next` is the first free number. */
+    async vehicleHistory(vehicleId: string): Promise<{ events: VehicleHistoryRecord[]; next: number }> {
+      const found = await readNumbered(
+        (id) => m.membershipVehicleHistory.findById(id).lean<VehicleHistoryRecord>(),
+        vehicleId,
+        2,
+      )
+      const next = found.length === 0 ? 0 : Math.max(...found.map((entry) => entry.index)) + 1
+      return { events: found.map((entry) => entry.fact), next }
+    },
+    insertVehicleHistory: (event: VehicleHistoryRecord) => insertOnce(m.membershipVehicleHistory, event),
 
     // --- usage
     findUsage: (sessionId: string) => byId<UsageRecord>(m.membershipUsage, sessionId),

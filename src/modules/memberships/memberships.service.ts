@@ -291,6 +291,49 @@ export function createMembershipsService(deps: {
     throw problem('CONFLICT', 'The customer has a membership at this facility already', 'already_member')
   }
 
+  /** Appends a vehicle's join or leave to its history (insert-only, the next free number). */
+  async function recordVehicleEvent(vehicleId: string, membershipId: string, event: 'added' | 'removed') {
+    for (let attempt = 0; attempt < 10; attempt++) {
+      const { next } = await repo.vehicleHistory(vehicleId)
+      const inserted = await repo.insertVehicleHistory({
+        _id: `${vehicleId}:${next}`,
+        vehicle_id: vehicleId,
+        membership_id: membershipId,
+        event,
+        at: now(),
+      })
+      if (inserted) return
+    }
+    throw new AppError('CONFLICT', 'The vehicle is being changed by another request; retry')
+  }
+
+  /** A join that a crash may have left unwritten after the slot was won is written by the retry. */
+  async function ensureAdded(vehicleId: string, membershipId: string) {
+    const last = (await repo.vehicleHistory(vehicleId)).events.at(-1)
+    if (last?.event !== 'added' || last.membership_id !== membershipId) {
+      await recordVehicleEvent(vehicleId, membershipId, 'added')
+    }
+  }
+
+  /**
+   * The membership a vehicle was on at `at`: the last join or leave of its history at or before
+   * then. A vehicle without any history (added before the history was kept) goes by its live claim.
+   */
+  async function membershipOfVehicleAt(vehicleId: string, at: Date): Promise<string | undefined> {
+    const { events } = await repo.vehicleHistory(vehicleId)
+    if (events.length === 0) {
+      const claim = await repo.findVehicleClaim(vehicleId)
+      if (!claim || claim.slot === null || claim.created_at > at) return undefined
+      return claim.membership_id
+    }
+    let last: (typeof events)[number] | undefined
+    for (const event of events) {
+      if (event.at > at) continue
+      if (!last || event.at >= last.at) last = event
+    }
+    return last?.event === 'added' ? last.membership_id : undefined
+  }
+
   /**
    * A vehicle claim (one membership per vehicle), then a slot claim `${membershipId}:${n}`, n in
    * 1..limit: of any number of concurrent additions, at most `limit` vehicles get a slot.
@@ -316,7 +359,8 @@ export function createMembershipsService(deps: {
       if (!claim) continue
       if (claim.membership_id === membership._id) {
         // Added already, or being added by a twin request; one that never got its slot is redone.
-        if (claim.slot !== null || Date.now() - claim.created_at.getTime() < STALE_CLAIM_MS) return
+        if (claim.slot !== null) return await ensureAdded(vehicleId, membership._id)
+        if (Date.now() - claim.created_at.getTime() < STALE_CLAIM_MS) return
         claimed = true
         break
       }
@@ -341,6 +385,7 @@ export function createMembershipsService(deps: {
           })
         ) {
           await repo.setVehicleSlot(vehicleId, membership._id, n)
+          await recordVehicleEvent(vehicleId, membership._id, 'added')
           return
         }
       }
@@ -370,6 +415,7 @@ export function createMembershipsService(deps: {
     if (!claim || claim.membership_id !== membershipId) return false
     if (claim.slot !== null) await repo.releaseSlot(`${membershipId}:${claim.slot}`, vehicleId)
     await repo.releaseVehicleClaim(vehicleId, membershipId)
+    await recordVehicleEvent(vehicleId, membershipId, 'removed')
     return true
   }
 
@@ -478,9 +524,11 @@ export function createMembershipsService(deps: {
   /** The membership a session gets, and what it grants up to `until`; undefined when none. */
   async function grantFor(session: SessionFacts, until: Date) {
     if (!session.vehicle_id) return undefined
-    const claim = await repo.findVehicleClaim(session.vehicle_id)
-    if (!claim || claim.slot === null || claim.created_at > session.entry_at) return undefined
-    const membership = await repo.findMembership(claim.membership_id)
+    // Decided by the entry: a membership that ended (its claims released) while the car was
+    // parked still counts, and a vehicle added after the entry gets nothing for this stay.
+    const membershipId = await membershipOfVehicleAt(session.vehicle_id, session.entry_at)
+    if (!membershipId) return undefined
+    const membership = await repo.findMembership(membershipId)
     if (!membership || membership.lot_id !== session.lot_id) return undefined
     const derived = await derive(membership, session.entry_at)
     const canceled = derived.cancellation
