@@ -181,6 +181,8 @@ export interface ChargesSource {
  */
 export interface SessionListener {
   sessionClosed(session: SessionFacts, fee: FeeQuote): Promise<void>
+  /** Told once a session is written at an entry or a check-in (at most once; a failure is logged). */
+  sessionStarted?(session: SessionFacts): Promise<void>
 }
 
 /** What check-in at a reservation asks of sessions: an entry onto the space the reservation holds. */

@@ -328,6 +328,22 @@ export function createSessionsService(deps: {
     }
   }
 
+  /** Tells the listeners that care (dashboards) that a session has started; never fails the entry. */
+  async function tellStarted(session: SessionRecord): Promise<void> {
+    const facts = factsOf(session)
+    await Promise.all(
+      deps
+        .listeners()
+        .map((listener) =>
+          listener
+            .sessionStarted?.(facts)
+            .catch((error: Error) =>
+              logger.warn({ err: error, session: session._id }, 'session started: a listener failed'),
+            ),
+        ),
+    )
+  }
+
   /**
    * Tells the listeners (usage, charging, reservations) that a session has closed. A listener that
    * fails is logged and told again by a retried exit; it never undoes the exit.
@@ -470,6 +486,7 @@ export function createSessionsService(deps: {
       // Read before the session is written: past the insert, nothing may fail and undo the claims.
       const assigned = space ? await spaceAssigned(space) : null
       await repo.insertSession(session)
+      await tellStarted(session)
       return { session: toSessionView(session), ticket_number: ticket, space_assigned: assigned }
     } catch (error) {
       // Undo in reverse; what cannot be undone now is taken over later (the plate claim) or
