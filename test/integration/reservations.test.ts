@@ -50,6 +50,14 @@ beforeAll(async () => {
     return told(await real.confirmIntent(id, paymentMethod, idempotencyKey))
   }
   platform.stripe.retrieveIntent = async (id) => told(await real.retrieveIntent(id))
+  platform.stripe.cancelIntent = async (id) => {
+    // Stripe refuses to cancel an intent that succeeded.
+    if (stripeSays.get(id) === 'succeeded')
+      throw new AppError('UNPROCESSABLE', 'The payment provider refused: this PaymentIntent succeeded', {
+        extensions: { reason: 'provider_refused' },
+      })
+    return told(await real.cancelIntent(id))
+  }
   platform.stripe.refund = async (input) => {
     refunds.push(input)
     const refund = await real.refund(input)
@@ -594,6 +602,31 @@ describe('cancellation refunds against stripe-mock', () => {
       `reservation-refund:${r.id}`,
     ])
     expect(await count('reservation_refunds', { _id: r.id })).toBe(1)
+  })
+
+  it('a payment Stripe took before a late cancel (its webhook not in yet) is refunded by the late rule', async () => {
+    const { customer, vehicleId } = await customerWithCar()
+    const start = inMinutes(2 * 60)
+    const created = await book(customer, {
+      vehicle_id: vehicleId,
+      lot_id: lot.lotId,
+      start_time: iso(start),
+      end_time: iso(start + 2 * HOUR),
+      prepay: true,
+    })
+    const intentId = created.payment.payment_intent_id as string
+    // Paid at Stripe; the platform has not heard of it yet.
+    stripeSays.set(intentId, 'succeeded')
+    const cancelled = await expectStatus(
+      await send('DELETE', `/api/v1/reservations/${created.reservation.id}`, customer),
+      200,
+    )
+    expect(cancelled).toMatchObject({
+      status: 'cancelled',
+      payment_status: 'refunded',
+      refund: { amount: HOURLY, status: 'succeeded' },
+    })
+    expect(refundsOf(intentId).map((r) => r.amount)).toEqual([HOURLY])
   })
 
   it('nothing after the start', async () => {

@@ -492,15 +492,23 @@ export function createReservationsService(deps: {
 
   // Payment
 
-  /** The prepayment succeeded at Stripe: the paid fact, then the status unless an outcome came first. */
-  async function markPaid(r: ReservationRecord, intent: GatewayIntent): Promise<ReservationRecord> {
+  /**
+   * The prepayment succeeded at Stripe: the paid fact, then the status unless an outcome came first.
+   * `at` is when the money counts as arrived: when the platform learned of it, unless the caller
+   * knows it came earlier (a cancel that finds the intent paid: it was paid before the cancel).
+   */
+  async function markPaid(
+    r: ReservationRecord,
+    intent: GatewayIntent,
+    at = new Date(),
+  ): Promise<ReservationRecord> {
     // The price the intent was made for (stripe-mock answers lookups with a canned amount).
     const paid: PaidRecord = {
       _id: r._id,
       intent_id: intent.id,
       amount: r.amount ?? intent.amount,
       currency: r.currency,
-      at: new Date(),
+      at,
     }
     await repo.recordPaid(paid)
     const fact = (await repo.findPaid(r._id)) ?? paid
@@ -997,8 +1005,9 @@ export function createReservationsService(deps: {
         throw stateConflict(r, fact.outcome)
       }
       if (r.payment_intent_id && !(await repo.findPaid(r._id))) {
-        // Not paid: the intent is cancelled so that it cannot be paid any more; if it was paid
-        // meanwhile, the payment is refunded in full.
+        // Not paid as far as we know: the intent is cancelled so that it cannot be paid any more.
+        // Stripe refusing because it succeeded means it was paid before this cancel (only the
+        // webhook was late): refunded by the rule for the cancel's time, not in full.
         const intent = await deps
           .gateway()
           .cancelIntent(r.payment_intent_id)
@@ -1008,7 +1017,7 @@ export function createReservationsService(deps: {
             .gateway()
             .retrieveIntent(r.payment_intent_id)
             .catch(() => null)
-          if (current?.status === 'succeeded') await markPaid(r, current)
+          if (current?.status === 'succeeded') await markPaid(r, current, fact.at)
         }
       }
       return await withRefund(await finish(r, fact))
