@@ -301,6 +301,7 @@ export async function startPlatform(config: Config, urls: DependencyUrls, logger
     // Memberships: included hours and discounts of members' vehicles, usage as sessions close.
     const memberships = createMembershipsService({
       repo: createMembershipsRepository(db),
+      earlierSources: [...adjustmentSources],
       gateway: stripe,
       lotCurrency: async (lotId) =>
         (await facilities.exists('lot', lotId)) ? (await facilities.getLot(lotId)).currency : undefined,

@@ -163,8 +163,8 @@ async function shiftPeriods(membershipId: string, ms: number) {
 }
 
 /** A session that entered `minutes` ago. */
-async function enteredAgo(plate: string, minutes: number) {
-  const entry = await enterVehicle(platform, operator, { license_plate: plate, lot_id: lot.lotId })
+async function enteredAgo(plate: string, minutes: number, lotId = lot.lotId) {
+  const entry = await enterVehicle(platform, operator, { license_plate: plate, lot_id: lotId })
   await db
     .collection('sessions')
     .updateOne(
@@ -494,6 +494,86 @@ describe('a membership that ends while the car is parked', () => {
       expect.objectContaining({ description: expect.stringContaining('of the included hours') }),
     ])
     await payAndLeave(session)
+  })
+})
+
+describe('included hours are used only where they took money off the fee', () => {
+  it('uses none within the grace period', async () => {
+    const graceLot = await createLot(platform, admin, { spaces: { STANDARD: 5 } })
+    await expectStatus(
+      await send('POST', '/api/v1/rates', admin, {
+        name: 'Hourly with grace',
+        lot_id: graceLot.lotId,
+        rate_type: 'hourly',
+        amount: HOURLY,
+        grace_period_minutes: 15,
+        effective_from: '2024-01-01T00:00:00Z',
+      }),
+      201,
+    )
+    const plan = await createPlan({ lot_id: graceLot.lotId, included_hours: 2 })
+    const { customer, vehicles } = await customerWithCars(1)
+    const car = vehicles[0] as { id: string; plate: string }
+    const membership = await cashMembership(customer, plan, [car.id])
+    await backdate(membership.id)
+    const session = await enteredAgo(car.plate, 10, graceLot.lotId)
+    const quote = await fee(session.id)
+    expect(quote).toMatchObject({ base_fee: 0, total: 0 })
+    await payAndLeave(session)
+    const usage = await expectStatus(
+      await send('GET', `/api/v1/memberships/${membership.id}/usage`, customer),
+      200,
+    )
+    expect(usage).toMatchObject({ sessions_count: 1, hours_remaining: 2 })
+  })
+
+  it('uses none for the time a prepaid reservation covers', async () => {
+    const plan = await createPlan({ included_hours: 10 })
+    const { customer, vehicles } = await customerWithCars(1)
+    const car = vehicles[0] as { id: string; plate: string }
+    const membership = await cashMembership(customer, plan, [car.id])
+    await backdate(membership.id)
+    const start = Math.ceil(Date.now() / 60_000) * 60_000 + 10 * 60_000
+    const booked = await expectStatus(
+      await send('POST', '/api/v1/reservations', customer, {
+        vehicle_id: car.id,
+        zone_id: lot.zoneId,
+        start_time: new Date(start).toISOString(),
+        end_time: new Date(start + 2 * HOUR).toISOString(),
+        prepay: true,
+      }),
+      201,
+    )
+    stripeSays.set(booked.payment.payment_intent_id, 'succeeded')
+    await expectStatus(
+      await send('POST', `/api/v1/reservations/${booked.reservation.id}/pay`, customer, {
+        payment_method: 'pm_card_visa',
+      }),
+      200,
+    )
+    const checkIn = await expectStatus(
+      await send('POST', '/api/v1/reservations/check-in', operator, {
+        confirmation_number: booked.confirmation_number,
+      }),
+      201,
+    )
+    const sessionId = checkIn.session.id as string
+    await db
+      .collection('sessions')
+      .updateOne({ _id: sessionId as never }, { $set: { entry_at: new Date(Date.now() - 90 * 60_000) } })
+    const quote = await fee(sessionId)
+    expect(quote).toMatchObject({ base_fee: 2 * HOURLY, total: 0 })
+    expect(
+      membershipLines(quote).filter((line: { description: string }) =>
+        line.description.includes('of the included hours'),
+      ),
+    ).toEqual([])
+    await payAndLeave({ id: sessionId, ticket: checkIn.ticket_number })
+    const usage = await expectStatus(
+      await send('GET', `/api/v1/memberships/${membership.id}/usage`, customer),
+      200,
+    )
+    expect(usage).toMatchObject({ sessions_count: 1, hours_remaining: 10 })
   })
 })
 

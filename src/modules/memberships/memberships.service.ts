@@ -152,6 +152,12 @@ export function createMembershipsService(deps: {
   accountRole: (userId: string) => Promise<Role | undefined>
   /** The owner of a registered vehicle; undefined when there is no such vehicle. */
   vehicleOwner: (vehicleId: string) => Promise<string | undefined>
+  /**
+   * The adjustment sources the fee applies before the membership's (discount codes and
+   * validations, a prepaid reservation): their free minutes come first, so that included hours are
+   * spent only on minutes nothing else covered. Empty when not given.
+   */
+  earlierSources?: readonly AdjustmentSource[]
   logger: Logger
   settings: {
     /** An automatic renewal is made this long before the period ends. */
@@ -549,7 +555,18 @@ export function createMembershipsService(deps: {
         .reduce((sum, entry) => sum + entry.included_minutes_used, 0)
       const remaining = Math.max(0, terms.included_hours * 60 - used)
       const stay = Math.max(0, Math.ceil((until.getTime() - session.entry_at.getTime()) / 60_000))
-      const free = Math.min(remaining, stay)
+      // Minutes another source covers first (a reservation's, a validation's) or a stay another
+      // source covers in full are not taken from the included hours.
+      let covered = 0
+      if (remaining > 0 && stay > 0 && deps.earlierSources && deps.earlierSources.length > 0) {
+        const earlier = (
+          await Promise.all(deps.earlierSources.map((source) => source.adjustmentsFor(session, until)))
+        ).flat()
+        covered = earlier.some((a) => a.kind === 'full')
+          ? stay
+          : earlier.filter((a) => a.kind === 'free_minutes').reduce((sum, a) => sum + Math.max(0, a.value), 0)
+      }
+      const free = Math.min(remaining, Math.max(0, stay - covered))
       if (free > 0) {
         adjustments.push({
           ...base,
@@ -629,17 +646,26 @@ export function createMembershipsService(deps: {
         return
       }
       const closedAt = session.exit_at ?? now()
-      const grant = await grantFor(session, closedAt)
+      // Granted for the stay the fee was priced for (within the exit window: up to the payment).
+      const pricedUntil = new Date(session.entry_at.getTime() + fee.duration_minutes * 60_000)
+      const grant = await grantFor(session, pricedUntil)
       if (!grant) return
-      const savings = -fee.breakdown
-        .filter((line) => line.kind === 'membership')
-        .reduce((sum, line) => sum + line.amount, 0)
+      const lines = fee.breakdown.filter((line) => line.kind === 'membership')
+      const savings = -lines.reduce((sum, line) => sum + line.amount, 0)
+      // Included minutes are used only when they took money off the fee: none within a grace
+      // period, without a tariff, or when nothing was left to reduce.
+      const granted = grant.adjustments.find((a) => a.kind === 'free_minutes')
+      const freeLine = granted
+        ? (lines.find((line) => line.description === granted.label) ??
+          lines.find((line) => line.description.endsWith('of the included hours')))
+        : undefined
+      const includedUsed = granted && freeLine && freeLine.amount !== 0 ? granted.value : 0
       const usage = {
         _id: session.id,
         membership_id: grant.membership._id,
         period_index: grant.period.index,
         minutes: fee.duration_minutes,
-        included_minutes_used: grant.adjustments.find((a) => a.kind === 'free_minutes')?.value ?? 0,
+        included_minutes_used: includedUsed,
         savings: Math.max(0, savings),
         currency: fee.currency,
         adjustments: grant.adjustments.map((a) => ({ kind: a.kind, value: a.value, label: a.label })),
