@@ -585,6 +585,50 @@ describe('stations', () => {
     expect(availablePage.data.map((s: Json) => s.id)).toEqual([level2.id])
   })
 
+  it('takes as its meter only a sensor or charger bound to its own space (422 meter_not_bound)', async () => {
+    const lot = await site({ EV: 2, STANDARD: 0 })
+    const [a, b] = lot.evSpaces as [string, string]
+    const device = async (kind: string, spaceId: string | null) => {
+      const id = `t${run}-dev-${++counter}`
+      await ok(
+        send('POST', '/api/v1/devices', admin, { id, kind, ...(spaceId ? { space_id: spaceId } : {}) }),
+        201,
+      )
+      return id
+    }
+    const onA = await device('charger', a)
+    const onB = await device('sensor', b)
+    const unbound = await device('charger', null)
+    const gateway = await device('gateway', null)
+    const body = (spaceId: string, meter: string) => ({
+      space_id: spaceId,
+      charger_type: 'LEVEL2',
+      connector_type: 'J1772',
+      power_kw: 7.2,
+      price_per_kwh: 25,
+      meter_device_id: meter,
+    })
+    // Another bay's meter, an unbound one, a gateway, an unknown id: none bills this bay.
+    for (const meter of [onB, unbound, gateway, `t${run}-nope`]) {
+      await problem(send('POST', '/api/v1/ev-stations', admin, body(a, meter)), 422, 'meter_not_bound')
+    }
+    const created = await station(a, { meter_device_id: onA })
+    expect(created.meter_device_id).toBe(onA)
+    // On update: the meter of the bay it stays on, or of the bay it moves to.
+    await problem(
+      send('PUT', `/api/v1/ev-stations/${created.id}`, admin, body(a, onB)),
+      422,
+      'meter_not_bound',
+    )
+    await problem(
+      send('PUT', `/api/v1/ev-stations/${created.id}`, admin, body(b, onA)),
+      422,
+      'meter_not_bound',
+    )
+    const moved = await ok(send('PUT', `/api/v1/ev-stations/${created.id}`, admin, body(b, onB)))
+    expect(moved).toMatchObject({ space_id: b, meter_device_id: onB })
+  })
+
   it('goes on an EV space only, one station per space, with a known meter', async () => {
     const lot = await site({ EV: 2, STANDARD: 1 })
     const body = (spaceId: string, extra = {}) => ({
@@ -608,7 +652,8 @@ describe('stations', () => {
         admin,
         body(lot.evSpaces[0] as string, { meter_device_id: `t${run}-nope` }),
       ),
-      404,
+      422,
+      'meter_not_bound',
     )
     const concurrent = await Promise.all(
       Array.from({ length: 5 }, () =>

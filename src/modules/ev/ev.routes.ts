@@ -38,7 +38,7 @@ export const createStation = defineRoute(access.roles('admin'), {
   operationId: 'createEvStation',
   summary: 'Put a charging station on an EV space',
   description:
-    'One station per space (409 `space_has_station`); the space must be of type EV (422 `not_ev_space`). Prices are minor units of the lot’s currency.',
+    'One station per space (409 `space_has_station`); the space must be of type EV (422 `not_ev_space`); a meter must be a sensor or charger bound to that space (422 `meter_not_bound`). Prices are minor units of the lot’s currency.',
   tags,
   request: { body: jsonBody(StationInputSchema) },
   responses: {
@@ -66,7 +66,7 @@ export const replaceStation = defineRoute(access.roles('admin'), {
   operationId: 'replaceEvStation',
   summary: 'Replace a charging station’s details, or set it out of service',
   description:
-    'A running charge keeps the prices it started with. Moving the station to another space is refused while a charge runs (409 `station_busy`).',
+    'A running charge keeps the prices it started with. Moving the station to another space is refused while a charge runs (409 `station_busy`). A meter must be a sensor or charger bound to the station’s (new) space (422 `meter_not_bound`).',
   tags,
   request: { params: IdParamSchema, body: jsonBody(StationInputSchema) },
   responses: {

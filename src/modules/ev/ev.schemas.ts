@@ -47,7 +47,7 @@ export const StationInputSchema = z
       .optional()
       .openapi({
         description:
-          'A device registered through /devices whose readings carry its cumulative meter `energy_wh`: the energy of a charge is then measured, not estimated.',
+          'A sensor or charger registered through /devices and bound to this station’s space (422 `meter_not_bound` otherwise), whose readings carry its cumulative meter `energy_wh`: the energy of a charge is then measured, not estimated. A bay takes one device: on an EV bay, a charger that also reports `occupied` senses the bay.',
         example: 'meter-ev-01',
       }),
   })

@@ -165,7 +165,7 @@ export function createEvService(deps: {
   liveSpace: LiveSpace
   meters: { deviceHealth(deviceIds: readonly string[]): Promise<MeterHealth[]> }
   /** The registered device (sensors); a NOT_FOUND AppError when there is none. */
-  findDevice: (deviceId: string) => Promise<unknown>
+  findDevice: (deviceId: string) => Promise<{ kind: string; space_id: string | null }>
   /** Late-bound: sessions is made before this service and after it is asked. */
   sessions: () => Pick<SessionsPort, 'facts'>
   logger: Logger
@@ -215,9 +215,30 @@ export function createEvService(deps: {
     }
   }
 
-  async function requireMeter(deviceId: string | null | undefined): Promise<string | null> {
+  /**
+   * A station's meter: a registered sensor or charger bound to the station's space, so that a
+   * station never bills another bay's meter (422 meter_not_bound).
+   */
+  async function requireMeter(deviceId: string | null | undefined, spaceId: string): Promise<string | null> {
     if (!deviceId) return null
-    await deps.findDevice(deviceId)
+    const device = await deps.findDevice(deviceId).catch((error: unknown) => {
+      if (error instanceof AppError && error.code === 'NOT_FOUND') return null
+      throw error
+    })
+    if (!device || (device.kind !== 'sensor' && device.kind !== 'charger') || device.space_id !== spaceId) {
+      throw new AppError(
+        'UNPROCESSABLE',
+        `The meter ${deviceId} must be a registered sensor or charger bound to the station's space`,
+        {
+          extensions: {
+            reason: 'meter_not_bound',
+            space_id: spaceId,
+            device_kind: device?.kind ?? null,
+            device_space_id: device?.space_id ?? null,
+          },
+        },
+      )
+    }
     return deviceId
   }
 
@@ -394,7 +415,7 @@ export function createEvService(deps: {
 
     async createStation(input: StationInput): Promise<StationView> {
       const placement = await placementOf(input.space_id)
-      const meter = await requireMeter(input.meter_device_id)
+      const meter = await requireMeter(input.meter_device_id, placement.space_id)
       const id = uuidv7()
       const now = new Date()
       const station: StationRecord = {
@@ -422,7 +443,7 @@ export function createEvService(deps: {
     async replaceStation(id: string, input: StationInput): Promise<StationView> {
       const current = await requireStation(id)
       const placement = await placementOf(input.space_id)
-      const meter = await requireMeter(input.meter_device_id)
+      const meter = await requireMeter(input.meter_device_id, placement.space_id)
       const moves = placement.space_id !== current.space_id
       if (moves) {
         const running = await repo.findClaim('station', id)

@@ -478,14 +478,14 @@ export function createReservationsService(deps: {
   function stateConflict(r: ReservationRecord, outcome: OutcomeKind | ReservationStatus) {
     if (outcome === 'checked_in' || outcome === 'completed') {
       return new AppError('CONFLICT', `The reservation ${r.confirmation_number} is checked in already`, {
-        extensions: { reason: 'already_checked_in', status: outcome, session_id: r.session_id },
+        extensions: { reason: 'already_checked_in', reservation_status: outcome, session_id: r.session_id },
       })
     }
     return new AppError(
       'CONFLICT',
       `The reservation ${r.confirmation_number} is ${outcome.replace('_', ' ')}`,
       {
-        extensions: { reason: outcome, status: outcome },
+        extensions: { reason: outcome, reservation_status: outcome },
       },
     )
   }
