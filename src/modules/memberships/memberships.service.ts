@@ -927,7 +927,7 @@ export function createMembershipsService(deps: {
       }
       if (derived.status !== 'active' || !derived.lastPaid) {
         throw problem('CONFLICT', `The membership is ${derived.status}`, 'not_active', {
-          status: derived.status,
+          membership_status: derived.status,
         })
       }
       const lastPaid = derived.lastPaid
