@@ -56,6 +56,16 @@ describe('the OpenAPI document', () => {
     expect(new Set(ids).size).toBe(ids.length)
   })
 
+  it('gives each component its own name: the parking session is not the sign-in session', async () => {
+    const doc = await json(await platform.request('/openapi.json'))
+    const schemas = doc.components.schemas as Record<string, { properties?: Record<string, unknown> }>
+    // Two schemas registered under one name share one component: the entry's session was documented
+    // as a token pair (access_token required), so every real entry answer failed its own schema.
+    expect(Object.keys(schemas.Session?.properties ?? {})).toContain('ticket_number')
+    expect(Object.keys(schemas.AuthSession?.properties ?? {})).not.toContain('ticket_number')
+    expect(JSON.stringify(schemas.AuthSession)).toContain('#/components/schemas/TokenPair')
+  })
+
   it('documents exactly the routes the app registers', async () => {
     const doc = await json(await platform.request('/openapi.json'))
     const documented = Object.entries(doc.paths as Record<string, object>)

@@ -74,7 +74,9 @@ export const TokenPairSchema = z
   })
   .openapi('TokenPair')
 
-export const SessionSchema = TokenPairSchema.extend({ user: UserSchema }).openapi('Session')
+// Not 'Session': that component name is the parking session's (sessions.schemas.ts); two schemas
+// of one name make every reference to it point at the first one registered.
+export const SessionSchema = TokenPairSchema.extend({ user: UserSchema }).openapi('AuthSession')
 
 export const ProfileUpdateSchema = z
   .strictObject({ full_name: fullName.optional(), phone: phone.nullable().optional() })
