@@ -8,6 +8,7 @@ import { modelRegistrations } from './db/models.ts'
 import type { DependencyUrls } from './embedded/embedded-stack.ts'
 import { createHttpApp, type HttpApp } from './http/app.ts'
 import type { Services } from './http/context.ts'
+import { analyticsRollupJob } from './jobs/analytics-rollup.ts'
 import { evChargingSweepJob } from './jobs/ev-charging-sweep.ts'
 import { membershipsRenewalsJob } from './jobs/memberships-renewals.ts'
 import { paymentsReconcileJob } from './jobs/payments-reconcile.ts'
@@ -17,6 +18,8 @@ import { createAccountsRepository } from './modules/accounts/accounts.repository
 import { createAccountsService } from './modules/accounts/accounts.service.ts'
 import { createTokensRepository } from './modules/accounts/tokens.repository.ts'
 import { createTokenService } from './modules/accounts/tokens.service.ts'
+import { createAnalyticsRepository } from './modules/analytics/analytics.repository.ts'
+import { createAnalyticsService } from './modules/analytics/analytics.service.ts'
 import { createDiscountsRepository } from './modules/discounts/discounts.repository.ts'
 import { createDiscountsService } from './modules/discounts/discounts.service.ts'
 import { createEvRepository } from './modules/ev/ev.repository.ts'
@@ -318,7 +321,18 @@ export async function startPlatform(config: Config, urls: DependencyUrls, logger
     sessionListeners.push(memberships.sessionListener)
     payments.onForeignIntent('membership', (intentId, eventType) => memberships.onIntent(intentId, eventType))
     payments.onForeignIntent('reservation', reservations.onIntent)
+    // Analytics: day counters kept by the session (and payment) hooks, rollups kept by its job.
+    const analytics = createAnalyticsService({
+      repo: createAnalyticsRepository(db),
+      redis,
+      occupancy: occupancy.service,
+      facilities,
+      logger,
+      settings: { settleMs: 2 * 60_000, lookbackMs: 60 * 60_000 },
+    })
+    sessionListeners.push(analytics.sessionListener)
     const scheduler = createScheduler({ db, enabled: config.JOBS_ENABLED, logger })
+    scheduler.define(analyticsRollupJob(analytics))
     scheduler.define(reservationsTickJob(reservations))
     scheduler.define(reservationsNoShowJob(reservations))
     scheduler.define(membershipsRenewalsJob(memberships))
@@ -346,6 +360,7 @@ export async function startPlatform(config: Config, urls: DependencyUrls, logger
       ev,
       reservations,
       memberships,
+      analytics,
       health: createHealthService({
         metrics,
         version,

@@ -1,5 +1,6 @@
 import { accountModels } from '../modules/accounts/accounts.model.ts'
 import { tokenModels } from '../modules/accounts/tokens.model.ts'
+import { analyticsModels } from '../modules/analytics/analytics.model.ts'
 import { discountModels } from '../modules/discounts/discounts.model.ts'
 import { evModels } from '../modules/ev/ev.model.ts'
 import { facilityModels } from '../modules/facilities/facilities.model.ts'
@@ -35,4 +36,5 @@ export const modelRegistrations = [
   reservationModels,
   membershipModels,
   evModels,
+  analyticsModels,
 ] as unknown as readonly ModelRegistration[]

@@ -1,5 +1,6 @@
 import type { AccountsService } from '../modules/accounts/accounts.service.ts'
 import type { TokenService } from '../modules/accounts/tokens.service.ts'
+import type { AnalyticsService } from '../modules/analytics/analytics.service.ts'
 import type { DiscountsService } from '../modules/discounts/discounts.service.ts'
 import type { EvService } from '../modules/ev/ev.service.ts'
 import type { FacilitiesService } from '../modules/facilities/facilities.service.ts'
@@ -37,6 +38,7 @@ export type Services = {
   reservations: ReservationsService
   memberships: MembershipsService
   ev: EvService
+  analytics: AnalyticsService
 }
 
 export type AppEnv = {

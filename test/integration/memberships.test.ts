@@ -645,6 +645,30 @@ describe('limits under concurrency', () => {
     expect(await count('memberships', { user_id: customer.id })).toBe(1)
   })
 
+  it('answers a retried subscription with the same Idempotency-Key and body with the same membership', async () => {
+    const plan = await createPlan()
+    const { customer, vehicles } = await customerWithCars(1)
+    const body = { plan_id: plan.id, vehicle_ids: [(vehicles[0] as { id: string }).id] }
+    const keyed = (key: string, payload: unknown) =>
+      platform.request('/api/v1/memberships', {
+        method: 'POST',
+        ...jsonBody(payload, { ...bearer(customer.token), 'Idempotency-Key': key }),
+      })
+    const key = `sub-${randomUUID()}`
+    const first = await expectStatus(await keyed(key, body), 201)
+    // The answer was lost: the retry gets the same membership, not 409 already_member.
+    const again = await expectStatus(await keyed(key, body), 201)
+    expect(again).toMatchObject({ id: first.id, status: 'pending_payment' })
+    expect(again.periods[0].payment_intent_id).toBe(first.periods[0].payment_intent_id)
+    expect(await count('memberships', { user_id: customer.id })).toBe(1)
+    expect(await count('membership_periods', { membership_id: first.id })).toBe(1)
+    // The same key with another body is refused.
+    const other = await expectStatus(await keyed(key, { ...body, auto_renew: true }), 422)
+    expect(other.reason).toBe('idempotency_key_reused')
+    // Another key is another subscription: the customer is a member already.
+    await expectStatus(await keyed(`sub-${randomUUID()}`, body), 409)
+  })
+
   it('renews exactly once of 20 concurrent renewals', async () => {
     const plan = await createPlan()
     const { customer } = await customerWithCars(0)

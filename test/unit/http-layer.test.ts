@@ -41,6 +41,7 @@ function testApp(
     reservations: {} as never,
     ev: {} as never,
     memberships: {} as never,
+    analytics: {} as never,
     health: createHealthService({
       metrics,
       version: 'test',

@@ -33,7 +33,14 @@ export function mountMemberships(app: OpenAPIHono<AppEnv>) {
   )
 
   app.openapi(routes.subscribe, async (c) =>
-    c.json(await c.var.services.memberships.subscribe(callerOf(c), c.req.valid('json')), 201),
+    c.json(
+      await c.var.services.memberships.subscribe(
+        callerOf(c),
+        c.req.valid('json'),
+        c.req.valid('header')['idempotency-key'],
+      ),
+      201,
+    ),
   )
 
   app.openapi(routes.listMemberships, async (c) =>

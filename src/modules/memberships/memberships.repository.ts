@@ -1,4 +1,5 @@
 import type { QueryFilter } from 'mongoose'
+import { createIdempotencyStore } from '../../shared/idempotency.ts'
 import { type Database, insertOnce, readNumbered, trusted } from '../../shared/mongo.ts'
 import {
   type CancellationRecord,
@@ -26,6 +27,9 @@ export function createMembershipsRepository(db: Database) {
     (await model.findById(id).lean<T>()) ?? undefined
 
   return {
+    /** Idempotency-Key records of subscriptions (src/shared/idempotency.ts). */
+    idempotency: createIdempotencyStore(db),
+
     // --- plans
     insertPlan: (plan: PlanRecord) => insertOnce(m.membershipPlans, plan),
     findPlan: (id: string) => byId<PlanRecord>(m.membershipPlans, id),

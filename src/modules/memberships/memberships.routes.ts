@@ -3,6 +3,7 @@ import { jsonBody, jsonResponse, problemResponses } from '../../http/openapi.ts'
 import {
   AddVehicleSchema,
   CancelSchema,
+  IdempotencyHeaderSchema,
   IdParamSchema,
   MembershipListQuery,
   MembershipListSchema,
@@ -84,9 +85,9 @@ export const subscribe = defineRoute(members, {
   operationId: 'subscribeMembership',
   summary: 'Subscribe to a plan',
   description:
-    'One membership per customer per facility (409 `already_member`). An inactive plan is a 422 `plan_inactive`; more vehicles than the plan allows a 422 `vehicle_limit`; a vehicle on another membership a 409 `vehicle_taken`. Customers pay through Stripe (status `pending_payment` until paid); staff may record cash or card-terminal payments, and subscribe a customer (`user_id`).',
+    'One membership per customer per facility (409 `already_member`). An inactive plan is a 422 `plan_inactive`; more vehicles than the plan allows a 422 `vehicle_limit`; a vehicle on another membership a 409 `vehicle_taken`. Customers pay through Stripe (status `pending_payment` until paid); staff may record cash or card-terminal payments, and subscribe a customer (`user_id`). Send an `Idempotency-Key` to make a retry safe.',
   tags,
-  request: { body: jsonBody(SubscribeSchema) },
+  request: { headers: IdempotencyHeaderSchema, body: jsonBody(SubscribeSchema) },
   responses: {
     201: jsonResponse(MembershipSchema, 'The membership'),
     ...problemResponses(

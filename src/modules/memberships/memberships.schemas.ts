@@ -1,10 +1,14 @@
 import { z } from '@hono/zod-openapi'
-import { PageQuerySchema, pageSchema } from '../../http/openapi.ts'
+import { idempotencyHeader, PageQuerySchema, pageSchema } from '../../http/openapi.ts'
 import { membershipStatuses, paymentMethods } from './memberships.model.ts'
 
 // Every rule is a pattern or a bound, so that the OpenAPI document states what is accepted (the
 // API is fuzzed from it). Rules across resources (the lot exists, the vehicles are the member's,
 // the plan is active, the limit) are the service's.
+
+export const IdempotencyHeaderSchema = idempotencyHeader(
+  'Makes a retry of the subscription safe: the same key and body answer the membership the first one made; the same key with another body is a 422.',
+)
 
 const id = z.uuid().openapi({ example: '0193a5c2-7f1e-7b3c-9a41-2f0c8e1d4b6a' })
 const instant = z.iso.datetime()

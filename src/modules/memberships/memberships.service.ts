@@ -1,4 +1,5 @@
 import { AppError } from '../../shared/errors.ts'
+import { keyedCreate } from '../../shared/idempotency.ts'
 import { decodeCursor, pageOf, uuidv7 } from '../../shared/ids.ts'
 import type { Logger } from '../../shared/logger.ts'
 import type { Role } from '../accounts/accounts.model.ts'
@@ -286,6 +287,8 @@ export function createMembershipsService(deps: {
       if (await repo.insertClaim({ _id: key, membership_id: membershipId, created_at: now() })) return
       const claim = await repo.findClaim(key)
       if (!claim) continue
+      // A retry of the same subscription (same Idempotency-Key, same id) holds it already.
+      if (claim.membership_id === membershipId) return
       if (await holderGone(claim.membership_id, claim.created_at)) {
         await repo.releaseClaim(key, claim.membership_id)
         continue
@@ -682,6 +685,69 @@ export function createMembershipsService(deps: {
     },
   }
 
+  /** A subscription with a given id: every step accepts the facts of an earlier attempt of it. */
+  async function subscribeAs(id: string, caller: Caller, input: SubscribeInput) {
+    const memberId = input.user_id ?? caller.userId
+    if (memberId !== caller.userId) {
+      if (!staff(caller)) throw new AppError('FORBIDDEN', 'Only staff subscribe another account')
+      if ((await deps.accountRole(memberId)) === undefined) {
+        throw new AppError('NOT_FOUND', `No account ${memberId}`)
+      }
+    }
+    const plan = await repo.findPlan(input.plan_id)
+    if (!plan || (!staff(caller) && !plan.is_active)) throw noPlan()
+    if (!plan.is_active) throw problem('UNPROCESSABLE', 'The plan is not offered any more', 'plan_inactive')
+    const method = paymentMethodFor(caller, input.payment_method, plan.price)
+    const vehicleIds = [...new Set(input.vehicle_ids ?? [])]
+    if (vehicleIds.length > plan.vehicle_limit) {
+      throw problem('UNPROCESSABLE', `The plan allows ${plan.vehicle_limit} vehicle(s)`, 'vehicle_limit', {
+        vehicle_limit: plan.vehicle_limit,
+      })
+    }
+    await requireOwnVehicles(memberId, vehicleIds)
+
+    const claimKey = `${memberId}:${plan.lot_id}`
+    await claimMembership(claimKey, id)
+    const registered: string[] = []
+    try {
+      for (const vehicleId of vehicleIds) {
+        await registerVehicle({ _id: id, vehicle_limit: plan.vehicle_limit }, vehicleId)
+        registered.push(vehicleId)
+      }
+    } catch (error) {
+      // A retry of a subscription that was written leaves the first one's claims alone.
+      if (!(await repo.findMembership(id))) {
+        for (const vehicleId of registered) await unregisterVehicle(id, vehicleId)
+        await repo.releaseClaim(claimKey, id)
+      }
+      throw error
+    }
+    const created = now()
+    const membership: MembershipRecord = {
+      _id: id,
+      user_id: memberId,
+      plan_id: plan._id,
+      lot_id: plan.lot_id,
+      vehicle_limit: plan.vehicle_limit,
+      auto_renew: input.auto_renew ?? false,
+      status: method === 'stripe' ? 'pending_payment' : 'active',
+      released_at: null,
+      created_by: caller.userId,
+      created_at: created,
+      updated_at: created,
+    }
+    // A retry (same id) goes on from the facts the first attempt wrote.
+    const stored = (await repo.insertMembership(membership))
+      ? membership
+      : ((await repo.findMembership(id)) ?? membership)
+    const fresh = newPeriod(id, 0, stored.created_at, plan, method, 'subscribe', caller.userId)
+    const period = (await repo.insertPeriod(fresh)) ? fresh : ((await repo.findPeriod(fresh._id)) ?? fresh)
+    // Stripe unreachable: the period stays pending; POST /pay makes the intent later, and the
+    // renewals job ends a membership never paid.
+    if (period.payment_method === 'stripe') await ensureIntent(period)
+    return await viewOf(await settle(stored))
+  }
+
   // --- the service ------------------------------------------------------------------------------
 
   return {
@@ -754,61 +820,21 @@ export function createMembershipsService(deps: {
       },
     },
 
-    async subscribe(caller: Caller, input: SubscribeInput) {
-      const memberId = input.user_id ?? caller.userId
-      if (memberId !== caller.userId) {
-        if (!staff(caller)) throw new AppError('FORBIDDEN', 'Only staff subscribe another account')
-        if ((await deps.accountRole(memberId)) === undefined) {
-          throw new AppError('NOT_FOUND', `No account ${memberId}`)
-        }
-      }
-      const plan = await repo.findPlan(input.plan_id)
-      if (!plan || (!staff(caller) && !plan.is_active)) throw noPlan()
-      if (!plan.is_active) throw problem('UNPROCESSABLE', 'The plan is not offered any more', 'plan_inactive')
-      const method = paymentMethodFor(caller, input.payment_method, plan.price)
-      const vehicleIds = [...new Set(input.vehicle_ids ?? [])]
-      if (vehicleIds.length > plan.vehicle_limit) {
-        throw problem('UNPROCESSABLE', `The plan allows ${plan.vehicle_limit} vehicle(s)`, 'vehicle_limit', {
-          vehicle_limit: plan.vehicle_limit,
-        })
-      }
-      await requireOwnVehicles(memberId, vehicleIds)
-
-      const id = uuidv7()
-      const claimKey = `${memberId}:${plan.lot_id}`
-      await claimMembership(claimKey, id)
-      const registered: string[] = []
-      try {
-        for (const vehicleId of vehicleIds) {
-          await registerVehicle({ _id: id, vehicle_limit: plan.vehicle_limit }, vehicleId)
-          registered.push(vehicleId)
-        }
-      } catch (error) {
-        for (const vehicleId of registered) await unregisterVehicle(id, vehicleId)
-        await repo.releaseClaim(claimKey, id)
-        throw error
-      }
-      const created = now()
-      const membership: MembershipRecord = {
-        _id: id,
-        user_id: memberId,
-        plan_id: plan._id,
-        lot_id: plan.lot_id,
-        vehicle_limit: plan.vehicle_limit,
-        auto_renew: input.auto_renew ?? false,
-        status: method === 'stripe' ? 'pending_payment' : 'active',
-        released_at: null,
-        created_by: caller.userId,
-        created_at: created,
-        updated_at: created,
-      }
-      await repo.insertMembership(membership)
-      const period = newPeriod(id, 0, created, plan, method, 'subscribe', caller.userId)
-      await repo.insertPeriod(period)
-      // Stripe unreachable: the period stays pending; POST /pay makes the intent later, and the
-      // renewals job ends a membership never paid.
-      if (method === 'stripe') await ensureIntent(period)
-      return await viewOf(await settle(membership))
+    /**
+     * With an Idempotency-Key, a retry with the same body answers the membership the first request
+     * made (every step below accepts an id whose facts exist already); another body is a 422.
+     */
+    async subscribe(caller: Caller, input: SubscribeInput, idempotencyKey?: string | undefined) {
+      return await keyedCreate(
+        repo.idempotency,
+        { kind: 'membership', callerId: caller.userId, key: idempotencyKey },
+        input,
+        async (id) => await subscribeAs(id, caller, input),
+        async (id) => {
+          const membership = await repo.findMembership(id)
+          return membership ? await viewOf(await settle(membership)) : undefined
+        },
+      )
     },
 
     async list(
