@@ -423,11 +423,42 @@ export const configSchema = z.object({
   JOBS_ENABLED: bool
     .default(true)
     .describe('Run the scheduled jobs (agenda) in this instance; run exactly one instance with it on.'),
+  SMTP_URL: url(['smtp', 'smtps'])
+    .optional()
+    .describe(
+      'SMTP server for e-mail, credentials included (smtp://user:pass@host:587, smtps://... for TLS). Unset: messages are written as .eml files to DATA_DIR/outbox.',
+    ),
+  MAIL_FROM: z
+    .string()
+    .min(3)
+    .max(200)
+    .default('Smart Parking <no-reply@smart-parking.local>')
+    .describe('Sender of every e-mail ("Name <address>" or an address).'),
+  EXPORT_RETENTION_DAYS: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .default(7)
+    .describe('A CSV export (its file and its record) is purged this many days after it was requested.'),
+  INACTIVE_REMINDER_DAYS: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .default(30)
+    .describe(
+      'Customers without a parking session for this many days get one reminder e-mail per period of this length.',
+    ),
+  IDEMPOTENCY_RETENTION_HOURS: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .default(48)
+    .describe('Idempotency-Key records older than this are purged; a retry after that is a new request.'),
 })
 
 export type Config = z.output<typeof configSchema> & {
   /** Absolute paths derived from the raw values. */
-  paths: { data: string; documents: string }
+  paths: { data: string; documents: string; outbox: string }
 }
 
 export class ConfigError extends Error {
@@ -485,7 +516,11 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   const data = resolve(result.data.DATA_DIR)
   return {
     ...result.data,
-    paths: { data, documents: resolve(result.data.DOCUMENTS_DIR ?? `${data}/documents`) },
+    paths: {
+      data,
+      documents: resolve(result.data.DOCUMENTS_DIR ?? `${data}/documents`),
+      outbox: resolve(`${data}/outbox`),
+    },
   }
 }
 

@@ -10,6 +10,8 @@ import { createHttpApp, type HttpApp } from './http/app.ts'
 import type { Services } from './http/context.ts'
 import { analyticsRollupJob } from './jobs/analytics-rollup.ts'
 import { evChargingSweepJob } from './jobs/ev-charging-sweep.ts'
+import { exportsRunJob, exportsSweepJob } from './jobs/exports-jobs.ts'
+import { dataPurgeJob, remindersInactiveJob, reportsMonthlyJob } from './jobs/mail-jobs.ts'
 import { membershipsRenewalsJob } from './jobs/memberships-renewals.ts'
 import { paymentsReconcileJob } from './jobs/payments-reconcile.ts'
 import { reservationsNoShowJob, reservationsTickJob } from './jobs/reservations-jobs.ts'
@@ -24,9 +26,14 @@ import { createDiscountsRepository } from './modules/discounts/discounts.reposit
 import { createDiscountsService } from './modules/discounts/discounts.service.ts'
 import { createEvRepository } from './modules/ev/ev.repository.ts'
 import { createEvService } from './modules/ev/ev.service.ts'
+import { createExportsRepository } from './modules/exports/exports.repository.ts'
+import { createExportsService } from './modules/exports/exports.service.ts'
 import { createFacilitiesRepository } from './modules/facilities/facilities.repository.ts'
 import { createFacilitiesService } from './modules/facilities/facilities.service.ts'
 import { createHealthService } from './modules/health/health.service.ts'
+import { createJobsRepository } from './modules/jobs/jobs.repository.ts'
+import { createJobsService } from './modules/jobs/jobs.service.ts'
+import { createMailJobsService } from './modules/jobs/mail-jobs.service.ts'
 import { createMembershipsRepository } from './modules/memberships/memberships.repository.ts'
 import { createMembershipsService, unlessNotFound } from './modules/memberships/memberships.service.ts'
 import { attachLiveSockets } from './modules/occupancy/live.socket.ts'
@@ -61,6 +68,7 @@ import { createVehiclesService } from './modules/vehicles/vehicles.service.ts'
 import { DependencyDown } from './shared/errors.ts'
 import { createIdempotencyStore } from './shared/idempotency.ts'
 import type { Logger } from './shared/logger.ts'
+import { createMailer } from './shared/mailer.ts'
 import { createMetrics } from './shared/metrics.ts'
 import { connectDatabase, type Database, initModels, pingDatabase } from './shared/mongo.ts'
 import { connectBroker } from './shared/mqtt.ts'
@@ -340,6 +348,52 @@ export async function startPlatform(config: Config, urls: DependencyUrls, logger
     scheduler.define(evChargingSweepJob(ev))
     const services: Services = {
       metrics,
+    // E-mail and the jobs that send it: exports, reminders, the monthly report, the purge.
+    const mailer = createMailer({
+      from: config.MAIL_FROM,
+      smtpUrl: config.SMTP_URL,
+      outboxDir: config.paths.outbox,
+    })
+    closers.push({ name: 'mailer', close: async () => mailer.close() })
+    // Links in e-mails: PUBLIC_URL, else where the HTTP door listens (known once it does).
+    let publicBase = config.PUBLIC_URL?.replace(/\/+$/, '') ?? ''
+    const publicUrl = () => publicBase
+    const customerCaller = (userId: string) => ({ userId, role: 'customer' as const })
+    const exports = createExportsService({
+      repo: createExportsRepository(db),
+      storage,
+      mailer,
+      history: {
+        sessions: (userId, cursor) => sessions.list(customerCaller(userId), { limit: 100, cursor }),
+        payments: (userId, cursor) => payments.list(customerCaller(userId), { limit: 100, cursor }),
+        lotName: async (lotId) =>
+          (await facilities.exists('lot', lotId)) ? (await facilities.getLot(lotId)).name : null,
+        contact: (userId) => unlessNotFound(accounts.admin.get(userId)),
+      },
+      enqueue: (name, data) => scheduler.enqueue(name, data),
+      publicUrl,
+      logger,
+      settings: { retentionDays: config.EXPORT_RETENTION_DAYS },
+    })
+    const mailJobs = createMailJobsService({
+      repo: createJobsRepository(db),
+      mailer,
+      accounts: (role, cursor) => accounts.admin.list({ role, status: 'active', limit: 100, cursor }),
+      lots: (cursor) => facilities.listLots({ limit: 100, cursor }),
+      purgeExports: (now) => exports.purgeExpired(now),
+      publicUrl,
+      logger,
+      settings: {
+        inactiveDays: config.INACTIVE_REMINDER_DAYS,
+        idempotencyRetentionHours: config.IDEMPOTENCY_RETENTION_HOURS,
+        reservationSlotMinutes: config.RESERVATION_SLOT_MINUTES,
+      },
+    })
+    scheduler.define(exportsRunJob(exports))
+    scheduler.define(exportsSweepJob(exports))
+    scheduler.define(remindersInactiveJob(mailJobs))
+    scheduler.define(reportsMonthlyJob(mailJobs))
+    scheduler.define(dataPurgeJob(mailJobs))
       tokens,
       accounts,
       vehicles,
@@ -363,6 +417,9 @@ export async function startPlatform(config: Config, urls: DependencyUrls, logger
       analytics,
       health: createHealthService({
         metrics,
+      exports,
+      jobs: createJobsService({ scheduler: () => scheduler }),
+      mailJobs,
         version,
         probes: {
           database: () => pingDatabase(db, PROBE_TIMEOUT_MS),
@@ -392,6 +449,8 @@ export async function startPlatform(config: Config, urls: DependencyUrls, logger
     const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
 
     return {
+    const url = `http://${host === '0.0.0.0' || host === '[::]' ? '127.0.0.1' : host}:${address.port}`
+    publicBase ||= url
       app,
       services,
       occupancy,
@@ -401,7 +460,7 @@ export async function startPlatform(config: Config, urls: DependencyUrls, logger
         services.health.startDraining()
         await closeAll()
       },
-      url: `http://${host === '0.0.0.0' || host === '[::]' ? '127.0.0.1' : host}:${address.port}`,
+      url,
     }
   } catch (error) {
     await closeAll()

@@ -3,7 +3,9 @@ import { tokenModels } from '../modules/accounts/tokens.model.ts'
 import { analyticsModels } from '../modules/analytics/analytics.model.ts'
 import { discountModels } from '../modules/discounts/discounts.model.ts'
 import { evModels } from '../modules/ev/ev.model.ts'
+import { exportModels } from '../modules/exports/exports.model.ts'
 import { facilityModels } from '../modules/facilities/facilities.model.ts'
+import { jobModels } from '../modules/jobs/jobs.model.ts'
 import { membershipModels } from '../modules/memberships/memberships.model.ts'
 import { occupancyModels } from '../modules/occupancy/occupancy.model.ts'
 import { paymentModels } from '../modules/payments/payments.model.ts'
@@ -36,5 +38,7 @@ export const modelRegistrations = [
   reservationModels,
   membershipModels,
   evModels,
+  exportModels,
+  jobModels,
   analyticsModels,
 ] as unknown as readonly ModelRegistration[]

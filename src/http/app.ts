@@ -12,8 +12,10 @@ import { secureHeaders } from 'hono/secure-headers'
 import { mountAccounts } from '../modules/accounts/accounts.handlers.ts'
 import { mountDiscounts } from '../modules/discounts/discounts.handlers.ts'
 import { mountEv } from '../modules/ev/ev.handlers.ts'
+import { mountExports } from '../modules/exports/exports.handlers.ts'
 import { mountFacilities } from '../modules/facilities/facilities.handlers.ts'
 import { mountHealth } from '../modules/health/health.handlers.ts'
+import { mountJobs } from '../modules/jobs/jobs.handlers.ts'
 import { mountMemberships } from '../modules/memberships/memberships.handlers.ts'
 import { mountOccupancy } from '../modules/occupancy/occupancy.handlers.ts'
 import { mountPayments } from '../modules/payments/payments.handlers.ts'
@@ -92,6 +94,8 @@ export function createHttpApp(services: Services, logger: Logger, options: HttpO
   mountReservations(app)
   mountMemberships(app)
   mountEv(app)
+  mountExports(app)
+  mountJobs(app)
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearerAuth', {
     type: 'http',
@@ -157,6 +161,16 @@ export function createHttpApp(services: Services, logger: Logger, options: HttpO
         name: 'Reservations',
         description:
           'Booking a space ahead for a time window: availability, confirmation numbers, prepayment, check-in, cancellation and refunds',
+      },
+      {
+        name: 'Exports',
+        description:
+          "A customer's CSV export of their parking history: request, status, download, e-mail when ready",
+      },
+      { name: 'Reports', description: 'Dashboard, analytics and the monthly activity report, for admins' },
+      {
+        name: 'Jobs',
+        description: 'Scheduled jobs: schedules, last and next runs, failures, and a run on demand',
       },
       { name: 'Operations', description: 'Health, readiness, metrics and problem types' },
     ],

@@ -3,8 +3,11 @@ import type { TokenService } from '../modules/accounts/tokens.service.ts'
 import type { AnalyticsService } from '../modules/analytics/analytics.service.ts'
 import type { DiscountsService } from '../modules/discounts/discounts.service.ts'
 import type { EvService } from '../modules/ev/ev.service.ts'
+import type { ExportsService } from '../modules/exports/exports.service.ts'
 import type { FacilitiesService } from '../modules/facilities/facilities.service.ts'
 import type { HealthService } from '../modules/health/health.service.ts'
+import type { JobsService } from '../modules/jobs/jobs.service.ts'
+import type { MailJobsService } from '../modules/jobs/mail-jobs.service.ts'
 import type { MembershipsService } from '../modules/memberships/memberships.service.ts'
 import type { OccupancyService } from '../modules/occupancy/occupancy.service.ts'
 import type { PaymentsService } from '../modules/payments/payments.service.ts'
@@ -39,6 +42,9 @@ export type Services = {
   memberships: MembershipsService
   ev: EvService
   analytics: AnalyticsService
+  exports: ExportsService
+  jobs: JobsService
+  mailJobs: MailJobsService
 }
 
 export type AppEnv = {

@@ -42,6 +42,9 @@ function testApp(
     ev: {} as never,
     memberships: {} as never,
     analytics: {} as never,
+    exports: {} as never,
+    jobs: {} as never,
+    mailJobs: {} as never,
     health: createHealthService({
       metrics,
       version: 'test',

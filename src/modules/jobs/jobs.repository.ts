@@ -1,0 +1,193 @@
+import type { Filter } from 'mongodb'
+import { type Database, insertOnce } from '../../shared/mongo.ts'
+import { jobModels, type SentFactRecord } from './jobs.model.ts'
+
+// The mail and purge jobs read other capabilities' records for reports and delete their expired
+// ones. They go through the raw collections (like migrations), read-only except for the purge,
+// in bounded pages by `_id`: never a hot path, and never a write to a live document.
+
+/** The smallest UUIDv7 of a millisecond: `_id >= lowerId(t)` keeps what was made at or after t. */
+export function lowerId(ms: number): string {
+  const hex = Math.max(0, Math.floor(ms)).toString(16).padStart(12, '0')
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-0000-0000-000000000000`
+}
+
+type Doc = { _id: string } & Record<string, unknown>
+
+export type SessionRow = {
+  _id: string
+  lot_id: string
+  user_id: string | null
+  status: string
+  entry_at: Date
+  exit_at: Date | null
+}
+export type PaymentRow = {
+  _id: string
+  lot_id: string
+  amount: number
+  currency: string
+  status: string
+  settled_at: Date | null
+}
+export type RefundRow = { _id: string; payment_id: string; amount: number; created_at: Date }
+export type ReservationRow = { _id: string; lot_id: string; start_at: Date; status: string }
+
+export type JobsRepository = ReturnType<typeof createJobsRepository>
+
+export function createJobsRepository(db: Database) {
+  const { remindersSent, monthlyReports, purgeCursors } = jobModels(db)
+  const raw = <T extends Doc>(name: string) => {
+    const handle = db.db
+    if (!handle) throw new Error('not connected to the database')
+    return handle.collection<T>(name)
+  }
+
+  /** Every document of the filter, in pages of `pageSize` by `_id`. */
+  async function* pages<T extends Doc>(
+    collection: string,
+    filter: Filter<T>,
+    projection: Record<string, 1>,
+    pageSize = 1_000,
+  ): AsyncIterable<T[]> {
+    let after: string | undefined
+    for (;;) {
+      const query = (after === undefined ? filter : { $and: [filter, { _id: { $gt: after } }] }) as Filter<T>
+      const rows = (await raw<T>(collection)
+        .find(query, { projection })
+        .sort({ _id: 1 })
+        .limit(pageSize)
+        .toArray()) as T[]
+      if (rows.length > 0) yield rows
+      if (rows.length < pageSize) return
+      after = rows[rows.length - 1]?._id
+    }
+  }
+
+  /** Deletes by `_id` what `filter` finds, at most `batches` x `batchSize` documents per call. */
+  async function deleteOlder(collection: string, filter: Filter<Doc>, batchSize = 1_000, batches = 20) {
+    let deleted = 0
+    for (let i = 0; i < batches; i++) {
+      const ids = (
+        await raw<Doc>(collection)
+          .find(filter, { projection: { _id: 1 } })
+          .limit(batchSize)
+          .toArray()
+      ).map((d) => d._id)
+      if (ids.length === 0) break
+      deleted += (await raw<Doc>(collection).deleteMany({ _id: { $in: ids } })).deletedCount
+      if (ids.length < batchSize) break
+    }
+    return deleted
+  }
+
+  return {
+    claimReminder: (id: string, recipients: number) =>
+      insertOnce<SentFactRecord>(remindersSent, { _id: id, recipients, created_at: new Date() }),
+    async releaseReminder(id: string) {
+      await remindersSent.deleteOne({ _id: id })
+    },
+    claimMonthlyReport: (month: string, recipients: number) =>
+      insertOnce<SentFactRecord>(monthlyReports, { _id: month, recipients, created_at: new Date() }),
+    async releaseMonthlyReport(month: string) {
+      await monthlyReports.deleteOne({ _id: month })
+    },
+
+    /** Customers who parked since `since`: sessions made since then, and those still open. */
+    async activeUsersSince(since: Date): Promise<Set<string>> {
+      const users = new Set<string>()
+      const filter: Filter<Doc> = {
+        $or: [{ _id: { $gte: lowerId(since.getTime()) } }, { status: 'active' }],
+        user_id: { $ne: null },
+      }
+      for await (const rows of pages<Doc>('sessions', filter, { _id: 1, user_id: 1 })) {
+        for (const row of rows) if (typeof row.user_id === 'string') users.add(row.user_id)
+      }
+      return users
+    },
+
+    /** Sessions that entered or left in [from, to), made at most `lookbackMs` before `from`. */
+    sessionsBetween(from: Date, to: Date, lookbackMs: number): AsyncIterable<SessionRow[]> {
+      return pages<SessionRow & Doc>(
+        'sessions',
+        {
+          _id: { $gte: lowerId(from.getTime() - lookbackMs), $lt: lowerId(to.getTime()) },
+          $or: [{ entry_at: { $gte: from, $lt: to } }, { exit_at: { $gte: from, $lt: to } }],
+        },
+        { _id: 1, lot_id: 1, user_id: 1, status: 1, entry_at: 1, exit_at: 1 },
+      )
+    },
+
+    paymentsSettledBetween(from: Date, to: Date): AsyncIterable<PaymentRow[]> {
+      return pages<PaymentRow & Doc>(
+        'payments',
+        { settled_at: { $gte: from, $lt: to } },
+        { _id: 1, lot_id: 1, amount: 1, currency: 1, status: 1, settled_at: 1 },
+      )
+    },
+
+    refundsBetween(from: Date, to: Date): AsyncIterable<RefundRow[]> {
+      return pages<RefundRow & Doc>(
+        'refunds',
+        { created_at: { $gte: from, $lt: to } },
+        { _id: 1, payment_id: 1, amount: 1, created_at: 1 },
+      )
+    },
+
+    async paymentLot(paymentId: string): Promise<string | undefined> {
+      const row = await raw<Doc>('payments').findOne({ _id: paymentId }, { projection: { lot_id: 1 } })
+      return typeof row?.lot_id === 'string' ? row.lot_id : undefined
+    },
+
+    reservationsStartingBetween(from: Date, to: Date): AsyncIterable<ReservationRow[]> {
+      return pages<ReservationRow & Doc>(
+        'reservations',
+        { start_at: { $gte: from, $lt: to } },
+        { _id: 1, lot_id: 1, start_at: 1, status: 1 },
+      )
+    },
+
+    // Purge
+
+    purgeIdempotencyKeys: (before: Date) => deleteOlder('idempotency_keys', { created_at: { $lt: before } }),
+    purgeStripeEvents: (before: Date) => deleteOlder('stripe_events', { created_at: { $lt: before } }),
+
+    /**
+     * Reservation slot claims (`<spaceId>:<slotStartISO>`) whose slot ended before `before`, read
+     * in pages from where the last run stopped (at most `maxPages` per run, then from the start).
+     */
+    async purgeSlots(before: Date, slotMs: number, pageSize = 500, maxPages = 100) {
+      const cursorId = 'reservation_slots'
+      let after = (await purgeCursors.findById(cursorId).lean<{ after: string }>())?.after ?? ''
+      let deleted = 0
+      let scanned = 0
+      for (let page = 0; page < maxPages; page++) {
+        const rows = await raw<Doc>('reservation_slots')
+          .find({ _id: { $gt: after } }, { projection: { _id: 1 } })
+          .sort({ _id: 1 })
+          .limit(pageSize)
+          .toArray()
+        scanned += rows.length
+        const old = rows
+          .map((r) => r._id)
+          .filter((id) => {
+            const start = Date.parse(id.slice(id.indexOf(':') + 1))
+            return Number.isFinite(start) && start + slotMs < before.getTime()
+          })
+        if (old.length > 0)
+          deleted += (await raw<Doc>('reservation_slots').deleteMany({ _id: { $in: old } })).deletedCount
+        if (rows.length < pageSize) {
+          after = ''
+          break
+        }
+        after = rows[rows.length - 1]?._id ?? ''
+      }
+      await purgeCursors.updateOne(
+        { _id: cursorId },
+        { $set: { after, updated_at: new Date() } },
+        { upsert: true },
+      )
+      return { deleted, scanned }
+    },
+  }
+}
