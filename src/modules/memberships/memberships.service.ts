@@ -958,7 +958,9 @@ export function createMembershipsService(deps: {
       }
       const lastPaid = derived.lastPaid
       const later = derived.periods.filter((p) => p.index > lastPaid.index && p.payment === 'pending')
-      if (later.length > 0) {
+      // One period ahead at most: a renewal that is paid already and has not begun yet is the
+      // renewal (so that concurrent renewals paid at once still make exactly one new period).
+      if (later.length > 0 || lastPaid.starts_at.getTime() > Date.now()) {
         throw problem('CONFLICT', 'The membership is renewed already; pay the renewal', 'already_renewed')
       }
       const plan = await repo.findPlan(membership.plan_id)
