@@ -232,6 +232,8 @@ export async function startPlatform(config: Config, urls: DependencyUrls, logger
       adjustments: () => adjustmentSources,
       charges: () => chargeSources,
       listeners: () => sessionListeners,
+      // A booked car at the ordinary gate is checked in to its reservation (made below).
+      arrivals: () => reservations.arrivalCheckIn,
       ledger: () => ledger,
       logger,
       settings: {

@@ -375,6 +375,71 @@ describe('check-in window edges', () => {
   })
 })
 
+describe('a booked car at the ordinary gate', () => {
+  it('POST /sessions/entry of a plate whose check-in is open checks it in to its reservation', async () => {
+    const { customer, plate, vehicleId } = await customerWithCar()
+    const small = await oneSpaceLot()
+    const start = inMinutes(10)
+    const created = await book(customer, {
+      vehicle_id: vehicleId,
+      space_id: small.spaceId,
+      start_time: iso(start),
+      end_time: iso(start + HOUR),
+    })
+    const id = created.reservation.id as string
+    const entry = await expectStatus(
+      await send('POST', '/api/v1/sessions/entry', operator, {
+        license_plate: plate.toLowerCase(),
+        lot_id: small.lotId,
+      }),
+      201,
+    )
+    expect(entry.session).toMatchObject({ reservation_id: id, space_id: small.spaceId })
+    expect(entry.space_assigned.id).toBe(small.spaceId)
+    const view = await expectStatus(await send('GET', `/api/v1/reservations/${id}`, customer), 200)
+    expect(view).toMatchObject({ status: 'checked_in', session_id: entry.session.id })
+    // The gate's own check-in of it afterwards is a conflict, and no no-show follows.
+    expect(await service().noShows(new Date(start + 31 * MIN))).toEqual({ no_shows: 0 })
+    const again = await expectStatus(await send('POST', `/api/v1/reservations/${id}/check-in`, operator), 409)
+    expect(again.reason).toBe('already_checked_in')
+  })
+
+  it('a plate whose reservation is not open for check-in (or unpaid) enters as a walk-in', async () => {
+    const plate = uniquePlate()
+    const later = inMinutes(5 * 60)
+    await book(operator, {
+      lot_id: lot.lotId,
+      license_plate: plate,
+      start_time: iso(later),
+      end_time: iso(later + HOUR),
+    })
+    expect(await service().arrivalCheckIn(plate, lot.lotId, callerOf(operator))).toBeNull()
+    const { customer, plate: unpaidPlate, vehicleId } = await customerWithCar()
+    const soon = inMinutes(10)
+    const unpaid = await book(customer, {
+      vehicle_id: vehicleId,
+      lot_id: lot.lotId,
+      start_time: iso(soon),
+      end_time: iso(soon + HOUR),
+      prepay: true,
+    })
+    const walkIn = await expectStatus(
+      await send('POST', '/api/v1/sessions/entry', operator, {
+        license_plate: unpaidPlate,
+        lot_id: lot.lotId,
+      }),
+      201,
+    )
+    expect(walkIn.session.reservation_id).toBeNull()
+    await expectStatus(
+      await send('POST', '/api/v1/sessions/exit', operator, { ticket_number: walkIn.ticket_number }),
+      402,
+    )
+    // Not left for the expiry test's count.
+    await expectStatus(await send('DELETE', `/api/v1/reservations/${unpaid.reservation.id}`, customer), 200)
+  })
+})
+
 describe('holds, no-shows and expiry', () => {
   it('no-show: the job twice acts once; hold, slots and the hot state are free again', async () => {
     const small = await oneSpaceLot()

@@ -14,7 +14,12 @@ import type {
   SessionFacts,
   SessionListener,
 } from '../sessions/operations.contract.ts'
-import { type Caller, type SpaceArbiter, spacePreferences } from '../sessions/sessions.service.ts'
+import {
+  type Caller,
+  type EntryResult,
+  type SpaceArbiter,
+  spacePreferences,
+} from '../sessions/sessions.service.ts'
 import type { VehiclesService } from '../vehicles/vehicles.service.ts'
 import { normalizePlate } from '../vehicles/vehicles.service.ts'
 import type {
@@ -38,9 +43,12 @@ export type ReservationSettings = {
   noShowRefundPercent: number
 }
 
+/** What a check-in answers: sessions' entry answer (session, ticket, space) and the reservation. */
+export type CheckInResult = EntryResult & { reservation: ReservationView }
+
 /** What check-in asks of sessions (the lead's sessions.enterReserved). */
 export type ReservedEntrance = {
-  enterReserved(entry: ReservedEntry, caller: Caller): Promise<unknown>
+  enterReserved(entry: ReservedEntry, caller: Caller): Promise<EntryResult>
 }
 
 export type ReservationInput = {
@@ -556,7 +564,7 @@ export function createReservationsService(deps: {
     return true
   }
 
-  async function checkInReservation(caller: Caller, r: ReservationRecord, at: Date) {
+  async function checkInReservation(caller: Caller, r: ReservationRecord, at: Date): Promise<CheckInResult> {
     if (r.status !== 'confirmed' && r.status !== 'pending_payment') throw stateConflict(r, r.status)
     const existing = await repo.findOutcome(r._id)
     if (existing) {
@@ -587,7 +595,7 @@ export function createReservationsService(deps: {
     }
     // The reserved space if the reservation holds it now; else sessions allocates in the zone.
     const held = await deps.spaces.hold(holderOf(r._id), r.space_id).catch(() => null)
-    let entry: unknown
+    let entry: EntryResult
     try {
       entry = await deps.sessions().enterReserved(
         {
@@ -606,7 +614,7 @@ export function createReservationsService(deps: {
       await repo.dropOutcome(r._id, fact.token)
       throw error
     }
-    const sessionId = (entry as { session?: { id?: string } }).session?.id ?? null
+    const sessionId = entry.session.id
     await repo.updateReservation(r._id, {
       status: 'checked_in',
       session_id: sessionId,
@@ -614,7 +622,7 @@ export function createReservationsService(deps: {
       held: false,
     })
     const updated = (await repo.findReservation(r._id)) ?? r
-    return { ...(entry as Record<string, unknown>), reservation: toReservationView(updated) }
+    return { ...entry, reservation: toReservationView(updated) }
   }
 
   async function withRefund(r: ReservationRecord) {
@@ -1128,6 +1136,63 @@ export function createReservationsService(deps: {
       const best = rows.sort((a, b) => distance(a) - distance(b))[0]
       if (!best) throw notFound(`open for the plate ${plate}`)
       return await checkInReservation(caller, best, at)
+    },
+
+    /**
+     * A car at the ordinary gate (POST /sessions/entry, LPR): when its plate has a reservation at
+     * this lot whose check-in window is open, it is checked in to it exactly as at the gate, so that
+     * a booked car is not let in as a walk-in (charged in full while its prepayment is kept as a
+     * no-show). null when there is none, or it cannot be checked in (unpaid, decided meanwhile):
+     * the car enters as a walk-in. It fits sessions' `ArrivalCheckIn` (deps.arrivals).
+     */
+    async arrivalCheckIn(
+      plate: string,
+      lotId: string,
+      caller: Caller,
+      at = new Date(),
+    ): Promise<CheckInResult | null> {
+      const normalized = normalizePlate(plate)
+      const ids = await repo.reservationsOfPlate(normalized)
+      const open = (await Promise.all(ids.map((rid) => repo.findReservation(rid)))).filter(
+        (r): r is ReservationRecord =>
+          r !== undefined &&
+          r.plate === normalized &&
+          r.lot_id === lotId &&
+          (r.status === 'confirmed' || r.status === 'pending_payment') &&
+          r.hold_from <= at &&
+          at <= r.no_show_at,
+      )
+      // The one starting nearest to now, when windows of two reservations are open at once.
+      const distance = (r: ReservationRecord) => Math.abs(r.start_at.getTime() - at.getTime())
+      const best = open.sort((a, b) => distance(a) - distance(b))[0]
+      if (!best) return null
+      if (best.status === 'pending_payment') {
+        logger.warn(
+          { reservation: best._id, plate: normalized },
+          'arrival: the reservation is prepaid and not paid; entering as a walk-in',
+        )
+        return null
+      }
+      try {
+        return await checkInReservation(caller, best, at)
+      } catch (error) {
+        // Decided meanwhile (cancelled, no-show, checked in by another door) or its window closed:
+        // the car is let in as a walk-in. Anything else (the plate parked already, a dependency
+        // down) is the entry's own answer.
+        const decided =
+          error instanceof AppError &&
+          (error.code === 'CONFLICT' ||
+            error.code === 'UNPROCESSABLE' ||
+            error.code === 'PAYMENT_REQUIRED') &&
+          error.extensions?.reason !== 'already_parked' &&
+          error.extensions?.reason !== 'entry_in_progress'
+        if (!decided) throw error
+        logger.warn(
+          { reservation: best._id, plate: normalized, reason: error.message },
+          'arrival: the reservation cannot be checked in; entering as a walk-in',
+        )
+        return null
+      }
     },
 
     /** Job: holds that are due (from check-in opening) placed; holds of ended reservations let go. */
