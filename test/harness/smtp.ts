@@ -41,7 +41,8 @@ export async function startSmtp(): Promise<TestSmtp> {
     authMethods: ['PLAIN', 'LOGIN'],
     logger: false,
     onAuth(auth, _session, callback) {
-      if (auth.username === SMTP_USER && auth.password === SMTP_PASSWORD) callback(null, { user: auth.username })
+      if (auth.username === SMTP_USER && auth.password === SMTP_PASSWORD)
+        callback(null, { user: auth.username })
       else callback(new Error('Invalid username or password'))
     },
     onData(stream, session, callback) {
@@ -130,10 +131,12 @@ function decodeBody(body: string, encoding: string | undefined): string {
 
 /** `=?UTF-8?Q?...?=` and `=?UTF-8?B?...?=` words of a header. */
 function decodeWords(value: string): string {
-  return value.replaceAll(/=\?([^?]+)\?([QB])\?([^?]*)\?=/gi, (_, _charset: string, kind: string, data: string) =>
-    kind.toUpperCase() === 'B'
-      ? Buffer.from(data, 'base64').toString('utf8')
-      : decodeBody(data.replaceAll('_', ' '), 'quoted-printable'),
+  return value.replaceAll(
+    /=\?([^?]+)\?([QB])\?([^?]*)\?=/gi,
+    (_, _charset: string, kind: string, data: string) =>
+      kind.toUpperCase() === 'B'
+        ? Buffer.from(data, 'base64').toString('utf8')
+        : decodeBody(data.replaceAll('_', ' '), 'quoted-printable'),
   )
 }
 
@@ -146,11 +149,18 @@ function parseMessage(raw: string): Omit<ReceivedMail, 'from' | 'to' | 'raw'> {
       for (const section of content.split(`--${boundary}`).slice(1)) {
         if (section.startsWith('--')) break
         const part = splitHeaders(section.replace(/^\n/, ''))
-        walk(part.headers.get('content-type') ?? 'text/plain', part.headers.get('content-transfer-encoding'), part.body)
+        walk(
+          part.headers.get('content-type') ?? 'text/plain',
+          part.headers.get('content-transfer-encoding'),
+          part.body,
+        )
       }
       return
     }
-    parts.push({ type: contentType.split(';')[0]?.trim().toLowerCase() ?? '', text: decodeBody(content, encoding) })
+    parts.push({
+      type: contentType.split(';')[0]?.trim().toLowerCase() ?? '',
+      text: decodeBody(content, encoding),
+    })
   }
   walk(headers.get('content-type') ?? 'text/plain', headers.get('content-transfer-encoding'), body)
   return {

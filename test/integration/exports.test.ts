@@ -27,7 +27,9 @@ let openSession: string
 const send = (method: string, path: string, token: string | undefined, body?: unknown) =>
   platform.request(path, {
     method,
-    ...(body === undefined ? { headers: token ? bearer(token) : {} } : jsonBody(body, token ? bearer(token) : {})),
+    ...(body === undefined
+      ? { headers: token ? bearer(token) : {} }
+      : jsonBody(body, token ? bearer(token) : {})),
   })
 
 async function waitForStatus(id: string, token: string, statuses = ['ready', 'failed']) {
@@ -88,9 +90,12 @@ beforeAll(async () => {
     tendered: 500,
   })
   expect(paid.status).toBe(201)
-  const exit = await send('POST', '/api/v1/sessions/exit', operator.token, { ticket_number: first.ticket_number })
+  const exit = await send('POST', '/api/v1/sessions/exit', operator.token, {
+    ticket_number: first.ticket_number,
+  })
   expect(exit.status).toBe(200)
-  openSession = (await enterVehicle(platform, operator, { license_plate: plate, lot_id: lot.lotId })).session.id
+  openSession = (await enterVehicle(platform, operator, { license_plate: plate, lot_id: lot.lotId })).session
+    .id
 })
 
 afterAll(async () => {
@@ -173,7 +178,9 @@ describe('CSV export of parking history', () => {
     })
     expect(reversed.status).toBe(400)
     expect((await json(reversed)).errors).toEqual([expect.objectContaining({ field: 'to' })])
-    const unknownField = await send('POST', '/api/v1/exports/parking-history', owner.token, { format: 'xlsx' })
+    const unknownField = await send('POST', '/api/v1/exports/parking-history', owner.token, {
+      format: 'xlsx',
+    })
     expect(unknownField.status).toBe(400)
   })
 
