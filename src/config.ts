@@ -237,6 +237,15 @@ export const configSchema = z.object({
     .describe(
       'A membership or renewal still unpaid through Stripe this long after it was made is canceled; an unpaid subscription ends and frees its claims.',
     ),
+  PREDICTION_HISTORY_DAYS: z.coerce
+    .number()
+    .int()
+    .min(7)
+    .max(91)
+    .default(35)
+    .describe(
+      'Days of 15-minute occupancy rollups an occupancy forecast learns its weekday x time-of-day profile from (the last 5 weeks count).',
+    ),
 
   DOCUMENTS_DIR: z
     .string()
