@@ -69,6 +69,7 @@ if (platform && embedded && !stopping && config.NODE_ENV !== 'production') {
       where('mongodb', 'database'),
       where('redis', 'redis'),
       `  documents  ${config.S3_BUCKET ? `s3://${config.S3_BUCKET}${config.S3_ENDPOINT ? ` at ${config.S3_ENDPOINT}` : ''}` : `${config.paths.documents}  (local disk)`}`,
+      `  e-mail     ${config.SMTP_URL ? withoutCredentials(config.SMTP_URL) : `${config.paths.outbox}  (outbox: one .eml file per message)`}`,
       '  Ctrl-C stops everything.',
       '',
     ].join('\n'),

@@ -22,6 +22,7 @@ import { createTokensRepository } from './modules/accounts/tokens.repository.ts'
 import { createTokenService } from './modules/accounts/tokens.service.ts'
 import { createAnalyticsRepository } from './modules/analytics/analytics.repository.ts'
 import { createAnalyticsService } from './modules/analytics/analytics.service.ts'
+import { createPredictionsService } from './modules/analytics/predictions.service.ts'
 import { createDiscountsRepository } from './modules/discounts/discounts.repository.ts'
 import { createDiscountsService } from './modules/discounts/discounts.service.ts'
 import { createEvRepository } from './modules/ev/ev.repository.ts'
@@ -341,6 +342,12 @@ export async function startPlatform(config: Config, urls: DependencyUrls, logger
       settings: { settleMs: 2 * 60_000, lookbackMs: 60 * 60_000 },
     })
     sessionListeners.push(analytics.sessionListener)
+    // Forecasts read the rollups through the analytics port, bound late.
+    const predictions = createPredictionsService({
+      series: () => analytics.series,
+      facilities,
+      settings: { historyDays: config.PREDICTION_HISTORY_DAYS },
+    })
     const scheduler = createScheduler({ db, enabled: config.JOBS_ENABLED, logger })
     scheduler.define(analyticsRollupJob(analytics))
     scheduler.define(reservationsTickJob(reservations))
@@ -417,6 +424,7 @@ export async function startPlatform(config: Config, urls: DependencyUrls, logger
       reservations,
       memberships,
       analytics,
+      predictions,
       health: createHealthService({
         metrics,
       exports,

@@ -10,6 +10,7 @@ import { requestId } from 'hono/request-id'
 import { matchedRoutes } from 'hono/route'
 import { secureHeaders } from 'hono/secure-headers'
 import { mountAccounts } from '../modules/accounts/accounts.handlers.ts'
+import { mountPredictions } from '../modules/analytics/predictions.handlers.ts'
 import { mountDiscounts } from '../modules/discounts/discounts.handlers.ts'
 import { mountEv } from '../modules/ev/ev.handlers.ts'
 import { mountExports } from '../modules/exports/exports.handlers.ts'
@@ -94,6 +95,7 @@ export function createHttpApp(services: Services, logger: Logger, options: HttpO
   mountReservations(app)
   mountMemberships(app)
   mountEv(app)
+  mountPredictions(app)
   mountExports(app)
   mountJobs(app)
 

@@ -1,6 +1,7 @@
 import type { AccountsService } from '../modules/accounts/accounts.service.ts'
 import type { TokenService } from '../modules/accounts/tokens.service.ts'
 import type { AnalyticsService } from '../modules/analytics/analytics.service.ts'
+import type { PredictionsService } from '../modules/analytics/predictions.service.ts'
 import type { DiscountsService } from '../modules/discounts/discounts.service.ts'
 import type { EvService } from '../modules/ev/ev.service.ts'
 import type { ExportsService } from '../modules/exports/exports.service.ts'
@@ -42,6 +43,7 @@ export type Services = {
   memberships: MembershipsService
   ev: EvService
   analytics: AnalyticsService
+  predictions: PredictionsService
   exports: ExportsService
   jobs: JobsService
   mailJobs: MailJobsService
