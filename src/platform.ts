@@ -355,8 +355,6 @@ export async function startPlatform(config: Config, urls: DependencyUrls, logger
     scheduler.define(membershipsRenewalsJob(memberships))
     scheduler.define(paymentsReconcileJob(payments, config.PAYMENT_RECONCILE_AFTER_SECONDS * 1000))
     scheduler.define(evChargingSweepJob(ev))
-    const services: Services = {
-      metrics,
     // E-mail and the jobs that send it: exports, reminders, the monthly report, the purge.
     const mailer = createMailer({
       from: config.MAIL_FROM,
@@ -403,6 +401,8 @@ export async function startPlatform(config: Config, urls: DependencyUrls, logger
     scheduler.define(remindersInactiveJob(mailJobs))
     scheduler.define(reportsMonthlyJob(mailJobs))
     scheduler.define(dataPurgeJob(mailJobs))
+    const services: Services = {
+      metrics,
       tokens,
       accounts,
       vehicles,
@@ -425,11 +425,11 @@ export async function startPlatform(config: Config, urls: DependencyUrls, logger
       memberships,
       analytics,
       predictions,
-      health: createHealthService({
-        metrics,
       exports,
       jobs: createJobsService({ scheduler: () => scheduler }),
       mailJobs,
+      health: createHealthService({
+        metrics,
         version,
         probes: {
           database: () => pingDatabase(db, PROBE_TIMEOUT_MS),
@@ -457,10 +457,10 @@ export async function startPlatform(config: Config, urls: DependencyUrls, logger
     closers.push({ name: 'live sockets', close: async () => liveSockets.close() })
     const address = server.address() as AddressInfo
     const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
-
-    return {
     const url = `http://${host === '0.0.0.0' || host === '[::]' ? '127.0.0.1' : host}:${address.port}`
     publicBase ||= url
+
+    return {
       app,
       services,
       occupancy,
