@@ -176,8 +176,8 @@ describe('CSV export of parking history', () => {
       from: '2025-02-01T00:00:00Z',
       to: '2025-01-01T00:00:00Z',
     })
-    expect(reversed.status).toBe(400)
-    expect((await json(reversed)).errors).toEqual([expect.objectContaining({ field: 'to' })])
+    expect(reversed.status).toBe(422)
+    expect(await json(reversed)).toMatchObject({ code: 'UNPROCESSABLE', reason: 'empty_range' })
     const unknownField = await send('POST', '/api/v1/exports/parking-history', owner.token, {
       format: 'xlsx',
     })

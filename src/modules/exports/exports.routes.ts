@@ -17,7 +17,7 @@ export const requestParkingHistoryExport = defineRoute(customers, {
   request: { body: jsonBody(ExportRequestSchema) },
   responses: {
     202: jsonResponse(ExportSchema, 'The export, queued'),
-    ...problemResponses('VALIDATION_FAILED', 'UNSUPPORTED_MEDIA_TYPE', 'PAYLOAD_TOO_LARGE'),
+    ...problemResponses('VALIDATION_FAILED', 'UNPROCESSABLE', 'UNSUPPORTED_MEDIA_TYPE', 'PAYLOAD_TOO_LARGE'),
   },
 })
 

@@ -236,8 +236,9 @@ export function createExportsService(deps: {
       const from = input.from ? new Date(input.from) : null
       const to = input.to ? new Date(input.to) : null
       if (from && to && from.getTime() >= to.getTime()) {
-        throw new AppError('VALIDATION_FAILED', '`from` must be before `to`', {
-          errors: [{ in: 'body', field: 'to', pointer: '/to', reason: 'must be after from' }],
+        // A rule across two fields that the schema cannot state: 422, not a schema violation.
+        throw new AppError('UNPROCESSABLE', '`from` must be before `to`', {
+          extensions: { reason: 'empty_range' },
         })
       }
       const now = new Date()
