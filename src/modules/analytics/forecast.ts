@@ -352,7 +352,14 @@ export function predict(input: {
   current: Anchor
   horizonMinutes: number
 }): Prediction {
-  const model = fitModel(input.history, input.timeZone)
+  return predictWith(fitModel(input.history, input.timeZone), input)
+}
+
+/** predict() with a model fitted already (the service keeps one per scope until the next bucket). */
+export function predictWith(
+  model: Model,
+  input: { timeZone: string; current: Anchor; horizonMinutes: number },
+): Prediction {
   const now = typeof input.current.at === 'number' ? input.current.at : input.current.at.getTime()
   const points: PredictionPoint[] = []
   for (let minutes = 0; minutes <= input.horizonMinutes; minutes += BUCKET_MINUTES) {
