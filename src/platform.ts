@@ -51,6 +51,7 @@ import { createPricingRepository } from './modules/pricing/pricing.repository.ts
 import { createPricingService } from './modules/pricing/pricing.service.ts'
 import { createRegistrationsRepository } from './modules/registrations/registrations.repository.ts'
 import { createRegistrationsService } from './modules/registrations/registrations.service.ts'
+import { createReportsService } from './modules/reports/reports.service.ts'
 import { createReservationsRepository } from './modules/reservations/reservations.repository.ts'
 import { createReservationsService } from './modules/reservations/reservations.service.ts'
 import { createDynsecAccounts } from './modules/sensors/dynsec.ts'
@@ -342,6 +343,7 @@ export async function startPlatform(config: Config, urls: DependencyUrls, logger
       settings: { settleMs: 2 * 60_000, lookbackMs: 60 * 60_000 },
     })
     sessionListeners.push(analytics.sessionListener)
+    payments.onSettled((event) => analytics.moneyMoved(event))
     // Forecasts read the rollups through the analytics port, bound late.
     const predictions = createPredictionsService({
       series: () => analytics.series,
@@ -424,6 +426,7 @@ export async function startPlatform(config: Config, urls: DependencyUrls, logger
       reservations,
       memberships,
       analytics,
+      reports: createReportsService({ analytics, occupancy: occupancy.service, facilities }),
       predictions,
       exports,
       jobs: createJobsService({ scheduler: () => scheduler }),

@@ -10,6 +10,7 @@ import { requestId } from 'hono/request-id'
 import { matchedRoutes } from 'hono/route'
 import { secureHeaders } from 'hono/secure-headers'
 import { mountAccounts } from '../modules/accounts/accounts.handlers.ts'
+import { mountAnalytics } from '../modules/analytics/analytics.handlers.ts'
 import { mountPredictions } from '../modules/analytics/predictions.handlers.ts'
 import { mountDiscounts } from '../modules/discounts/discounts.handlers.ts'
 import { mountEv } from '../modules/ev/ev.handlers.ts'
@@ -23,6 +24,7 @@ import { mountPayments } from '../modules/payments/payments.handlers.ts'
 import { mountPricing } from '../modules/pricing/pricing.handlers.ts'
 import { mountProblems } from '../modules/problems/problems.handlers.ts'
 import { mountRegistrations, uploadLimits } from '../modules/registrations/registrations.handlers.ts'
+import { mountReports } from '../modules/reports/reports.handlers.ts'
 import { mountReservations } from '../modules/reservations/reservations.handlers.ts'
 import { mountSensors } from '../modules/sensors/sensors.handlers.ts'
 import { mountSessions } from '../modules/sessions/sessions.handlers.ts'
@@ -95,6 +97,8 @@ export function createHttpApp(services: Services, logger: Logger, options: HttpO
   mountReservations(app)
   mountMemberships(app)
   mountEv(app)
+  mountAnalytics(app)
+  mountReports(app)
   mountPredictions(app)
   mountExports(app)
   mountJobs(app)

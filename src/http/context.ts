@@ -14,6 +14,7 @@ import type { OccupancyService } from '../modules/occupancy/occupancy.service.ts
 import type { PaymentsService } from '../modules/payments/payments.service.ts'
 import type { PricingService } from '../modules/pricing/pricing.service.ts'
 import type { RegistrationsService } from '../modules/registrations/registrations.service.ts'
+import type { ReportsService } from '../modules/reports/reports.service.ts'
 import type { ReservationsService } from '../modules/reservations/reservations.service.ts'
 import type { DeviceCaller, SensorsService } from '../modules/sensors/sensors.service.ts'
 import type { SessionsService } from '../modules/sessions/sessions.service.ts'
@@ -43,6 +44,7 @@ export type Services = {
   memberships: MembershipsService
   ev: EvService
   analytics: AnalyticsService
+  reports: ReportsService
   predictions: PredictionsService
   exports: ExportsService
   jobs: JobsService

@@ -42,6 +42,7 @@ function testApp(
     ev: {} as never,
     memberships: {} as never,
     analytics: {} as never,
+    reports: {} as never,
     predictions: {} as never,
     exports: {} as never,
     jobs: {} as never,

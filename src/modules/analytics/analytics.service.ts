@@ -226,6 +226,24 @@ export function createAnalyticsService(deps: {
     },
   }
 
+  /** A range of local dates: `to` defaults to today (UTC), `from` to 30 days before; at most 366 days. */
+  function dayRange(input: {
+    from?: string | undefined
+    to?: string | undefined
+    lot_id?: string | undefined
+  }) {
+    const to = input.to ?? clock().toISOString().slice(0, 10)
+    const from = input.from ?? new Date(Date.parse(to) - 30 * DAY_MS).toISOString().slice(0, 10)
+    const span = Date.parse(to) - Date.parse(from) + DAY_MS
+    if (Number.isNaN(span)) {
+      throw new AppError('VALIDATION_FAILED', 'Not a calendar date', {
+        errors: [{ in: 'query', field: 'from', pointer: '/from', reason: 'not_a_date' }],
+      })
+    }
+    rangeRule(span, MAX_TREND_DAYS * DAY_MS)
+    return { from, to, lot_id: input.lot_id }
+  }
+
   /** Hooks must not fail the operation they hear of: a lost count is rebuilt from the facts. */
   const quietly = async (what: string, count: () => Promise<void>) => {
     try {
@@ -260,6 +278,15 @@ export function createAnalyticsService(deps: {
     /** The day counters (entries, exits, stays, money) the dashboard reads. */
     counters,
     timeZoneOf,
+    /** Counts of a lot that are not per day: sessions and charges running, reservations to come. */
+    async liveCounts(lotId: string, now: Date) {
+      const [sessions, charging, reservations] = await Promise.all([
+        repo.activeSessions(lotId),
+        repo.chargingNow(lotId),
+        repo.pendingReservations(lotId, now),
+      ])
+      return { active_sessions: sessions, active_ev_charging: charging, pending_reservations: reservations }
+    },
     /** Counts entries and exits in the lot's local day. */
     sessionListener,
     /** Counts a settled payment or a refund in its lot's local day (payments.onSettled). */
@@ -406,8 +433,34 @@ export function createAnalyticsService(deps: {
       }
     },
 
+    /** The trends route: exactly one of lot_id and zone_id, `to` defaults to now, `from` to a week before. */
+    async trendsQuery(query: {
+      lot_id?: string | undefined
+      zone_id?: string | undefined
+      from?: string | undefined
+      to?: string | undefined
+      granularity: 'hour' | 'day'
+    }) {
+      if ((query.lot_id === undefined) === (query.zone_id === undefined)) {
+        throw new AppError('VALIDATION_FAILED', 'Give exactly one of lot_id and zone_id', {
+          errors: [{ in: 'query', field: 'lot_id', pointer: '/lot_id', reason: 'one_of_lot_id_zone_id' }],
+        })
+      }
+      const to = query.to ? new Date(query.to) : clock()
+      const from = query.from ? new Date(query.from) : new Date(to.getTime() - 7 * DAY_MS)
+      const scope: Scope = query.lot_id
+        ? { kind: 'lot', id: query.lot_id }
+        : { kind: 'zone', id: query.zone_id ?? '' }
+      return await this.trends({ scope, from, to, granularity: query.granularity })
+    },
+
     /** Revenue by local day, payment method and lot, from the daily rollups. */
-    async revenue(query: { from: string; to: string; lot_id?: string | undefined }) {
+    async revenue(input: {
+      from?: string | undefined
+      to?: string | undefined
+      lot_id?: string | undefined
+    }) {
+      const query = dayRange(input)
       const lots = await lotsOf(query.lot_id)
       const data = []
       const totals = new Map<
@@ -452,7 +505,8 @@ export function createAnalyticsService(deps: {
     },
 
     /** Average stay and turnover (sessions closed per space per day), from the daily rollups. */
-    async stays(query: { from: string; to: string; lot_id?: string | undefined }) {
+    async stays(input: { from?: string | undefined; to?: string | undefined; lot_id?: string | undefined }) {
+      const query = dayRange(input)
       const lots = await lotsOf(query.lot_id)
       const data = []
       for (const lot of lots) {

@@ -129,6 +129,22 @@ function dueProblem(code: 'CONFLICT' | 'UNPROCESSABLE', detail: string, due: Amo
   })
 }
 
+/**
+ * Money that moved: a payment settled (its amount in) or a refund taken (its amount out). Told once
+ * or more (a repeated delivery tells again): listeners count by `id`, idempotently.
+ */
+export type MoneyMoved = {
+  kind: 'settled' | 'refunded'
+  /** The payment's id, or the refund's. */
+  id: string
+  payment_id: string
+  lot_id: string
+  method: PaymentMethod
+  currency: string
+  amount: number
+  at: Date
+}
+
 /** Applies a Stripe event to an intent another capability made; idempotent. */
 export type ForeignIntentHandler = (intentId: string, eventType: string) => Promise<void>
 
@@ -144,6 +160,26 @@ export function createPaymentsService(deps: {
 }) {
   const { repo, gateway, sessions, discounts, receipts, idempotency, logger } = deps
   const foreignIntents = new Map<string, ForeignIntentHandler>()
+  const moneyListeners: ((event: MoneyMoved) => Promise<void>)[] = []
+
+  /** Tells the money listeners (the dashboard's day counters); a listener's failure is only logged. */
+  async function tell(kind: MoneyMoved['kind'], payment: PaymentRecord, fact?: RefundRecord) {
+    const event: MoneyMoved = {
+      kind,
+      id: fact?._id ?? payment._id,
+      payment_id: payment._id,
+      lot_id: payment.lot_id,
+      method: payment.method,
+      currency: payment.currency,
+      amount: fact?.amount ?? payment.amount,
+      at: fact?.created_at ?? payment.settled_at ?? new Date(),
+    }
+    for (const listener of moneyListeners) {
+      await listener(event).catch((error) =>
+        logger.warn({ err: error, id: event.id }, 'a money listener failed'),
+      )
+    }
+  }
 
   async function refundedOf(paymentId: string): Promise<number> {
     const refunds = await repo.refundsOf(paymentId)
@@ -208,6 +244,7 @@ export function createPaymentsService(deps: {
       source,
       created_at: new Date(),
     })
+    if (state === 'succeeded') await tell('settled', payment)
     return await fresh((await repo.findPayment(payment._id)) ?? payment)
   }
 
@@ -351,6 +388,7 @@ export function createPaymentsService(deps: {
         idempotencyKey: `refund:${payment._id}:0`,
       })
       await repo.setProviderRefund(refund._id, taken.id)
+      await tell('refunded', payment, refund)
     } catch (error) {
       logger.warn({ err: error, paymentId: payment._id }, 'the refund of an excess is in doubt')
     }
@@ -383,6 +421,7 @@ export function createPaymentsService(deps: {
         idempotencyKey: `refund:${payment._id}:0`,
       })
       await repo.setProviderRefund(refund._id, taken.id)
+      await tell('refunded', payment, refund)
     }
     return await advance({ ...payment, duplicate: true }, 'succeeded', source)
   }
@@ -610,6 +649,7 @@ export function createPaymentsService(deps: {
       created_at: new Date(),
     })
     await repo.insertPayment(settled)
+    await tell('settled', settled)
     return await fresh((await repo.findPayment(payment._id)) ?? settled)
   }
 
@@ -687,7 +727,10 @@ export function createPaymentsService(deps: {
         created_at: new Date(),
       }
       if (!(await repo.insertRefund(refund))) continue
-      if (!payment.payment_intent_id) return refund
+      if (!payment.payment_intent_id) {
+        await tell('refunded', payment, refund)
+        return refund
+      }
       try {
         const taken = await gateway.refund({
           paymentIntentId: payment.payment_intent_id,
@@ -695,6 +738,7 @@ export function createPaymentsService(deps: {
           idempotencyKey: `refund:${payment._id}:${index}`,
         })
         await repo.setProviderRefund(refund._id, taken.id)
+        await tell('refunded', payment, refund)
         return { ...refund, provider_refund_id: taken.id }
       } catch (error) {
         // Stripe refused it: the refund fact goes, and the amount may be refunded again. Stripe
@@ -725,6 +769,7 @@ export function createPaymentsService(deps: {
         idempotencyKey: `refund:${refund._id}`,
       })
       await repo.setProviderRefund(refund._id, taken.id)
+      await tell('refunded', payment, refund)
       return { ...refund, provider_refund_id: taken.id }
     } catch (error) {
       if (error instanceof AppError && error.code !== 'DEPENDENCY_UNAVAILABLE') {
@@ -866,6 +911,11 @@ export function createPaymentsService(deps: {
      * are: 'reservation', 'membership') go to the capability that made them. The handler re-reads
      * the intent and applies its state idempotently: events come late, twice and out of order.
      */
+    /** Adds a listener told of every settlement and refund (at least once each). */
+    onSettled(listener: (event: MoneyMoved) => Promise<void>) {
+      moneyListeners.push(listener)
+    },
+
     onForeignIntent(purpose: string, handler: ForeignIntentHandler) {
       if (foreignIntents.has(purpose)) throw new Error(`intents of ${purpose} have a handler already`)
       foreignIntents.set(purpose, handler)
