@@ -30,14 +30,18 @@ export function createAnalyticsRepository(db: Database) {
       after: { at: Date; id: string } | undefined,
       limit: number,
     ): Promise<HistoryRow[]> {
+      // trusted() marks each operator object (sanitizeFilter wraps any other one in $eq).
       const filter = after
         ? {
             lot_id: lotId,
-            $or: [{ at: { $gt: after.at, $lt: window.to } }, { at: after.at, _id: { $gt: after.id } }],
+            $or: [
+              { at: trusted({ $gt: after.at, $lt: window.to }) },
+              { at: after.at, _id: trusted({ $gt: after.id }) },
+            ],
           }
-        : { lot_id: lotId, at: { $gte: window.from, $lt: window.to } }
+        : { lot_id: lotId, at: trusted({ $gte: window.from, $lt: window.to }) }
       return await history
-        .find(trusted(filter))
+        .find(filter)
         .sort({ at: 1, _id: 1 })
         .limit(limit)
         .select({ zone_id: 1, kind: 1, status_from: 1, status_to: 1, at: 1 })
@@ -76,9 +80,13 @@ export function createAnalyticsRepository(db: Database) {
     async buckets(kind: 'lot' | 'zone', id: string, from: Date, to: Date): Promise<OccupancyRollupRecord[]> {
       return await rollups
         .find(
-          trusted({
-            _id: { $gte: `${kind}:${id}:${from.toISOString()}`, $lt: `${kind}:${id}:${to.toISOString()}` },
-          }),
+          // trusted() marks one object: the operator object itself, or sanitizeFilter wraps it in $eq.
+          {
+            _id: trusted({
+              $gte: `${kind}:${id}:${from.toISOString()}`,
+              $lt: `${kind}:${id}:${to.toISOString()}`,
+            }),
+          },
         )
         .sort({ _id: 1 })
         .lean<OccupancyRollupRecord[]>()
@@ -91,7 +99,7 @@ export function createAnalyticsRepository(db: Database) {
     /** A lot's days from `from` to `to` (YYYY-MM-DD, both included). */
     async dailyOf(lotId: string, from: string, to: string): Promise<DailyRollupRecord[]> {
       return await daily
-        .find(trusted({ _id: { $gte: `${lotId}:${from}`, $lte: `${lotId}:${to}` } }))
+        .find({ _id: trusted({ $gte: `${lotId}:${from}`, $lte: `${lotId}:${to}` }) })
         .sort({ _id: 1 })
         .lean<DailyRollupRecord[]>()
     },
