@@ -254,6 +254,7 @@ export async function startPlatform(config: Config, urls: DependencyUrls, logger
       gateway: () => stripe,
       spaces: occupancy.spaces,
       sessions: () => sessions,
+      idempotency: createIdempotencyStore(db),
       logger,
       settings: {
         slotMinutes: config.RESERVATION_SLOT_MINUTES,

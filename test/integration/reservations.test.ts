@@ -257,6 +257,45 @@ describe('journey 2: availability, booking, check-in by code, the prepaid fee, e
   })
 })
 
+describe('Idempotency-Key on POST /reservations', () => {
+  it('a retry with the same key and body answers the same reservation; another body is a 422', async () => {
+    const { customer, vehicleId } = await customerWithCar()
+    const start = inMinutes(9 * 60)
+    const body = {
+      vehicle_id: vehicleId,
+      lot_id: lot.lotId,
+      start_time: iso(start),
+      end_time: iso(start + HOUR),
+      prepay: true,
+    }
+    const key = `rsv-${randomUUID()}`
+    const post = (b: unknown) =>
+      platform.request('/api/v1/reservations', {
+        method: 'POST',
+        ...jsonBody(b, { ...bearer(customer.token), 'Idempotency-Key': key }),
+      })
+    const first = await expectStatus(await post(body), 201)
+    const retried = await expectStatus(await post(body), 201)
+    expect(retried.reservation.id).toBe(first.reservation.id)
+    expect(retried.confirmation_number).toBe(first.confirmation_number)
+    expect(retried.payment).toMatchObject({
+      payment_intent_id: first.payment.payment_intent_id,
+      amount: HOURLY,
+      currency: 'EUR',
+    })
+    expect(await count('reservations', { vehicle_id: vehicleId })).toBe(1)
+    const other = await expectStatus(await post({ ...body, end_time: iso(start + 2 * HOUR) }), 422)
+    expect(other.reason).toBe('idempotency_key_reused')
+    expect(await count('reservations', { vehicle_id: vehicleId })).toBe(1)
+    // Without a key, the same body is another booking.
+    await book(customer, { ...body, start_time: iso(start + 2 * HOUR), end_time: iso(start + 3 * HOUR) })
+    expect(await count('reservations', { vehicle_id: vehicleId })).toBe(2)
+    // Not left unpaid for the expiry test's count.
+    for (const r of (await expectStatus(await send('GET', '/api/v1/reservations', customer), 200)).data)
+      await expectStatus(await send('DELETE', `/api/v1/reservations/${r.id}`, customer), 200)
+  })
+})
+
 describe('no double booking', () => {
   it('1,000 concurrent bookings of the last free slot: exactly one (service)', async () => {
     const small = await oneSpaceLot()

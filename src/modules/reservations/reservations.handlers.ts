@@ -9,7 +9,15 @@ export function mountReservations(app: OpenAPIHono<AppEnv>) {
   app.openapi(routes.availability, async (c) => c.json(await svc(c).availability(c.req.valid('query')), 200))
 
   app.openapi(routes.createReservation, async (c) =>
-    c.json(await svc(c).create(principalOf(c), c.req.valid('json')), 201),
+    c.json(
+      await svc(c).create(
+        principalOf(c),
+        c.req.valid('json'),
+        undefined,
+        c.req.valid('header')['idempotency-key'],
+      ),
+      201,
+    ),
   )
 
   app.openapi(routes.listReservations, async (c) =>

@@ -8,6 +8,7 @@ import {
   GateCheckInSchema,
   ReservationCreatedSchema,
   ReservationCreateSchema,
+  ReservationIdempotencyHeaderSchema,
   ReservationIdParamSchema,
   ReservationListQuerySchema,
   ReservationListSchema,
@@ -42,9 +43,9 @@ export const createReservation = defineRoute(everyone, {
   operationId: 'createReservation',
   summary: 'Book a space for a time window',
   description:
-    'Customers book for their own vehicle (`vehicle_id`, or the `license_plate` of an unregistered or own vehicle); operators and admins for any plate. Give a `space_id`, or a `zone_id` or `lot_id` for the first free space of the type. No double booking: every slot of the window is claimed once (409 `slot_taken` for a booked space, `no_space_available` when none is free). `prepay`: the tariff in force at the start prices the window and a Stripe PaymentIntent is made (`payment`); the reservation is `pending_payment` until `POST /reservations/{id}/pay` or the webhook, and expires unpaid after RESERVATION_PAYMENT_TIMEOUT_MINUTES.',
+    'Customers book for their own vehicle (`vehicle_id`, or the `license_plate` of an unregistered or own vehicle); operators and admins for any plate. Give a `space_id`, or a `zone_id` or `lot_id` for the first free space of the type. No double booking: every slot of the window is claimed once (409 `slot_taken` for a booked space, `no_space_available` when none is free). `prepay`: the tariff in force at the start prices the window and a Stripe PaymentIntent is made (`payment`); the reservation is `pending_payment` until `POST /reservations/{id}/pay` or the webhook, and expires unpaid after RESERVATION_PAYMENT_TIMEOUT_MINUTES. Send an `Idempotency-Key` to make a retry safe.',
   tags,
-  request: { body: jsonBody(ReservationCreateSchema) },
+  request: { headers: ReservationIdempotencyHeaderSchema, body: jsonBody(ReservationCreateSchema) },
   responses: {
     201: jsonResponse(ReservationCreatedSchema, 'The reservation and its confirmation number'),
     ...problemResponses(...bodyProblems, 'NOT_FOUND', 'CONFLICT', 'UNPROCESSABLE', 'DEPENDENCY_UNAVAILABLE'),

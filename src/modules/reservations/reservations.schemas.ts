@@ -1,5 +1,5 @@
 import { z } from '@hono/zod-openapi'
-import { PageQuerySchema, pageSchema } from '../../http/openapi.ts'
+import { idempotencyHeader, PageQuerySchema, pageSchema } from '../../http/openapi.ts'
 import { spaceTypes } from '../occupancy/occupancy.contract.ts'
 import { EntrySchema } from '../sessions/sessions.schemas.ts'
 import { licensePlate } from '../vehicles/vehicles.schemas.ts'
@@ -79,6 +79,10 @@ export const ReservationCreateSchema = z
       .openapi({ description: 'Pay the tariff for the window now, through Stripe.' }),
   })
   .openapi('ReservationCreate')
+
+export const ReservationIdempotencyHeaderSchema = idempotencyHeader(
+  'Makes a retried booking safe: the same key and body answer the reservation the first one made; the same key with another body is a 422.',
+)
 
 export const ReservationCreatedSchema = z
   .object({

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import { formatMoney } from '../../../workers/fee.ts'
 import { AppError, type FieldProblem } from '../../shared/errors.ts'
+import { type IdempotencyStore, keyedCreate } from '../../shared/idempotency.ts'
 import { decodeCursor, pageOf, uuidv7 } from '../../shared/ids.ts'
 import type { Logger } from '../../shared/logger.ts'
 import type { FacilitiesService, SpaceView } from '../facilities/facilities.service.ts'
@@ -165,6 +166,8 @@ export function createReservationsService(deps: {
   gateway: () => PaymentGateway
   spaces: Pick<SpaceArbiter, 'hold' | 'release'>
   sessions: () => ReservedEntrance
+  /** Idempotency-Keys of bookings. */
+  idempotency: IdempotencyStore
   logger: Logger
   settings: ReservationSettings
 }) {
@@ -254,6 +257,10 @@ export function createReservationsService(deps: {
       for (let attempt = 0; attempt < 2; attempt++) {
         const taken = await repo.claimSlots(reservationId, slots, space.id)
         if (taken === null) return { space, slots }
+        if ((await repo.findSlot(taken))?.reservation_id === reservationId) {
+          // A twin of this request (the same Idempotency-Key) is booking under the same id.
+          throw new AppError('CONFLICT', 'A request with this Idempotency-Key is in progress; retry')
+        }
         if (attempt > 0 || !(await clearStaleSlot(taken))) break
       }
     }
@@ -629,6 +636,162 @@ export function createReservationsService(deps: {
     return toReservationView(r, await repo.findRefund(r._id))
   }
 
+  /** What a booking answers; a replay asks Stripe again for the intent's client secret. */
+  async function createdView(r: ReservationRecord) {
+    const intent = r.payment_intent_id
+      ? await deps
+          .gateway()
+          .retrieveIntent(r.payment_intent_id)
+          .catch(() => null)
+      : null
+    return {
+      reservation: await withRefund(r),
+      confirmation_number: r.confirmation_number,
+      payment: r.payment_intent_id
+        ? {
+            payment_intent_id: r.payment_intent_id,
+            client_secret: intent?.client_secret ?? null,
+            amount: r.amount ?? intent?.amount ?? 0,
+            currency: r.currency,
+          }
+        : null,
+    }
+  }
+
+  /** The booking under a given id: a retry of the same id (an Idempotency-Key) answers what it made. */
+  async function book(id: string, caller: Caller, input: ReservationInput, now: Date) {
+    const existing = await repo.findReservation(id)
+    if (existing) return await createdView(existing)
+    const { start, end } = windowOf(input.start_time, input.end_time, now, 'body')
+    const vehicle = await vehicleOf(caller, input)
+    const place = await placeOf(input)
+    const vehicleType = vehicle.profile?.vehicleType ?? 'standard'
+    const types = input.space_type
+      ? [input.space_type]
+      : spacePreferences({
+          size: vehicle.profile?.size ?? 'STANDARD',
+          ev: vehicle.profile?.isEv ?? false,
+          accessible: false,
+        })
+    let candidates: SpaceView[]
+    if (place.space) {
+      if (input.space_type && input.space_type !== place.space.type) {
+        throw new AppError(
+          'UNPROCESSABLE',
+          `The space ${place.space.number} is a ${place.space.type} space`,
+          {
+            errors: [{ in: 'body', field: 'space_type', pointer: '/space_type', reason: 'wrong_space_type' }],
+            extensions: { reason: 'wrong_space_type' },
+          },
+        )
+      }
+      if (place.space.overlay) {
+        throw new AppError('CONFLICT', `The space ${place.space.number} is ${place.space.overlay}`, {
+          extensions: { reason: 'space_unavailable', overlay: place.space.overlay },
+        })
+      }
+      candidates = [place.space]
+    } else {
+      candidates = await candidatesOf({ lotId: place.lot.id, zoneId: place.zoneId }, types, start, end)
+    }
+    const claimed = await claimFirst(id, candidates, start, end)
+    if (!claimed) {
+      throw place.space
+        ? new AppError('CONFLICT', `The space ${place.space.number} is booked for part of this window`, {
+            extensions: { reason: 'slot_taken' },
+          })
+        : new AppError('CONFLICT', 'No space of this kind is free for the whole window', {
+            extensions: { reason: 'no_space_available', space_types: types },
+          })
+    }
+    let code: string | undefined
+    try {
+      const amount = input.prepay
+        ? await priceOf({
+            lotId: place.lot.id,
+            zoneId: claimed.space.zone_id,
+            vehicleType,
+            start,
+            end,
+            currency: place.lot.currency,
+            timeZone: place.lot.time_zone,
+          })
+        : null
+      code = await issueCode(id)
+      const intent =
+        amount && amount > 0
+          ? await deps.gateway().createIntent({
+              amount,
+              currency: place.lot.currency,
+              idempotencyKey: `reservation:${id}`,
+              metadata: { purpose: 'reservation', reservation_id: id, confirmation_number: code },
+            })
+          : null
+      if (intent) await repo.indexIntent(intent.id, id)
+      const reservation: ReservationRecord = {
+        _id: id,
+        confirmation_number: code,
+        user_id: isStaff(caller) ? vehicle.ownerId : caller.userId,
+        created_by: caller.userId,
+        lot_id: place.lot.id,
+        level_id: claimed.space.level_id,
+        zone_id: claimed.space.zone_id,
+        space_id: claimed.space.id,
+        space_number: claimed.space.number,
+        space_type: claimed.space.type,
+        vehicle_id: vehicle.vehicleId,
+        license_plate: vehicle.licensePlate,
+        plate: vehicle.plate,
+        vehicle_type: vehicleType,
+        start_at: start,
+        end_at: end,
+        slot_ids: claimed.slots,
+        special_requests: input.special_requests?.trim() || null,
+        status: intent ? 'pending_payment' : 'confirmed',
+        prepay: input.prepay ?? false,
+        amount,
+        currency: place.lot.currency,
+        payment_intent_id: intent?.id ?? null,
+        payment_deadline: intent ? new Date(now.getTime() + settings.paymentTimeoutMinutes * MINUTE) : null,
+        paid_at: null,
+        hold_from: new Date(start.getTime() - settings.checkinEarlyMinutes * MINUTE),
+        no_show_at: new Date(start.getTime() + settings.noShowGraceMinutes * MINUTE),
+        held: false,
+        session_id: null,
+        checked_in_at: null,
+        cancelled_at: null,
+        refund_amount: null,
+        refund_id: null,
+        created_at: now,
+        updated_at: now,
+      }
+      await repo.insertReservation(reservation)
+      await repo
+        .indexPlate(reservation.plate, id)
+        .catch((error: Error) =>
+          logger.warn({ reservation: id, reason: error.message }, 'reservation plate index not written'),
+        )
+      if (reservation.status === 'confirmed' && now >= reservation.hold_from)
+        await placeHold(reservation).catch(() => false)
+      return {
+        reservation: toReservationView(reservation),
+        confirmation_number: code,
+        payment: intent
+          ? {
+              payment_intent_id: intent.id,
+              client_secret: intent.client_secret,
+              amount: intent.amount,
+              currency: place.lot.currency,
+            }
+          : null,
+      }
+    } catch (error) {
+      await repo.releaseSlots(id, claimed.slots).catch(() => {})
+      if (code) await repo.releaseCode(code, id).catch(() => {})
+      throw error
+    }
+  }
+
   const adjustments: AdjustmentSource = {
     async adjustmentsFor(session: SessionFacts): Promise<Adjustment[]> {
       if (!session.reservation_id) return []
@@ -750,138 +913,21 @@ export function createReservationsService(deps: {
       }
     },
 
-    async create(caller: Caller, input: ReservationInput, now = new Date()) {
-      const { start, end } = windowOf(input.start_time, input.end_time, now, 'body')
-      const vehicle = await vehicleOf(caller, input)
-      const place = await placeOf(input)
-      const vehicleType = vehicle.profile?.vehicleType ?? 'standard'
-      const types = input.space_type
-        ? [input.space_type]
-        : spacePreferences({
-            size: vehicle.profile?.size ?? 'STANDARD',
-            ev: vehicle.profile?.isEv ?? false,
-            accessible: false,
-          })
-      let candidates: SpaceView[]
-      if (place.space) {
-        if (input.space_type && input.space_type !== place.space.type) {
-          throw new AppError(
-            'UNPROCESSABLE',
-            `The space ${place.space.number} is a ${place.space.type} space`,
-            {
-              errors: [
-                { in: 'body', field: 'space_type', pointer: '/space_type', reason: 'wrong_space_type' },
-              ],
-              extensions: { reason: 'wrong_space_type' },
-            },
-          )
-        }
-        if (place.space.overlay) {
-          throw new AppError('CONFLICT', `The space ${place.space.number} is ${place.space.overlay}`, {
-            extensions: { reason: 'space_unavailable', overlay: place.space.overlay },
-          })
-        }
-        candidates = [place.space]
-      } else {
-        candidates = await candidatesOf({ lotId: place.lot.id, zoneId: place.zoneId }, types, start, end)
-      }
-      const id = uuidv7()
-      const claimed = await claimFirst(id, candidates, start, end)
-      if (!claimed) {
-        throw place.space
-          ? new AppError('CONFLICT', `The space ${place.space.number} is booked for part of this window`, {
-              extensions: { reason: 'slot_taken' },
-            })
-          : new AppError('CONFLICT', 'No space of this kind is free for the whole window', {
-              extensions: { reason: 'no_space_available', space_types: types },
-            })
-      }
-      let code: string | undefined
-      try {
-        const amount = input.prepay
-          ? await priceOf({
-              lotId: place.lot.id,
-              zoneId: claimed.space.zone_id,
-              vehicleType,
-              start,
-              end,
-              currency: place.lot.currency,
-              timeZone: place.lot.time_zone,
-            })
-          : null
-        code = await issueCode(id)
-        const intent =
-          amount && amount > 0
-            ? await deps.gateway().createIntent({
-                amount,
-                currency: place.lot.currency,
-                idempotencyKey: `reservation:${id}`,
-                metadata: { purpose: 'reservation', reservation_id: id, confirmation_number: code },
-              })
-            : null
-        if (intent) await repo.indexIntent(intent.id, id)
-        const reservation: ReservationRecord = {
-          _id: id,
-          confirmation_number: code,
-          user_id: isStaff(caller) ? vehicle.ownerId : caller.userId,
-          created_by: caller.userId,
-          lot_id: place.lot.id,
-          level_id: claimed.space.level_id,
-          zone_id: claimed.space.zone_id,
-          space_id: claimed.space.id,
-          space_number: claimed.space.number,
-          space_type: claimed.space.type,
-          vehicle_id: vehicle.vehicleId,
-          license_plate: vehicle.licensePlate,
-          plate: vehicle.plate,
-          vehicle_type: vehicleType,
-          start_at: start,
-          end_at: end,
-          slot_ids: claimed.slots,
-          special_requests: input.special_requests?.trim() || null,
-          status: intent ? 'pending_payment' : 'confirmed',
-          prepay: input.prepay ?? false,
-          amount,
-          currency: place.lot.currency,
-          payment_intent_id: intent?.id ?? null,
-          payment_deadline: intent ? new Date(now.getTime() + settings.paymentTimeoutMinutes * MINUTE) : null,
-          paid_at: null,
-          hold_from: new Date(start.getTime() - settings.checkinEarlyMinutes * MINUTE),
-          no_show_at: new Date(start.getTime() + settings.noShowGraceMinutes * MINUTE),
-          held: false,
-          session_id: null,
-          checked_in_at: null,
-          cancelled_at: null,
-          refund_amount: null,
-          refund_id: null,
-          created_at: now,
-          updated_at: now,
-        }
-        await repo.insertReservation(reservation)
-        await repo
-          .indexPlate(reservation.plate, id)
-          .catch((error: Error) =>
-            logger.warn({ reservation: id, reason: error.message }, 'reservation plate index not written'),
-          )
-        if (reservation.status === 'confirmed' && now >= reservation.hold_from)
-          await placeHold(reservation).catch(() => false)
-        return {
-          reservation: toReservationView(reservation),
-          confirmation_number: code,
-          payment: intent
-            ? {
-                payment_intent_id: intent.id,
-                client_secret: intent.client_secret,
-                amount: intent.amount,
-                currency: place.lot.currency,
-              }
-            : null,
-        }
-      } catch (error) {
-        await repo.releaseSlots(id, claimed.slots).catch(() => {})
-        if (code) await repo.releaseCode(code, id).catch(() => {})
-        throw error
-      }
+    /**
+     * Books. With an Idempotency-Key, a retry (same key, same body) answers the reservation the
+     * first one made, and another body with the same key is a 422.
+     */
+    async create(caller: Caller, input: ReservationInput, now = new Date(), key?: string) {
+      return await keyedCreate(
+        deps.idempotency,
+        { kind: 'reservation', callerId: caller.userId, key },
+        input,
+        (id) => book(id, caller, input, now),
+        async (id) => {
+          const r = await repo.findReservation(id)
+          return r ? await createdView(r) : undefined
+        },
+      )
     },
 
     async get(caller: Caller, id: string) {
