@@ -31,6 +31,8 @@ const refunds: { paymentIntentId: string; amount: number; idempotencyKey: string
 const confirms: { id: string; paymentMethod: string | undefined; idempotencyKey: string }[] = []
 /** The next refund's answer is lost (Stripe unreachable), after stripe-mock made it. */
 let loseNextRefund = false
+/** Stripe refuses the next refund (no money moves). */
+let refuseNextRefund = false
 
 beforeAll(async () => {
   const services = inject('services')
@@ -60,6 +62,12 @@ beforeAll(async () => {
   }
   platform.stripe.refund = async (input) => {
     refunds.push(input)
+    if (refuseNextRefund) {
+      refuseNextRefund = false
+      throw new AppError('UNPROCESSABLE', 'The payment provider refused: the charge is disputed', {
+        extensions: { reason: 'provider_refused' },
+      })
+    }
     const refund = await real.refund(input)
     if (loseNextRefund) {
       loseNextRefund = false
@@ -736,6 +744,38 @@ describe('cancellation refunds against stripe-mock', () => {
       refund: { amount: HOURLY, status: 'succeeded' },
     })
     expect(refundsOf(intentId).map((r) => r.amount)).toEqual([HOURLY])
+  })
+
+  it('a refund Stripe refuses is kept as refused and tried again by the tick after a backoff', async () => {
+    const r = await paidReservation(96 * 60)
+    refuseNextRefund = true
+    const cancelled = await expectStatus(
+      await send('DELETE', `/api/v1/reservations/${r.id}`, r.customer),
+      200,
+    )
+    expect(cancelled).toMatchObject({
+      status: 'cancelled',
+      payment_status: 'paid',
+      refund: { amount: 2 * HOURLY, status: 'refused', refund_id: null },
+    })
+    expect(cancelled.refund.failure_reason).toContain('disputed')
+    // Cancelling again does not ask Stripe again; nor does the tick before the backoff.
+    await expectStatus(await send('DELETE', `/api/v1/reservations/${r.id}`, r.customer), 200)
+    await service().tick()
+    expect(refundsOf(r.intentId)).toHaveLength(1)
+    await service().tick(new Date(Date.now() + 6 * MIN))
+    const view = await expectStatus(await send('GET', `/api/v1/reservations/${r.id}`, r.customer), 200)
+    expect(view).toMatchObject({
+      payment_status: 'refunded',
+      refund: { amount: 2 * HOURLY, status: 'succeeded', failure_reason: null },
+    })
+    // Stripe would answer a refused key's refusal again: the retry has a key of its own.
+    expect(refundsOf(r.intentId).map((x) => x.idempotencyKey)).toEqual([
+      `reservation-refund:${r.id}`,
+      `reservation-refund:${r.id}:1`,
+    ])
+    await service().tick(new Date(Date.now() + HOUR))
+    expect(refundsOf(r.intentId)).toHaveLength(2)
   })
 
   it('nothing after the start', async () => {

@@ -178,7 +178,9 @@ const paidSchema = new Schema<PaidRecord>(
 
 /**
  * `_id = reservationId`: the one refund of a prepayment, written before Stripe is asked (key
- * `reservation-refund:<id>`); without `provider_refund_id` it is in doubt and asked again.
+ * `reservation-refund:<id>`, then `:<n>` after n refusals); without `provider_refund_id` it is in
+ * doubt and asked again with the same key, or refused by Stripe (`refusal`) and tried again with
+ * the next key after `retry_at`, a bounded number of times.
  */
 export type RefundRecord = {
   _id: string
@@ -186,6 +188,12 @@ export type RefundRecord = {
   intent_id: string
   provider_refund_id: string | null
   at: Date
+  /** Stripe's message when it refused the last attempt (no money moved); null otherwise. */
+  refusal?: string | null
+  /** Refusals so far: the attempt's key suffix. */
+  attempts?: number
+  /** A refused refund is tried again from then on. */
+  retry_at?: Date | null
 }
 
 const refundSchema = new Schema<RefundRecord>(
@@ -195,6 +203,9 @@ const refundSchema = new Schema<RefundRecord>(
     intent_id: { type: String, required: true },
     provider_refund_id: { type: String, default: null },
     at: { type: Date, required: true },
+    refusal: { type: String, default: null },
+    attempts: { type: Number, default: 0 },
+    retry_at: { type: Date, default: null },
   },
   { versionKey: false, collection: 'reservation_refunds' },
 )

@@ -219,14 +219,32 @@ export function createReservationsRepository(db: Database) {
     },
     findRefund: (id: string) => byId<RefundRecord>(m.reservationRefunds, id),
     async settleRefund(id: string, providerRefundId: string) {
-      await m.reservationRefunds.updateOne({ _id: id }, { $set: { provider_refund_id: providerRefundId } })
+      await m.reservationRefunds.updateOne(
+        { _id: id },
+        { $set: { provider_refund_id: providerRefundId, refusal: null, retry_at: null } },
+      )
     },
-    /** Refunds whose answer from Stripe was lost (the jobs ask again with the same key). */
-    async refundsInDoubt(limit = 100): Promise<RefundRecord[]> {
-      return await m.reservationRefunds.find({ provider_refund_id: null }).limit(limit).lean<RefundRecord[]>()
+    /** Stripe refused the attempt: no money moved; the next attempt (another key) waits until `retryAt`. */
+    async refuseRefund(id: string, refusal: string, attempts: number, retryAt: Date) {
+      await m.reservationRefunds.updateOne(
+        { _id: id, provider_refund_id: null },
+        { $set: { refusal, attempts, retry_at: retryAt } },
+      )
     },
-    async dropRefund(id: string) {
-      await m.reservationRefunds.deleteOne({ _id: id, provider_refund_id: null })
+    /** A refused refund is asked again: in doubt until Stripe answers. */
+    async retryRefund(id: string) {
+      await m.reservationRefunds.updateOne(
+        { _id: id, provider_refund_id: null },
+        { $set: { refusal: null, retry_at: null } },
+      )
+    },
+    /** Unsettled refunds (in doubt or refused), a page at a time by `_id` (the jobs). */
+    async unsettledRefunds(after: string, limit = 100): Promise<RefundRecord[]> {
+      return await m.reservationRefunds
+        .find({ provider_refund_id: null, _id: trusted({ $gt: after }) })
+        .sort({ _id: 1 })
+        .limit(limit)
+        .lean<RefundRecord[]>()
     },
   }
 }

@@ -50,8 +50,12 @@ export const ReservationSchema = z
       .object({
         amount: z.int(),
         currency: z.string(),
-        status: z.enum(['succeeded', 'pending']),
+        status: z.enum(['succeeded', 'pending', 'refused']).openapi({
+          description:
+            'pending: asked at Stripe, answer not in yet; refused: Stripe refused it (failure_reason), tried again later a few times.',
+        }),
         refund_id: z.string().nullable(),
+        failure_reason: z.string().nullable(),
       })
       .nullable(),
     created_at: z.iso.datetime(),

@@ -85,6 +85,9 @@ const ABANDONED_SLOT_MS = 60_000
 /** A window may start this much before "now" (clocks of clients differ). */
 const PAST_TOLERANCE_MS = 60_000
 const MINUTE = 60_000
+/** A refund Stripe refused is tried again this many times in all, after 5, 10, 20, 40 minutes. */
+const MAX_REFUND_ATTEMPTS = 5
+const REFUND_RETRY_MINUTES = 5
 
 const terminal: readonly ReservationStatus[] = ['cancelled', 'no_show', 'expired', 'completed']
 
@@ -136,8 +139,11 @@ export function toReservationView(r: ReservationRecord, refund?: RefundRecord | 
             currency: r.currency,
             status: (refund ? refund.provider_refund_id : r.refund_id)
               ? ('succeeded' as const)
-              : ('pending' as const),
+              : refund?.refusal
+                ? ('refused' as const)
+                : ('pending' as const),
             refund_id: refund?.provider_refund_id ?? r.refund_id,
+            failure_reason: (refund?.provider_refund_id ? null : refund?.refusal) ?? null,
           }
         : null,
     created_at: r.created_at.toISOString(),
@@ -433,12 +439,18 @@ export function createReservationsService(deps: {
     }
   }
 
-  /** The one refund of a reservation, at Stripe with the key `reservation-refund:<id>`. */
+  /**
+   * The one refund of a reservation, at Stripe with the key `reservation-refund:<id>` (`:<n>` after
+   * n refusals). A lost answer leaves it in doubt (the same key asks again); a refusal is kept
+   * (`refused`, Stripe's message) and only `retry` (the tick, after its backoff) tries again.
+   */
   async function refundOnce(
     r: ReservationRecord,
     paid: PaidRecord,
     amount: number,
+    options: { retry?: boolean; now?: Date } = {},
   ): Promise<RefundRecord | null> {
+    const now = options.now ?? new Date()
     let fact = await repo.findRefund(r._id)
     if (!fact) {
       const mine: RefundRecord = {
@@ -446,29 +458,52 @@ export function createReservationsService(deps: {
         amount,
         intent_id: paid.intent_id,
         provider_refund_id: null,
-        at: new Date(),
+        at: now,
+        refusal: null,
+        attempts: 0,
+        retry_at: null,
       }
       fact = (await repo.claimRefund(mine)) ? mine : ((await repo.findRefund(r._id)) ?? mine)
     }
-    if (!fact.provider_refund_id) {
-      try {
-        const refund = await deps.gateway().refund({
-          paymentIntentId: fact.intent_id,
-          amount: fact.amount,
-          idempotencyKey: `reservation-refund:${r._id}`,
-        })
-        await repo.settleRefund(r._id, refund.id)
-        fact = { ...fact, provider_refund_id: refund.id }
-      } catch (error) {
-        if (error instanceof AppError && error.code === 'UNPROCESSABLE') {
-          // Stripe refused: no money moved, the fact goes (a later attempt may try again).
-          await repo.dropRefund(r._id)
-          logger.warn({ reservation: r._id, reason: error.message }, 'reservation refund refused')
-          return null
-        }
-        // The answer was lost: the fact stays in doubt; the same key asks again next time.
-        logger.warn({ reservation: r._id, reason: (error as Error).message }, 'reservation refund in doubt')
+    if (fact.provider_refund_id) {
+      await repo.updateReservation(r._id, { refund_amount: fact.amount, refund_id: fact.provider_refund_id })
+      return fact
+    }
+    const attempts = fact.attempts ?? 0
+    if (fact.refusal) {
+      const due = options.retry && attempts < MAX_REFUND_ATTEMPTS && (fact.retry_at ?? now) <= now
+      if (!due) return fact
+      await repo.retryRefund(r._id)
+      fact = { ...fact, refusal: null, retry_at: null }
+    }
+    try {
+      const refund = await deps.gateway().refund({
+        paymentIntentId: fact.intent_id,
+        amount: fact.amount,
+        idempotencyKey:
+          attempts === 0 ? `reservation-refund:${r._id}` : `reservation-refund:${r._id}:${attempts}`,
+      })
+      await repo.settleRefund(r._id, refund.id)
+      fact = { ...fact, provider_refund_id: refund.id }
+    } catch (error) {
+      if (error instanceof AppError && error.code === 'UNPROCESSABLE') {
+        // Stripe refused: no money moved. Kept and shown as refused; the tick tries again (with
+        // the next key: Stripe would answer the same key's refusal again) after a backoff.
+        const refused = attempts + 1
+        const retryAt = new Date(now.getTime() + REFUND_RETRY_MINUTES * MINUTE * 2 ** (refused - 1))
+        await repo.refuseRefund(r._id, error.message, refused, retryAt)
+        const log = refused >= MAX_REFUND_ATTEMPTS ? logger.error : logger.warn
+        log.call(
+          logger,
+          { reservation: r._id, reason: error.message, attempts: refused },
+          refused >= MAX_REFUND_ATTEMPTS
+            ? 'reservation refund refused; no more attempts (staff must refund)'
+            : 'reservation refund refused; tried again later',
+        )
+        return { ...fact, refusal: error.message, attempts: refused, retry_at: retryAt }
       }
+      // The answer was lost: the fact stays in doubt; the same key asks again next time.
+      logger.warn({ reservation: r._id, reason: (error as Error).message }, 'reservation refund in doubt')
     }
     await repo.updateReservation(r._id, { refund_amount: fact.amount, refund_id: fact.provider_refund_id })
     return fact
@@ -1252,11 +1287,19 @@ export function createReservationsService(deps: {
         await repo.updateReservation(r._id, { held: false })
         released++
       }
+      // Refunds in doubt (asked again with the same key) and refused ones due again.
       let refunded = 0
-      for (const doubt of await repo.refundsInDoubt()) {
-        const [r, paid] = await Promise.all([repo.findReservation(doubt._id), repo.findPaid(doubt._id)])
-        if (r && paid && (await refundOnce(r, paid, doubt.amount).catch(() => null))?.provider_refund_id)
-          refunded++
+      for (let after = '', page: RefundRecord[] = []; ; ) {
+        page = await repo.unsettledRefunds(after)
+        for (const doubt of page) {
+          const [r, paid] = await Promise.all([repo.findReservation(doubt._id), repo.findPaid(doubt._id)])
+          if (!r || !paid) continue
+          const settled = await refundOnce(r, paid, doubt.amount, { retry: true, now }).catch(() => null)
+          if (settled?.provider_refund_id) refunded++
+        }
+        const last = page.at(-1)
+        if (!last || page.length < 100) break
+        after = last._id
       }
       return { placed, released, refunded }
     },
