@@ -232,7 +232,10 @@ function toAppError(error: Error, logger: Logger): AppError {
 }
 
 function problemResponse(c: Context<AppEnv>, error: AppError): Response {
+  // A capability's extra members come first: the standard members (RFC 9457 and ours) always win,
+  // so that an extension named `status` can never replace the HTTP status in the body.
   const body = {
+    ...error.extensions,
     type: problemTypeOf(error.code),
     title: errorTitles[error.code],
     status: error.status,
@@ -241,7 +244,6 @@ function problemResponse(c: Context<AppEnv>, error: AppError): Response {
     code: error.code,
     request_id: c.var.requestId,
     ...(error.errors ? { errors: error.errors } : {}),
-    ...error.extensions,
   }
   return c.newResponse(JSON.stringify(body), error.status as 400, {
     ...error.headers,

@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest'
 import { createHttpApp } from '../../src/http/app.ts'
 import { problemResponses } from '../../src/http/openapi.ts'
 import { createHealthService } from '../../src/modules/health/health.service.ts'
+import { AppError } from '../../src/shared/errors.ts'
 import { createLogger } from '../../src/shared/logger.ts'
 import { createMetrics } from '../../src/shared/metrics.ts'
 import { localDiskStorage } from '../../src/shared/storage.ts'
@@ -190,6 +191,18 @@ describe('problem+json', () => {
     const res = await app.request('/test/hono-401')
     expect(res.status).toBe(401)
     expect(await json(res)).toMatchObject({ code: 'UNAUTHENTICATED', detail: 'token expired' })
+  })
+
+  it('keeps the standard members when a capability adds extensions of the same name', async () => {
+    const app = testApp()
+    app.get('/test/conflict', () => {
+      throw new AppError('CONFLICT', 'Already refunded', {
+        extensions: { reason: 'not_refundable', status: 'refunded', code: 'mine', title: 'x' },
+      })
+    })
+    const res = await app.request('/test/conflict')
+    expect(res.status).toBe(409)
+    expect(await json(res)).toMatchObject({ status: 409, code: 'CONFLICT', reason: 'not_refundable' })
   })
 
   it('hides the text of an unexpected error behind 500', async () => {

@@ -277,7 +277,7 @@ export function createExportsService(deps: {
       const record = await ownExport(userId, id)
       if (record.status !== 'ready' || !record.storage_key) {
         throw new AppError('CONFLICT', `The export ${id} is ${record.status}, not ready`, {
-          extensions: { reason: 'not_ready', status: record.status },
+          extensions: { reason: 'not_ready', export_status: record.status },
         })
       }
       const stored = await deps.storage.get(record.storage_key)

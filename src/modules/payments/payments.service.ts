@@ -993,7 +993,7 @@ export function createPaymentsService(deps: {
           'CONFLICT',
           `A ${current.status}${payment.duplicate ? ' duplicate' : ''} payment cannot be refunded`,
           {
-            extensions: { reason: 'not_refundable', status: current.status },
+            extensions: { reason: 'not_refundable', payment_status: current.status },
           },
         )
       }
@@ -1015,7 +1015,7 @@ export function createPaymentsService(deps: {
       const current = await fresh(payment)
       if (!payment.receipt_number || payment.duplicate) {
         throw new AppError('CONFLICT', `A ${current.status} payment has no receipt`, {
-          extensions: { reason: 'not_settled', status: current.status },
+          extensions: { reason: 'not_settled', payment_status: current.status },
         })
       }
       return {
