@@ -574,6 +574,92 @@ describe('holds, no-shows and expiry', () => {
     await expectStatus(await send('POST', `/api/v1/reservations/${id}/pay`, customer, {}), 409)
   })
 
+  it('the jobs page through every due row: 250 unpaid reservations expire in one run', async () => {
+    const now = new Date()
+    const past = new Date(now.getTime() - HOUR)
+    const lotId = randomUUID()
+    const docs = Array.from({ length: 250 }, (_, i) => ({
+      _id: randomUUID(),
+      confirmation_number: `RSV-BULK${i}`,
+      user_id: null,
+      created_by: admin.id,
+      lot_id: lotId,
+      level_id: randomUUID(),
+      zone_id: randomUUID(),
+      space_id: randomUUID(),
+      space_number: 'B-1',
+      space_type: 'STANDARD',
+      vehicle_id: null,
+      license_plate: uniquePlate(),
+      plate: uniquePlate(),
+      vehicle_type: 'standard',
+      start_at: new Date(now.getTime() + 2 * HOUR),
+      end_at: new Date(now.getTime() + 3 * HOUR),
+      slot_ids: [],
+      special_requests: null,
+      status: 'pending_payment',
+      prepay: true,
+      amount: HOURLY,
+      currency: 'EUR',
+      payment_intent_id: null,
+      payment_deadline: past,
+      paid_at: null,
+      hold_from: new Date(now.getTime() + 90 * MIN),
+      no_show_at: new Date(now.getTime() + 150 * MIN),
+      held: false,
+      session_id: null,
+      checked_in_at: null,
+      cancelled_at: null,
+      refund_amount: null,
+      refund_id: null,
+      created_at: past,
+      updated_at: past,
+    }))
+    await db.collection('reservations').insertMany(docs as never[])
+    expect((await service().expireUnpaid(now)).expired).toBeGreaterThanOrEqual(250)
+    expect(await count('reservations', { lot_id: lotId, status: 'expired' })).toBe(250)
+    expect(await service().expireUnpaid(now)).toEqual({ expired: 0 })
+  }, 120_000)
+
+  it('a check-in outcome left by a check-in that died (no session) is cleared: check-in again, or a no-show', async () => {
+    const start = inMinutes(10)
+    const make = async () =>
+      (
+        await book(operator, {
+          lot_id: lot.lotId,
+          license_plate: uniquePlate(),
+          start_time: iso(start),
+          end_time: iso(start + HOUR),
+        })
+      ).reservation.id as string
+    const crashed = (id: string) =>
+      db.collection('reservation_outcomes').insertOne({
+        _id: id,
+        outcome: 'checked_in',
+        at: new Date(Date.now() - 10 * MIN),
+        by: operator.id,
+        token: randomUUID(),
+      } as never)
+    const again = await make()
+    await crashed(again)
+    const checkedIn = await expectStatus(
+      await send('POST', `/api/v1/reservations/${again}/check-in`, operator),
+      201,
+    )
+    expect(checkedIn.session.reservation_id).toBe(again)
+    // A check-in outcome that is recent (a check-in at work) or has its session stays.
+    expect(await service().noShows(new Date(start + 31 * MIN))).toMatchObject({})
+    const kept = await expectStatus(await send('GET', `/api/v1/reservations/${again}`, operator), 200)
+    expect(kept.status).toBe('checked_in')
+
+    const noShow = await make()
+    await crashed(noShow)
+    await service().noShows(new Date(start + 31 * MIN))
+    const view = await expectStatus(await send('GET', `/api/v1/reservations/${noShow}`, operator), 200)
+    expect(view.status).toBe('no_show')
+    expect(await count('reservation_slots', { reservation_id: noShow })).toBe(0)
+  })
+
   it('a Stripe webhook for the intent confirms the reservation', async () => {
     const { customer, vehicleId } = await customerWithCar()
     const start = inMinutes(6 * 60)

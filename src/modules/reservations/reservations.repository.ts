@@ -149,16 +149,17 @@ export function createReservationsRepository(db: Database) {
         .lean<Pick<ReservationRecord, 'space_id'>[]>()
     },
 
-    /** Up to `limit` reservations in a status, with a time field at or before `before` (jobs). */
+    /** A page of reservations in a status, with a time field at or before `before`, after the `_id` `after` (jobs). */
     async due(
       status: ReservationStatus,
       field: 'hold_from' | 'no_show_at' | 'payment_deadline',
       before: Date,
       extra: QueryFilter<ReservationRecord> = {},
+      after = '',
       limit = 200,
     ): Promise<ReservationRecord[]> {
       return await m.reservations
-        .find({ ...extra, status, [field]: trusted({ $lte: before }) })
+        .find({ ...extra, status, [field]: trusted({ $lte: before }), _id: trusted({ $gt: after }) })
         .sort({ _id: 1 })
         .limit(limit)
         .lean<ReservationRecord[]>()

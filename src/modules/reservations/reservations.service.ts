@@ -47,9 +47,13 @@ export type ReservationSettings = {
 /** What a check-in answers: sessions' entry answer (session, ticket, space) and the reservation. */
 export type CheckInResult = EntryResult & { reservation: ReservationView }
 
-/** What check-in asks of sessions (the lead's sessions.enterReserved). */
+/** What check-in asks of sessions (the lead's sessions.enterReserved), and its active sessions. */
 export type ReservedEntrance = {
   enterReserved(entry: ReservedEntry, caller: Caller): Promise<EntryResult>
+  list(
+    caller: Caller,
+    query: { limit: number; cursor?: string | undefined; status?: 'active'; lot_id?: string | undefined },
+  ): Promise<{ data: { id: string; reservation_id: string | null }[]; next_cursor: string | null }>
 }
 
 export type ReservationInput = {
@@ -85,9 +89,14 @@ const ABANDONED_SLOT_MS = 60_000
 /** A window may start this much before "now" (clocks of clients differ). */
 const PAST_TOLERANCE_MS = 60_000
 const MINUTE = 60_000
+/** A check-in outcome this old with no session is a check-in that died (a crash) and is cleared. */
+const ABANDONED_CHECKIN_MS = 5 * MINUTE
+const JOB_CALLER: Caller = { userId: 'job:reservations', role: 'admin' }
 /** A refund Stripe refused is tried again this many times in all, after 5, 10, 20, 40 minutes. */
 const MAX_REFUND_ATTEMPTS = 5
 const REFUND_RETRY_MINUTES = 5
+/** The jobs read due reservations this many at a time. */
+const DUE_PAGE = 200
 
 const terminal: readonly ReservationStatus[] = ['cancelled', 'no_show', 'expired', 'completed']
 
@@ -412,12 +421,77 @@ export function createReservationsService(deps: {
 
   // Outcomes: one insert-only fact decides; whoever meets it finishes its effects (idempotent).
 
-  async function decide(r: ReservationRecord, outcome: OutcomeKind, at: Date, by: string) {
+  async function decide(
+    r: ReservationRecord,
+    outcome: OutcomeKind,
+    at: Date,
+    by: string,
+  ): Promise<{ won: boolean; fact: OutcomeRecord }> {
     const fact: OutcomeRecord = { _id: r._id, outcome, at, by, token: uuidv7() }
     if (await repo.claimOutcome(fact)) return { won: true, fact }
     const existing = await repo.findOutcome(r._id)
     if (!existing) return await decide(r, outcome, at, by)
+    if (await abandonedCheckIn(existing, at)) return await decide(r, outcome, at, by)
     return { won: false, fact: existing }
+  }
+
+  /**
+   * A check-in outcome whose check-in died before the session was written (a crash): older than
+   * a few minutes, the reservation still open, no session id, and no active session made from it.
+   * It goes (by its token: only that outcome), so the reservation goes on (check-in again, or a
+   * no-show). When the session was written but not the reservation, the reservation is repaired.
+   */
+  async function abandonedCheckIn(outcome: OutcomeRecord, now: Date): Promise<boolean> {
+    if (outcome.outcome !== 'checked_in' || now.getTime() - outcome.at.getTime() < ABANDONED_CHECKIN_MS)
+      return false
+    const r = await repo.findReservation(outcome._id)
+    if (!r || r.session_id || (r.status !== 'confirmed' && r.status !== 'pending_payment')) return false
+    const session = await activeSessionFrom(r)
+    if (session) {
+      await repo.updateReservation(r._id, {
+        status: 'checked_in',
+        session_id: session,
+        checked_in_at: outcome.at,
+        held: false,
+      })
+      return false
+    }
+    await repo.dropOutcome(r._id, outcome.token)
+    logger.warn({ reservation: r._id, at: outcome.at }, 'reservation: abandoned check-in outcome cleared')
+    return true
+  }
+
+  /** The active session of the reservation's lot checked in from it (rare path: crash recovery). */
+  async function activeSessionFrom(r: ReservationRecord): Promise<string | null> {
+    let cursor: string | undefined
+    do {
+      const page = await deps
+        .sessions()
+        .list(JOB_CALLER, { limit: 100, cursor, status: 'active', lot_id: r.lot_id })
+      const found = page.data.find((s) => s.reservation_id === r._id)
+      if (found) return found.id
+      cursor = page.next_cursor ?? undefined
+    } while (cursor)
+    return null
+  }
+
+  /**
+   * Every due row, a page at a time by `_id`: rows a run cannot resolve (Stripe down, a payment
+   * processing) are passed over, not read again and again ahead of the rest.
+   */
+  async function* dueRows(
+    status: ReservationStatus,
+    field: 'hold_from' | 'no_show_at' | 'payment_deadline',
+    now: Date,
+    extra: { held?: boolean } = {},
+  ): AsyncIterable<ReservationRecord> {
+    for (let after = ''; ; ) {
+      const page = await repo.due(status, field, now, extra, after)
+      yield* page
+      const last = page.at(-1)
+      if (!last || page.length < DUE_PAGE) return
+      after = last._id
+    }
   }
 
   function refundAmountOf(r: ReservationRecord, outcome: OutcomeRecord, paid: PaidRecord): number {
@@ -609,7 +683,7 @@ export function createReservationsService(deps: {
   async function checkInReservation(caller: Caller, r: ReservationRecord, at: Date): Promise<CheckInResult> {
     if (r.status !== 'confirmed' && r.status !== 'pending_payment') throw stateConflict(r, r.status)
     const existing = await repo.findOutcome(r._id)
-    if (existing) {
+    if (existing && !(await abandonedCheckIn(existing, at))) {
       await finish(r, existing)
       throw stateConflict(r, existing.outcome)
     }
@@ -1280,8 +1354,8 @@ export function createReservationsService(deps: {
     async tick(now = new Date()) {
       let placed = 0
       let released = 0
-      const due = await repo.due('confirmed', 'hold_from', now, { held: false })
-      for (const r of due) if (r.no_show_at > now && (await placeHold(r).catch(() => false))) placed++
+      for await (const r of dueRows('confirmed', 'hold_from', now, { held: false }))
+        if (r.no_show_at > now && (await placeHold(r).catch(() => false))) placed++
       for (const r of await repo.heldButClosed()) {
         if (r.status !== 'checked_in') await deps.spaces.release(holderOf(r._id))
         await repo.updateReservation(r._id, { held: false })
@@ -1307,7 +1381,7 @@ export function createReservationsService(deps: {
     /** Job: past start + grace without check-in -> no_show, space and slots freed, refund by the policy. */
     async noShows(now = new Date()) {
       let noShows = 0
-      for (const r of await repo.due('confirmed', 'no_show_at', now)) {
+      for await (const r of dueRows('confirmed', 'no_show_at', now)) {
         if (r.no_show_at >= now) continue
         const { won, fact } = await decide(r, 'no_show', now, 'job:reservations.no-show')
         if (fact.outcome === 'checked_in') continue
@@ -1320,7 +1394,7 @@ export function createReservationsService(deps: {
     /** Job: prepaid reservations still unpaid after the timeout expire (unless Stripe says paid). */
     async expireUnpaid(now = new Date()) {
       let expired = 0
-      for (const r of await repo.due('pending_payment', 'payment_deadline', now)) {
+      for await (const r of dueRows('pending_payment', 'payment_deadline', now)) {
         if (r.payment_intent_id) {
           const gateway = deps.gateway()
           const intent = await gateway.retrieveIntent(r.payment_intent_id).catch(() => null)
