@@ -237,6 +237,24 @@ export const configSchema = z.object({
     .describe(
       'A membership or renewal still unpaid through Stripe this long after it was made is canceled; an unpaid subscription ends and frees its claims.',
     ),
+  ANALYTICS_SETTLE_SECONDS: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(3600)
+    .default(120)
+    .describe(
+      'Occupancy rollup buckets end this long before now: the persister and the debounce have written their history rows by then.',
+    ),
+  ANALYTICS_LOOKBACK_MINUTES: z.coerce
+    .number()
+    .int()
+    .min(15)
+    .max(1440)
+    .default(60)
+    .describe(
+      'The analytics.rollup job recomputes this much of the newest history every run, so that a space change the persister wrote this late still lands in its 15-minute bucket.',
+    ),
   PREDICTION_HISTORY_DAYS: z.coerce
     .number()
     .int()

@@ -341,7 +341,10 @@ export async function startPlatform(config: Config, urls: DependencyUrls, logger
       occupancy: occupancy.service,
       facilities,
       logger,
-      settings: { settleMs: 2 * 60_000, lookbackMs: 60 * 60_000 },
+      settings: {
+        settleMs: config.ANALYTICS_SETTLE_SECONDS * 1000,
+        lookbackMs: config.ANALYTICS_LOOKBACK_MINUTES * 60_000,
+      },
     })
     sessionListeners.push(analytics.sessionListener)
     payments.onSettled((event) => analytics.moneyMoved(event))

@@ -4,6 +4,7 @@ import { dayBounds, localDate } from '../../src/modules/analytics/local-day.ts'
 import { connectDatabase, type Database } from '../../src/shared/mongo.ts'
 import { type Account, bearer, createAccount, jsonBody, signInAdmin, testAdmin } from '../harness/accounts.ts'
 import { createLot, enterVehicle, type TestLot, uniquePlate } from '../harness/facility.ts'
+import { json } from '../harness/http.ts'
 import { startTestPlatform, type TestPlatform } from '../harness/platform.ts'
 
 // Analytics from rollups: a space history with known changes is written, the rollup job runs, and
@@ -202,7 +203,7 @@ describe('occupancy trends from the rollups', () => {
     const from = '2026-11-18T18:00:00Z'
     const to = '2026-11-20T18:00:00Z'
     const body = await trends(`${scope()}&from=${from}&to=${to}&granularity=hour`)
-    const expected = []
+    const expected: { period: string; occupancy: number }[] = []
     for (let t = Date.parse(from); t < Date.parse(to); t += HOUR) {
       const d = direct(history.rows, zone(), t, t + HOUR)
       if (d.space > 0)
@@ -405,7 +406,7 @@ describe('access and validation', () => {
   ])('trends: 400 for %s', async (_, query, field) => {
     const res = await send('GET', `/api/v1/analytics/trends?${query()}`, admin)
     expect(res.status).toBe(400)
-    expect((await res.json()).errors[0]).toMatchObject({ field })
+    expect((await json(res)).errors[0]).toMatchObject({ field })
   })
 
   it('answers 404 for an unknown lot or zone, 400 for bad dates', async () => {
