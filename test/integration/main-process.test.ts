@@ -52,6 +52,7 @@ async function ports() {
     EMBEDDED_MONGODB_PORT: String(await freePort()),
     EMBEDDED_REDIS_PORT: String(await freePort()),
     EMBEDDED_MQTT_PORT: String(await freePort()),
+    EMBEDDED_STRIPE_PORT: String(await freePort()),
   }
 }
 
