@@ -112,6 +112,8 @@ export function createScheduler(options: { db: Database; enabled: boolean; logge
     has: (name) => jobs.has(name),
 
     async start() {
+      // Startable again after stop() (a restart in one process: tests, tools).
+      stopped = false
       if (!options.enabled || agenda) return
       const db = options.db.db
       if (!db) throw new Error('the scheduler needs a connected database')
@@ -138,8 +140,16 @@ export function createScheduler(options: { db: Database; enabled: boolean; logge
         )
       }
       await agenda.start()
+      const stored = collection<AgendaJobDoc>('jobs')
       for (const job of jobs.values()) {
-        if (job.every) await agenda.every(job.every, job.name, undefined, { skipImmediate: true })
+        if (!job.every) continue
+        // every() computes nextRunAt = now + interval and overwrites the stored one: a restart
+        // would push a daily job back a day each time (a deployment restarting daily would never
+        // run it). A schedule already stored with this interval is kept, even one in the past
+        // (missed while down: it runs now, and every job is idempotent).
+        const existing = await stored.findOne({ name: job.name, type: 'single' })
+        if (existing?.repeatInterval === job.every && existing.nextRunAt) continue
+        await agenda.every(job.every, job.name, undefined, { skipImmediate: true })
       }
     },
 

@@ -296,6 +296,15 @@ describe('agenda on FerretDB', () => {
         expect(byName[name]?.next_run_at).toEqual(expect.any(String))
       }
       expect(byName['exports.run']?.next_run_at).toBeNull()
+
+      // A restart keeps the stored schedule: every() would set now + 1 day again, and a
+      // deployment restarting daily would never run its daily jobs.
+      const daily = ['data.purge', 'reminders.inactive', 'reports.monthly']
+      await new Promise((r) => setTimeout(r, 50))
+      await scheduled.scheduler.stop()
+      await scheduled.scheduler.start()
+      const after = Object.fromEntries((await scheduled.services.jobs.list()).data.map((j) => [j.name, j]))
+      for (const name of daily) expect(after[name]?.next_run_at).toBe(byName[name]?.next_run_at)
     } finally {
       await scheduled.stop()
     }
