@@ -1,10 +1,11 @@
 import { spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { existsSync, mkdirSync, readFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { toolPaths } from '../src/embedded/local-services.ts'
 import { freePort } from '../src/embedded/service-process.ts'
+import { seedFacility, seedParameters } from './fuzz-seed.ts'
 import { isolatedDatabase } from './harness/platform.ts'
 import { allServices, artifactsDir, type ServiceSet, scratchDir, startServices } from './harness/services.ts'
 
@@ -84,6 +85,8 @@ async function vitest(): Promise<Outcome> {
 /** Operations that end the fuzzer's own session; they are fuzzed without its token. */
 const sessionEnding = ['logout', 'changePassword']
 const neverEnding = ['followLot']
+/** Operations of customers alone (their own exports); the admin's run gets 403 from them. */
+const customerOperations = ['requestParkingHistoryExport', 'getExport', 'downloadExport']
 
 async function schemathesis(): Promise<Outcome[]> {
   const urls = services?.urls
@@ -100,6 +103,9 @@ async function schemathesis(): Promise<Outcome[]> {
       MONGODB_URI: isolatedDatabase(urls.mongodb),
       REDIS_URL: urls.redis,
       MQTT_URL: urls.mqtt,
+      // The run's stripe-mock: an embedded one would take the fixed EMBEDDED_STRIPE_PORT, which a
+      // second run (another clone, another engineer) already holds, and the platform would not start.
+      STRIPE_API_URL: urls.stripe,
       DATA_DIR: dataDir,
       LOG_LEVEL: 'warn',
       ADMIN_EMAIL: admin.email,
@@ -126,13 +132,27 @@ async function schemathesis(): Promise<Outcome[]> {
     })
     if (!login.ok) throw new Error(`the fuzzing admin could not sign in: ${login.status}`)
     const { access_token: token } = (await login.json()) as { access_token: string }
+    // A small facility, so that id routes are fuzzed against real resources (test/fuzz-seed.ts).
+    const seed = await seedFacility(base, token)
+    const config = join(artifactsDir, 'schemathesis-seeded.toml')
+    writeFileSync(config, readFileSync(join(root, 'test/schemathesis.toml'), 'utf8') + seedParameters(seed))
     console.log(`\nschemathesis: fuzzing every operation of ${base}/openapi.json with its default checks\n`)
     // The live feed streams until the client leaves: it is tested in occupancy.test.ts instead.
     const exclude = [...sessionEnding, ...neverEnding].flatMap((id) => ['--exclude-operation-id', id])
     const include = sessionEnding.flatMap((id) => ['--include-operation-id', id])
+    const customerOnly = customerOperations.flatMap((id) => ['--include-operation-id', id])
     return [
-      await fuzz('schemathesis (as admin)', base, ['-H', `Authorization: Bearer ${token}`, ...exclude]),
-      await fuzz('schemathesis (session-ending, anonymous)', base, include),
+      await fuzz('schemathesis (as admin)', base, config, [
+        '-H',
+        `Authorization: Bearer ${token}`,
+        ...exclude,
+      ]),
+      await fuzz('schemathesis (customer-only, as a customer)', base, config, [
+        '-H',
+        `Authorization: Bearer ${seed.customerToken}`,
+        ...customerOnly,
+      ]),
+      await fuzz('schemathesis (session-ending, anonymous)', base, config, include),
     ]
   } finally {
     platform.kill('SIGTERM')
@@ -141,14 +161,14 @@ async function schemathesis(): Promise<Outcome[]> {
   }
 }
 
-async function fuzz(name: string, base: string, extra: string[]): Promise<Outcome> {
+async function fuzz(name: string, base: string, config: string, extra: string[]): Promise<Outcome> {
   const junit = join(artifactsDir, `${name.replace(/\W+/g, '-')}-junit.xml`)
   // Run from .test-artifacts/ so that schemathesis' example cache lands there too.
   const code = await run(
     toolPaths.schemathesis(),
     [
       '--config-file',
-      join(root, 'test/schemathesis.toml'),
+      config,
       'run',
       `${base}/openapi.json`,
       '--max-examples=50',
