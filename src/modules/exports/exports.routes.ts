@@ -12,7 +12,7 @@ export const requestParkingHistoryExport = defineRoute(customers, {
   operationId: 'requestParkingHistoryExport',
   summary: "Request a CSV export of the caller's parking history",
   description:
-    "Made in the background: the answer is the queued export. Follow it with GET /exports/{id}; the owner gets an e-mail with the link when it is ready. Rows: the caller's sessions that entered in [from, to), with fees, payments and refunds in minor units.",
+    "Made in the background: the answer is the queued export. Follow it with GET /exports/{id}; the owner gets an e-mail with the link when it is ready. Rows: the caller's sessions that entered in [from, to), with fees, payments and refunds in minor units. A `from` not before `to` is a 422 `empty_range` (a rule across two fields).",
   tags,
   request: { body: jsonBody(ExportRequestSchema) },
   responses: {
