@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto'
 import { readdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { uuidv7 } from '../../src/shared/ids.ts'
 import { connectDatabase } from '../../src/shared/mongo.ts'
 import { type Account, bearer, createAccount, jsonBody, signInAdmin, testAdmin } from '../harness/accounts.ts'
 import { createLot, enterVehicle, type TestLot, uniquePlate } from '../harness/facility.ts'
@@ -246,6 +247,76 @@ describe('CSV export of parking history', () => {
       expect((await send('POST', '/api/v1/exports/parking-history', staff.token, {})).status).toBe(403)
       expect((await send('GET', `/api/v1/exports/${unknown}`, staff.token)).status).toBe(403)
     }
+  })
+})
+
+/** An export record as the service writes it, made `minutesAgo` before now. */
+function exportDoc(userId: string, minutesAgo: number, fields: Record<string, unknown> = {}) {
+  const at = new Date(Date.now() - minutesAgo * 60_000)
+  return {
+    _id: uuidv7(at.getTime()) as never,
+    user_id: userId,
+    kind: 'parking_history',
+    from: null,
+    to: null,
+    status: 'queued',
+    rows: null,
+    size: null,
+    storage_key: null,
+    error: null,
+    notified: false,
+    created_at: at,
+    started_at: null,
+    ready_at: null,
+    expires_at: new Date(at.getTime() + 86_400_000),
+    ...fields,
+  }
+}
+
+describe('the exports sweep', () => {
+  it('sends an e-mail that failed even behind 200 older ready exports already told', async () => {
+    const db = await connectDatabase(platform.urls.mongodb)
+    const ready = { status: 'ready', rows: 0, size: 10, storage_key: 'x' }
+    const told = Array.from({ length: 201 }, (_, i) =>
+      exportDoc(other.id, 60 * 24 * 300 - i, { ...ready, notified: true, ready_at: new Date() }),
+    )
+    const untold = exportDoc(other.id, 30, { ...ready, ready_at: new Date(Date.now() - 20 * 60_000) })
+    try {
+      await db.collection('exports').insertMany([...told, untold])
+    } finally {
+      await db.close()
+    }
+    expect(await platform.services.exports.sweep()).toMatchObject({ notified: 1 })
+    await smtp.waitFor((m) => m.text.includes(`Export id: ${untold._id}`))
+    expect(await platform.services.exports.sweep()).toMatchObject({ notified: 0 })
+  })
+
+  it('takes over a notice claim left by a sender that died, not one at work', async () => {
+    const db = await connectDatabase(platform.urls.mongodb)
+    const ready = {
+      status: 'ready',
+      rows: 0,
+      size: 10,
+      storage_key: 'x',
+      ready_at: new Date(Date.now() - 20 * 60_000),
+    }
+    const dead = exportDoc(other.id, 30, ready)
+    const busy = exportDoc(other.id, 30, ready)
+    try {
+      await db.collection('exports').insertMany([dead, busy])
+      await db.collection('export_notices').insertMany([
+        { _id: dead._id, created_at: new Date(Date.now() - 10 * 60_000) },
+        { _id: busy._id, created_at: new Date(Date.now() - 30_000) },
+      ])
+    } finally {
+      await db.close()
+    }
+    expect(await platform.services.exports.sweep()).toMatchObject({ notified: 1 })
+    await smtp.waitFor((m) => m.text.includes(`Export id: ${dead._id}`))
+    await new Promise((r) => setTimeout(r, 200))
+    expect(smtp.messages.filter((m) => m.text.includes(`Export id: ${busy._id}`))).toHaveLength(0)
+    expect(await platform.services.exports.sweep()).toMatchObject({ notified: 0 })
+    expect(smtp.messages.filter((m) => m.text.includes(`Export id: ${dead._id}`))).toHaveLength(1)
   })
 })
 

@@ -1,6 +1,11 @@
 import type { QueryFilter } from 'mongoose'
 import { type Database, insertOnce, trusted } from '../../shared/mongo.ts'
-import { type ExportRecord, type ExportStatus, exportModels } from './exports.model.ts'
+import {
+  type ExportClaimRecord,
+  type ExportRecord,
+  type ExportStatus,
+  exportModels,
+} from './exports.model.ts'
 
 export type ExportsRepository = ReturnType<typeof createExportsRepository>
 
@@ -31,6 +36,13 @@ export function createExportsRepository(db: Database) {
       return await exports.find(query).sort({ _id: 1 }).limit(limit).lean<ExportRecord[]>()
     },
 
+    /** A page of ready exports whose owner was not told yet, oldest first (the sweep's retries). */
+    async listUnnotified(limit: number, after?: string): Promise<ExportRecord[]> {
+      const query: QueryFilter<ExportRecord> = { status: 'ready', notified: false }
+      if (after) query._id = trusted({ $gt: after })
+      return await exports.find(query).sort({ _id: 1 }).limit(limit).lean<ExportRecord[]>()
+    },
+
     async listExpired(now: Date, limit: number): Promise<ExportRecord[]> {
       return await exports
         .find({ expires_at: trusted({ $lt: now }) })
@@ -46,6 +58,16 @@ export function createExportsRepository(db: Database) {
     claimNotice: (id: string) => insertOnce(exportNotices, { _id: id, created_at: new Date() }),
     async releaseNotice(id: string): Promise<void> {
       await exportNotices.deleteOne({ _id: id })
+    },
+    async findNotice(id: string): Promise<ExportClaimRecord | undefined> {
+      return (await exportNotices.findById(id).lean<ExportClaimRecord>()) ?? undefined
+    },
+    /**
+     * Drops a claim left by a sender that died, only the one seen (its `created_at`): a claim
+     * taken again meanwhile stays. The insert that follows decides who sends.
+     */
+    async dropStaleNotice(claim: ExportClaimRecord): Promise<void> {
+      await exportNotices.deleteOne({ _id: claim._id, created_at: claim.created_at })
     },
   }
 }

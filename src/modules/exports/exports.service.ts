@@ -12,7 +12,11 @@ export const EXPORT_RUN_JOB = 'exports.run'
 const DEAD_RUN_MS = 15 * 60_000
 /** A ready export whose e-mail was not sent this long after is told again by the sweep. */
 const NOTICE_RETRY_AFTER_MS = 60_000
+/** A notice claim this old without `notified` was left by a sender that died: taken over. */
+const NOTICE_STALE_MS = 5 * 60_000
 const SWEEP_PAGE = 50
+/** The most ready exports one sweep looks at for e-mails not sent (pages of SWEEP_PAGE). */
+const NOTICE_SWEEP_MAX = 1_000
 /** The most sessions one export reads (pages of 100). */
 const MAX_ROWS = 100_000
 
@@ -167,8 +171,14 @@ export function createExportsService(deps: {
   }
 
   /** Tells the owner that the export is ready, once (the notice claim decides who sends). */
-  async function notify(record: ExportRecord): Promise<boolean> {
-    if (!(await repo.claimNotice(record._id))) return false
+  async function notify(record: ExportRecord, now = new Date()): Promise<boolean> {
+    if (!(await repo.claimNotice(record._id))) {
+      // Held by a send at work, or left by one that died before it could send or free it.
+      const claim = await repo.findNotice(record._id)
+      if (!claim || now.getTime() - claim.created_at.getTime() < NOTICE_STALE_MS) return false
+      await repo.dropStaleNotice(claim)
+      if (!(await repo.claimNotice(record._id))) return false
+    }
     try {
       const contact = await deps.history.contact(record.user_id)
       if (contact) {
@@ -307,10 +317,17 @@ export function createExportsService(deps: {
           result.failed_dead += 1
         }
       }
-      for (const record of await repo.listByStatus('ready', SWEEP_PAGE * 4)) {
-        if (record.notified || !record.ready_at) continue
-        if (now.getTime() - record.ready_at.getTime() < NOTICE_RETRY_AFTER_MS) continue
-        if (await notify(record)) result.notified += 1
+      // Only the ready exports not told yet, paged: those told before never crowd them out.
+      let after: string | undefined
+      for (let seen = 0; seen < NOTICE_SWEEP_MAX; ) {
+        const page = await repo.listUnnotified(SWEEP_PAGE, after)
+        for (const record of page) {
+          if (!record.ready_at || now.getTime() - record.ready_at.getTime() < NOTICE_RETRY_AFTER_MS) continue
+          if (await notify(record, now)) result.notified += 1
+        }
+        seen += page.length
+        if (page.length < SWEEP_PAGE) break
+        after = page[page.length - 1]?._id
       }
       return result
     },
