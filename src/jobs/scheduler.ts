@@ -64,6 +64,9 @@ type AgendaJobDoc = {
   failedAt?: Date
 }
 
+/** How long stop() waits for the runs at work to end. */
+const STOP_WAIT_MS = 10_000
+
 type ManualRunDoc = { _id: string; started_at: Date; finished_at: Date | null; error: string | null }
 
 export function createScheduler(options: { db: Database; enabled: boolean; logger: Logger }): Scheduler {
@@ -208,8 +211,26 @@ export function createScheduler(options: { db: Database; enabled: boolean; logge
       stopped = true
       const running = agenda
       agenda = undefined
-      // Unlocks what is running; every job is idempotent, so the next start finishes it.
-      await running?.stop()
+      if (running) {
+        // Takes no new run and waits (bounded) for those at work, so that a deployment does not
+        // cut every run it stops in the middle.
+        const drained = await running.drain({ timeout: STOP_WAIT_MS, closeConnection: false })
+        if (drained.timedOut) {
+          options.logger.warn(
+            { running: drained.running },
+            'jobs still running at stop; the next start redoes them',
+          )
+        }
+        // Unlocks what is left locked (runs queued behind those, or still at work): one scheduler
+        // per deployment, so those locks are this one's; every job is idempotent, so the next
+        // start finishes them instead of waiting out the lock's lifetime.
+        await collection<AgendaJobDoc>('jobs')
+          .updateMany(
+            { name: { $in: [...jobs.keys()] }, lockedAt: { $ne: null } },
+            { $unset: { lockedAt: true } },
+          )
+          .catch((error: unknown) => options.logger.warn({ err: error }, 'jobs not unlocked at stop'))
+      }
       await this.idle()
     },
   }

@@ -320,6 +320,39 @@ describe('the exports sweep', () => {
   })
 })
 
+describe('an export whose run died before its first write', () => {
+  it('is run again by the sweep once its run claim is older than a run may take, once', async () => {
+    const db = await connectDatabase(platform.urls.mongodb)
+    const dead = exportDoc(other.id, 30)
+    const young = exportDoc(other.id, 30)
+    try {
+      await db.collection('exports').insertMany([dead, young])
+      await db.collection('export_runs').insertMany([
+        { _id: dead._id, created_at: new Date(Date.now() - 20 * 60_000) },
+        { _id: young._id, created_at: new Date(Date.now() - 60_000) },
+      ])
+    } finally {
+      await db.close()
+    }
+    const [first, second] = await Promise.all([
+      platform.services.exports.sweep(),
+      platform.services.exports.sweep(),
+    ])
+    expect([first.rerun_dead, second.rerun_dead].sort()).toEqual([0, 1])
+    expect(await platform.services.exports.sweep()).toMatchObject({ ran: 0, rerun_dead: 0 })
+    expect(await json(await send('GET', `/api/v1/exports/${dead._id}`, other.token))).toMatchObject({
+      status: 'ready',
+    })
+    // A claim younger than that may belong to a run at work: left alone.
+    expect(await json(await send('GET', `/api/v1/exports/${young._id}`, other.token))).toMatchObject({
+      status: 'queued',
+    })
+    await smtp.waitFor((m) => m.text.includes(`Export id: ${dead._id}`))
+    await new Promise((r) => setTimeout(r, 200))
+    expect(smtp.messages.filter((m) => m.text.includes(`Export id: ${dead._id}`))).toHaveLength(1)
+  })
+})
+
 describe('e-mail on embedded defaults', () => {
   it('lands in the outbox directory as an .eml file', async () => {
     const dataDir = scratchDir('outbox')

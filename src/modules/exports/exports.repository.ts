@@ -55,6 +55,13 @@ export function createExportsRepository(db: Database) {
     async deleteRun(id: string): Promise<void> {
       await exportRuns.deleteOne({ _id: id })
     },
+    async findRun(id: string): Promise<ExportClaimRecord | undefined> {
+      return (await exportRuns.findById(id).lean<ExportClaimRecord>()) ?? undefined
+    },
+    /** Drops a run claim whose holder died, only the one seen (its `created_at`). */
+    async dropStaleRun(claim: ExportClaimRecord): Promise<void> {
+      await exportRuns.deleteOne({ _id: claim._id, created_at: claim.created_at })
+    },
     claimNotice: (id: string) => insertOnce(exportNotices, { _id: id, created_at: new Date() }),
     async releaseNotice(id: string): Promise<void> {
       await exportNotices.deleteOne({ _id: id })

@@ -213,9 +213,9 @@ export function createExportsService(deps: {
     const record = await repo.findExport(exportId)
     if (record?.status !== 'queued') return { ran: false }
     if (!(await repo.claimRun(exportId))) return { ran: false }
-    const startedAt = new Date()
-    await repo.updateExport(exportId, { status: 'running', started_at: startedAt })
     try {
+      // In the try: a failed write here fails the export instead of leaving it queued.
+      await repo.updateExport(exportId, { status: 'running', started_at: new Date() })
       const { body, rows } = await buildCsv(record)
       const key = `exports/${record.user_id}/${exportId}.csv`
       await deps.storage.put(key, body, 'text/csv; charset=utf-8')
@@ -303,9 +303,21 @@ export function createExportsService(deps: {
      * stopped first), fails runs that died, and sends e-mails that failed. Bounded pages.
      */
     async sweep(now = new Date()) {
-      const result = { ran: 0, failed_dead: 0, notified: 0 }
+      const result = { ran: 0, rerun_dead: 0, failed_dead: 0, notified: 0 }
       for (const record of await repo.listByStatus('queued', SWEEP_PAGE)) {
-        if ((await run(record._id)).ran) result.ran += 1
+        if ((await run(record._id)).ran) {
+          result.ran += 1
+          continue
+        }
+        // Still queued under a run claim older than a run may take: its holder died between the
+        // claim and its first write. Drop that claim (the one seen) and run it; the insert decides.
+        const claim = await repo.findRun(record._id)
+        if (!claim || now.getTime() - claim.created_at.getTime() <= DEAD_RUN_MS) continue
+        await repo.dropStaleRun(claim)
+        if ((await run(record._id)).ran) {
+          result.ran += 1
+          result.rerun_dead += 1
+        }
       }
       for (const record of await repo.listByStatus('running', SWEEP_PAGE)) {
         if (record.started_at && now.getTime() - record.started_at.getTime() > DEAD_RUN_MS) {
