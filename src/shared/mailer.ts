@@ -32,6 +32,33 @@ export type MailerOptions = {
   outboxDir: string
   /** How long one delivery may take (connection, greeting, each command). */
   timeoutMs?: number | undefined
+  /** NODE_ENV=production: an outbox (no SMTP_URL) is warned about loudly at start. */
+  production?: boolean | undefined
+  logger?: { warn(object: object, message: string): void } | undefined
+}
+
+/** localhost, 127.0.0.0/8 and ::1: a relay on this machine, where plain SMTP reads no wire. */
+function isLoopback(hostname: string): boolean {
+  const host = hostname.replace(/^\[|\]$/g, '').toLowerCase()
+  return host === 'localhost' || host === '::1' || /^127(\.\d{1,3}){3}$/.test(host)
+}
+
+/**
+ * nodemailer's options for SMTP_URL. `smtp://` upgrades with STARTTLS only when the server offers
+ * it, so a man in the middle who hides the offer reads the credentials: with credentials and a
+ * host that is not this machine, STARTTLS is required (`requireTLS`). `smtps://` is TLS from the
+ * first byte. The URL's own query (`?requireTLS=false`, for a relay on a trusted network) wins.
+ */
+export function smtpTransportOptions(smtpUrl: string, timeoutMs: number): Record<string, unknown> {
+  const url = new URL(smtpUrl)
+  const requireTLS = url.protocol === 'smtp:' && url.username !== '' && !isLoopback(url.hostname)
+  return {
+    url: smtpUrl,
+    connectionTimeout: timeoutMs,
+    greetingTimeout: timeoutMs,
+    socketTimeout: timeoutMs,
+    ...(requireTLS ? { requireTLS: true } : {}),
+  }
 }
 
 const recipients = (to: MailMessage['to']): string[] => (typeof to === 'string' ? [to] : [...to])
@@ -39,12 +66,7 @@ const recipients = (to: MailMessage['to']): string[] => (typeof to === 'string' 
 export function createMailer(options: MailerOptions): Mailer {
   const timeoutMs = options.timeoutMs ?? 15_000
   if (options.smtpUrl) {
-    const transport = nodemailer.createTransport({
-      url: options.smtpUrl,
-      connectionTimeout: timeoutMs,
-      greetingTimeout: timeoutMs,
-      socketTimeout: timeoutMs,
-    } as never)
+    const transport = nodemailer.createTransport(smtpTransportOptions(options.smtpUrl, timeoutMs) as never)
     return {
       kind: 'smtp',
       outbox: undefined,
@@ -63,6 +85,12 @@ export function createMailer(options: MailerOptions): Mailer {
 
   const transport = nodemailer.createTransport({ streamTransport: true, buffer: true, newline: 'unix' })
   const dir = options.outboxDir
+  if (options.production) {
+    options.logger?.warn(
+      { outbox: dir },
+      'NODE_ENV is production but SMTP_URL is not set: NO E-MAIL IS SENT, messages are written to the outbox directory',
+    )
+  }
   return {
     kind: 'outbox',
     outbox: dir,
