@@ -366,6 +366,8 @@ export async function startPlatform(config: Config, urls: DependencyUrls, logger
       from: config.MAIL_FROM,
       smtpUrl: config.SMTP_URL,
       outboxDir: config.paths.outbox,
+      production: config.NODE_ENV === 'production',
+      logger,
     })
     closers.push({ name: 'mailer', close: async () => mailer.close() })
     // Links in e-mails: PUBLIC_URL, else where the HTTP door listens (known once it does).
