@@ -24,6 +24,7 @@ export type Seed = {
   station: string
   charge: string
   export: string
+  jobs: string[]
 }
 
 /** The fields of the API's answers that seeding reads. */
@@ -140,6 +141,7 @@ export async function seedFacility(base: string, adminToken: string): Promise<Se
   if (!login.ok) throw new Error(`seeding the fuzz platform: the customer could not sign in: ${login.status}`)
   const customerToken = ((await login.json()) as { access_token: string }).access_token
   const exported = await send(customerToken, 'POST', '/exports/parking-history', {})
+  const jobs = ((await admin('GET', '/jobs')).data as unknown as { name: string }[]).map((job) => job.name)
 
   return {
     customerToken,
@@ -160,6 +162,7 @@ export async function seedFacility(base: string, adminToken: string): Promise<Se
     station: station.id,
     charge: charge.id,
     export: exported.id,
+    jobs,
   }
 }
 
@@ -208,5 +211,11 @@ export function seedParameters(seed: Seed): string {
   operations.push(
     `[[operations]]\nexclude-operation-id = "getOccupancyTrends"\nparameters = ${table(filters)}\n`,
   )
-  return `\n# Seeded by test/fuzz-seed.ts for this run.\n${operations.join('\n')}`
+  // Half of the runs of POST /jobs/{name}/run run a real job (each must answer within the request
+  // timeout on this small facility), the other half a generated name (404).
+  operations.push(
+    `[[operations]]\ninclude-operation-id = "runJob"\nparameters = { "path.name" = { dictionary = "jobs", probability = 0.5 } }\n`,
+  )
+  const dictionary = `[dictionaries.jobs]\nvalues = [${seed.jobs.map((name) => `"${name}"`).join(', ')}]\n`
+  return `\n# Seeded by test/fuzz-seed.ts for this run.\n${dictionary}\n${operations.join('\n')}`
 }
