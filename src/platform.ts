@@ -256,6 +256,8 @@ export async function startPlatform(config: Config, urls: DependencyUrls, logger
       sessions: () => sessions,
       idempotency: createIdempotencyStore(db),
       logger,
+      // Analytics is made further down; told only once the platform runs.
+      money: (event) => analytics.moneyMoved(event),
       settings: {
         slotMinutes: config.RESERVATION_SLOT_MINUTES,
         maxHours: config.RESERVATION_MAX_HOURS,
@@ -329,6 +331,7 @@ export async function startPlatform(config: Config, urls: DependencyUrls, logger
         renewBeforeMs: config.MEMBERSHIP_RENEW_BEFORE_HOURS * 3_600_000,
         paymentTimeoutMs: config.MEMBERSHIP_PAYMENT_TIMEOUT_MINUTES * 60_000,
       },
+      money: (event) => analytics.moneyMoved(event),
     })
     adjustmentSources.push(memberships.adjustmentSource)
     sessionListeners.push(memberships.sessionListener)

@@ -164,6 +164,138 @@ describe('the dashboard of a day as it happens', () => {
   })
 })
 
+describe('money of reservations and memberships', () => {
+  it('counts prepayments, their refunds and membership fees under their own method, hooks and rebuild alike', async () => {
+    const mine = await createLot(platform, admin, { spaces: { STANDARD: 3 }, timeZone: 'Europe/Berlin' })
+    const now = new Date()
+    const today = localDate(now, 'Europe/Berlin')
+    // The day is built (empty) first: from now on only the hooks count into it.
+    await platform.services.analytics.counters.read(mine.lotId, today, 'Europe/Berlin')
+
+    // A membership paid in cash: its period is paid at insert, and memberships tell it.
+    const plan = await ok(
+      await send('POST', '/api/v1/membership-plans', admin, {
+        name: `Plan ${randomUUID().slice(0, 6)}`,
+        lot_id: mine.lotId,
+        duration_months: 1,
+        price: 5000,
+        vehicle_limit: 1,
+        included_hours: null,
+        discount_percentage: 0,
+      }),
+      201,
+    )
+    const member = await createAccount(platform, admin, 'customer')
+    const car = await ok(
+      await send('POST', '/api/v1/vehicles', member, {
+        license_plate: uniquePlate(),
+        vehicle_type_id: 'standard',
+      }),
+      201,
+    )
+    await ok(
+      await send('POST', '/api/v1/memberships', operator, {
+        plan_id: plan.id,
+        vehicle_ids: [car.id],
+        user_id: member.id,
+        payment_method: 'cash',
+      }),
+      201,
+    )
+
+    // A prepaid reservation: Stripe says its intent succeeded, then it is cancelled in time and
+    // refunded in full. Reservations tell both.
+    const reservationId = randomUUID()
+    const intentId = `pi_${randomUUID().replaceAll('-', '')}`
+    const start = new Date(now.getTime() + 3 * 24 * 3_600_000)
+    await db.collection('reservations').insertOne({
+      _id: reservationId,
+      confirmation_number: `RSV-${randomUUID().slice(0, 8).toUpperCase()}`,
+      user_id: member.id,
+      created_by: member.id,
+      lot_id: mine.lotId,
+      level_id: randomUUID(),
+      zone_id: randomUUID(),
+      space_id: randomUUID(),
+      space_number: 'S-001',
+      space_type: 'STANDARD',
+      vehicle_id: null,
+      license_plate: 'AB-1',
+      plate: 'AB1',
+      vehicle_type: 'standard',
+      start_at: start,
+      end_at: new Date(start.getTime() + 2 * 3_600_000),
+      slot_ids: [],
+      special_requests: null,
+      status: 'pending_payment',
+      prepay: true,
+      amount: 1200,
+      currency: 'EUR',
+      payment_intent_id: intentId,
+      payment_deadline: new Date(now.getTime() + 3_600_000),
+      paid_at: null,
+      hold_from: start,
+      no_show_at: start,
+      held: false,
+      session_id: null,
+      checked_in_at: null,
+      cancelled_at: null,
+      refund_amount: null,
+      refund_id: null,
+      created_at: now,
+      updated_at: now,
+    } as never)
+    await db
+      .collection('reservation_intents')
+      .insertOne({ _id: intentId, reservation_id: reservationId, created_at: now } as never)
+    const stripe = platform.stripe
+    const real = { retrieveIntent: stripe.retrieveIntent, refund: stripe.refund }
+    stripe.retrieveIntent = async (id) => ({
+      id,
+      status: 'succeeded',
+      amount: 1200,
+      currency: 'eur',
+      client_secret: null,
+      last_error: null,
+    })
+    stripe.refund = async () => ({ id: `re_${randomUUID()}` })
+    try {
+      await platform.services.reservations.onIntent(intentId)
+      const cancelled = await platform.services.reservations.cancel(
+        { userId: admin.id, role: 'admin' } as never,
+        reservationId,
+      )
+      expect(cancelled).toMatchObject({ status: 'cancelled' })
+    } finally {
+      Object.assign(stripe, real)
+    }
+
+    const lines = async () => {
+      const day = await platform.services.analytics.counters.read(mine.lotId, today, 'Europe/Berlin')
+      return [...day.money.values()].sort((a, b) => a.method.localeCompare(b.method))
+    }
+    const expected = [
+      { method: 'membership', currency: 'EUR', amount: 5000, refunded: 0, payments: 1 },
+      { method: 'reservation', currency: 'EUR', amount: 1200, refunded: 1200, payments: 1 },
+    ]
+    expect(await lines()).toEqual(expected)
+    expect((await dashboard(mine.lotId)).today_revenue).toEqual([{ amount: 5000, currency: 'EUR' }])
+    // Redis losing the day: the rebuild reads the reservations' and memberships' facts too.
+    await platform.services.analytics.counters.forget(mine.lotId, today)
+    expect(await lines()).toEqual(expected)
+
+    // The daily rollup and GET /analytics/revenue label them by method.
+    await platform.services.analytics.runRollup(now)
+    const revenue = await ok(
+      await send('GET', `/api/v1/analytics/revenue?lot_id=${mine.lotId}&from=${today}&to=${today}`, admin),
+    )
+    expect(revenue.data.map((d: { method: string; net: number }) => [d.method, d.net])).toEqual([
+      ['membership', 5000],
+      ['reservation', 0],
+    ])
+  })
+})
+
 describe("today is the lot's local day, across a daylight-saving change", () => {
   // Europe/Berlin on 2026-10-25 runs from 2026-10-24T22:00Z (CEST) to 2026-10-25T23:00Z (CET): 25 hours.
   it('counts the facts of 2026-10-25 in Berlin, not of a UTC day or of a fixed offset', async () => {

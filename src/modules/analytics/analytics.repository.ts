@@ -21,6 +21,21 @@ export function createAnalyticsRepository(db: Database) {
   const evStations = db.collection('ev_stations')
   const evClaims = db.collection('ev_station_claims')
   const reservations = db.collection('reservations')
+  const reservationPayments = db.collection('reservation_payments')
+  const reservationRefunds = db.collection('reservation_refunds')
+  const memberships = db.collection('memberships')
+  const periods = db.collection('membership_periods')
+  const periodStates = db.collection('membership_period_states')
+
+  /** The lot of each of some documents read by `_id` (reservations, memberships), asked once each. */
+  async function lotsById(collection: typeof reservations, ids: unknown[]) {
+    const lots = new Map<string, unknown>()
+    for (const id of new Set(ids.map(String))) {
+      const row = await collection.findOne({ _id: id as never }, { projection: { lot_id: 1 } })
+      lots.set(id, row?.lot_id)
+    }
+    return lots
+  }
 
   return {
     /** A lot's space changes with `at` in [from, to), in (at, _id) order, after `after`. */
@@ -163,6 +178,90 @@ export function createAnalyticsRepository(db: Database) {
           })
       }
       return found
+    },
+
+    /** Reservation prepayments that arrived in [from, to), of reservations of the lot. */
+    async reservationPaymentsMade(lotId: string, from: Date, to: Date) {
+      const paid = await reservationPayments
+        .find(trusted({ at: { $gte: from, $lt: to } }), {
+          projection: { _id: 1, amount: 1, currency: 1, at: 1 },
+        })
+        .toArray()
+      const lots = await lotsById(
+        reservations,
+        paid.map((p) => p._id),
+      )
+      return paid
+        .filter((p) => lots.get(String(p._id)) === lotId)
+        .map((p) => ({
+          id: String(p._id),
+          amount: Number(p.amount),
+          currency: String(p.currency),
+          at: p.at as Date,
+        }))
+    },
+
+    /** Reservation refunds Stripe took (a provider refund id) claimed in [from, to), of the lot. */
+    async reservationRefundsMade(lotId: string, from: Date, to: Date) {
+      const made = await reservationRefunds
+        .find(trusted({ at: { $gte: from, $lt: to }, provider_refund_id: { $ne: null } }), {
+          projection: { _id: 1, amount: 1, at: 1 },
+        })
+        .toArray()
+      const found: { id: string; amount: number; currency: string; at: Date }[] = []
+      for (const refund of made) {
+        const r = await reservations.findOne(
+          { _id: refund._id as never },
+          { projection: { lot_id: 1, currency: 1 } },
+        )
+        if (r?.lot_id === lotId)
+          found.push({
+            id: String(refund._id),
+            amount: Number(refund.amount),
+            currency: String(r.currency),
+            at: refund.at as Date,
+          })
+      }
+      return found
+    },
+
+    /**
+     * Membership periods of the lot paid in [from, to) for a price: cash and card-terminal periods
+     * are paid at insert (`paid_at`), Stripe ones by their `paid` state fact.
+     */
+    async membershipPaymentsMade(lotId: string, from: Date, to: Date) {
+      const atInsert = await periods
+        .find(trusted({ paid_at: { $gte: from, $lt: to } }), {
+          projection: { _id: 1, membership_id: 1, terms: 1, paid_at: 1 },
+        })
+        .toArray()
+      const states = await periodStates
+        .find(trusted({ state: 'paid', created_at: { $gte: from, $lt: to } }), {
+          projection: { _id: 1, period_id: 1, created_at: 1 },
+        })
+        .toArray()
+      const paid = atInsert.map((p) => ({ period: p, at: p.paid_at as Date }))
+      for (const state of states) {
+        const period = await periods.findOne(
+          { _id: state.period_id },
+          { projection: { _id: 1, membership_id: 1, terms: 1, paid_at: 1 } },
+        )
+        if (period && !period.paid_at) paid.push({ period, at: state.created_at as Date })
+      }
+      const lots = await lotsById(
+        memberships,
+        paid.map((p) => p.period.membership_id),
+      )
+      return paid
+        .filter(
+          (p) => lots.get(String(p.period.membership_id)) === lotId && Number(p.period.terms?.price) > 0,
+        )
+        .map((p) => ({
+          id: String(p.period._id),
+          amount: Number(p.period.terms.price),
+          currency: String(p.period.terms.currency),
+          at: p.at,
+        }))
     },
 
     /** Charges running now in a lot: its stations' claims (a claim lives from start to stop). */

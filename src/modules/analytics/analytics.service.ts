@@ -7,15 +7,22 @@ import type { SessionListener } from '../sessions/operations.contract.ts'
 import type { OccupancyPoint, OccupancySeriesPort, Scope } from './analytics.contract.ts'
 import type { DailyRollupRecord, OccupancyRollupRecord } from './analytics.model.ts'
 import type { AnalyticsRepository } from './analytics.repository.ts'
-import { createDayCounters, type DayCounters } from './day-counters.ts'
+import { createDayCounters, type DayCounters, moneyEventOf } from './day-counters.ts'
 import { datesBetween, dayBounds, localDate } from './local-day.ts'
 import { BUCKET_MS, floorToBucket, type RollupChange, rollUp, rollupId, type ZoneCounts } from './rollup.ts'
 
-/** What payments tell: a payment settled (money in) or a refund made (money back), once or more. */
+/**
+ * What payments, reservations and memberships tell: money in (a payment settled, a reservation
+ * prepaid, a membership period paid) or money back (a refund made), once or more.
+ */
 export type MoneyEvent = {
   kind: 'settled' | 'refunded'
-  /** The payment's id, or the refund's. */
+  /** The payment's id or the refund's; the reservation's id (its prepayment and its one refund); the period's id. */
   id: string
+  /** Payments when absent; reservations and memberships are counted under their own method. */
+  source?: 'payment' | 'reservation' | 'membership' | undefined
+  /** For a payment's refund: the payment's id. */
+  payment_id?: string | undefined
   lot_id: string
   method: string
   currency: string
@@ -289,30 +296,12 @@ export function createAnalyticsService(deps: {
     },
     /** Counts entries and exits in the lot's local day. */
     sessionListener,
-    /** Counts a settled payment or a refund in its lot's local day (payments.onSettled). */
+    /**
+     * Counts money in or back in its lot's local day: payments.onSettled, and the reservations'
+     * and memberships' money hooks.
+     */
     async moneyMoved(event: MoneyEvent) {
-      await quietly(event.kind, () =>
-        counters.count(
-          event.lot_id,
-          event.kind === 'settled'
-            ? {
-                kind: 'payment',
-                paymentId: event.id,
-                method: event.method,
-                currency: event.currency,
-                amount: event.amount,
-                at: event.at,
-              }
-            : {
-                kind: 'refund',
-                refundId: event.id,
-                method: event.method,
-                currency: event.currency,
-                amount: event.amount,
-                at: event.at,
-              },
-        ),
-      )
+      await quietly(event.kind, () => counters.count(event.lot_id, moneyEventOf(event)))
     },
 
     /**

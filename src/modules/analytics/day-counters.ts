@@ -74,6 +74,35 @@ function fieldsOf(event: DayEvent): { id: string; fields: (string | number)[] } 
   }
 }
 
+const money = (fact: { amount: number; currency: string; at: Date }) => ({
+  amount: fact.amount,
+  currency: fact.currency,
+  at: fact.at,
+})
+
+/**
+ * The day event of money told by payments, reservations (prepayments and their refunds) or
+ * memberships (period fees): the latter two under their own method and an id of their source, the
+ * same the rebuild counts their facts by.
+ */
+export function moneyEventOf(event: {
+  kind: 'settled' | 'refunded'
+  id: string
+  source?: 'payment' | 'reservation' | 'membership' | undefined
+  method: string
+  currency: string
+  amount: number
+  at: Date
+}): DayEvent {
+  const foreign = event.source === 'reservation' || event.source === 'membership'
+  const id = foreign ? `${event.source}:${event.id}` : event.id
+  const method = foreign ? (event.source as string) : event.method
+  const fact = { method, currency: event.currency, amount: event.amount, at: event.at }
+  return event.kind === 'settled'
+    ? { kind: 'payment', paymentId: id, ...fact }
+    : { kind: 'refund', refundId: id, ...fact }
+}
+
 export function createDayCounters(deps: {
   redis: RedisClient
   repo: AnalyticsRepository
@@ -104,11 +133,14 @@ export function createDayCounters(deps: {
   /** Counts every fact of the day through the same step as the hooks; then marks the day whole. */
   async function rebuild(lotId: string, date: string, timeZone: string): Promise<void> {
     const { start, end } = dayBounds(date, timeZone)
-    const [entered, exited, paid, refunded] = await Promise.all([
+    const [entered, exited, paid, refunded, prepaid, prepaidBack, fees] = await Promise.all([
       repo.sessionsEntered(lotId, start, end),
       repo.sessionsExited(lotId, start, end),
       repo.paymentsSettled(lotId, start, end),
       repo.refundsMade(lotId, start, end),
+      repo.reservationPaymentsMade(lotId, start, end),
+      repo.reservationRefundsMade(lotId, start, end),
+      repo.membershipPaymentsMade(lotId, start, end),
     ])
     const events: DayEvent[] = [
       ...entered.map((s) => ({ kind: 'entry' as const, sessionId: String(s._id), at: s.entry_at as Date })),
@@ -133,6 +165,25 @@ export function createDayCounters(deps: {
         currency: String(r.currency),
         amount: Number(r.amount),
         at: r.created_at as Date,
+      })),
+      // Under the ids and the method the reservation and membership hooks count them by (moneyEventOf).
+      ...prepaid.map((p) => ({
+        kind: 'payment' as const,
+        paymentId: `reservation:${p.id}`,
+        ...money(p),
+        method: 'reservation',
+      })),
+      ...prepaidBack.map((r) => ({
+        kind: 'refund' as const,
+        refundId: `reservation:${r.id}`,
+        ...money(r),
+        method: 'reservation',
+      })),
+      ...fees.map((p) => ({
+        kind: 'payment' as const,
+        paymentId: `membership:${p.id}`,
+        ...money(p),
+        method: 'membership',
       })),
     ]
     for (let i = 0; i < events.length; i += 200)

@@ -3,6 +3,7 @@ import { keyedCreate } from '../../shared/idempotency.ts'
 import { decodeCursor, pageOf, uuidv7 } from '../../shared/ids.ts'
 import type { Logger } from '../../shared/logger.ts'
 import type { Role } from '../accounts/accounts.model.ts'
+import type { MoneyEvent } from '../analytics/analytics.service.ts'
 import type { GatewayIntent, PaymentGateway } from '../payments/stripe.gateway.ts'
 import type {
   Adjustment,
@@ -167,6 +168,8 @@ export function createMembershipsService(deps: {
     paymentTimeoutMs: number
   }
   now?: () => Date
+  /** Told of a period paid for a price (analytics' day counters); failures only logged. */
+  money?: (event: MoneyEvent) => Promise<void>
 }) {
   const { repo, gateway, logger, settings } = deps
   const now = deps.now ?? (() => new Date())
@@ -458,14 +461,37 @@ export function createMembershipsService(deps: {
     source: string,
     paymentMethodRef: string | null = null,
   ) {
+    const at = now()
     await repo.insertPeriodState({
       _id: `${period._id}:${state}`,
       period_id: period._id,
       state,
       payment_method_ref: paymentMethodRef,
       source,
-      created_at: now(),
+      created_at: at,
     })
+    if (state === 'paid') await tellPaid(period, at)
+  }
+
+  /** Tells the money listener of a period paid for a price (once it is paid: at insert or by Stripe). */
+  async function tellPaid(period: PeriodRecord, at: Date | null) {
+    if (!deps.money || !at || period.terms.price <= 0) return
+    try {
+      const membership = await repo.findMembership(period.membership_id)
+      if (!membership) return
+      await deps.money({
+        kind: 'settled',
+        id: period._id,
+        source: 'membership',
+        lot_id: membership.lot_id,
+        method: period.payment_method,
+        currency: period.terms.currency,
+        amount: period.terms.price,
+        at,
+      })
+    } catch (error) {
+      logger.warn({ err: error, period: period._id }, 'a money listener failed')
+    }
   }
 
   /** What Stripe says of a period's intent, applied once: insert-only state facts. */
@@ -742,6 +768,7 @@ export function createMembershipsService(deps: {
       : ((await repo.findMembership(id)) ?? membership)
     const fresh = newPeriod(id, 0, stored.created_at, plan, method, 'subscribe', caller.userId)
     const period = (await repo.insertPeriod(fresh)) ? fresh : ((await repo.findPeriod(fresh._id)) ?? fresh)
+    await tellPaid(period, period.paid_at)
     // Stripe unreachable: the period stays pending; POST /pay makes the intent later, and the
     // renewals job ends a membership never paid.
     if (period.payment_method === 'stripe') await ensureIntent(period)
@@ -979,6 +1006,7 @@ export function createMembershipsService(deps: {
       if (!(await repo.insertPeriod(period))) {
         throw problem('CONFLICT', 'The membership is renewed already; pay the renewal', 'already_renewed')
       }
+      await tellPaid(period, period.paid_at)
       if (method === 'stripe') await ensureIntent(period)
       return await viewOf(await settle(membership))
     },

@@ -4,6 +4,7 @@ import { AppError, type FieldProblem } from '../../shared/errors.ts'
 import { type IdempotencyStore, keyedCreate } from '../../shared/idempotency.ts'
 import { decodeCursor, pageOf, uuidv7 } from '../../shared/ids.ts'
 import type { Logger } from '../../shared/logger.ts'
+import type { MoneyEvent } from '../analytics/analytics.service.ts'
 import type { FacilitiesService, SpaceView } from '../facilities/facilities.service.ts'
 import type { SpaceType } from '../occupancy/occupancy.contract.ts'
 import type { GatewayIntent, PaymentGateway } from '../payments/stripe.gateway.ts'
@@ -185,6 +186,8 @@ export function createReservationsService(deps: {
   idempotency: IdempotencyStore
   logger: Logger
   settings: ReservationSettings
+  /** Told of a prepayment and of a refund Stripe took (analytics' day counters); failures only logged. */
+  money?: (event: MoneyEvent) => Promise<void>
 }) {
   const { repo, facilities, settings, logger } = deps
   const slotMs = settings.slotMinutes * MINUTE
@@ -513,6 +516,18 @@ export function createReservationsService(deps: {
     }
   }
 
+  /** Tells the money listener (analytics' day counters) of a prepayment or a refund Stripe took. */
+  async function tellMoney(
+    kind: MoneyEvent['kind'],
+    r: ReservationRecord,
+    fact: { amount: number; at: Date },
+  ) {
+    const event = { kind, id: r._id, source: 'reservation' as const, lot_id: r.lot_id, method: 'stripe' }
+    await deps
+      .money?.({ ...event, currency: r.currency, amount: fact.amount, at: fact.at })
+      .catch((error) => logger.warn({ err: error, reservation: r._id }, 'a money listener failed'))
+  }
+
   /**
    * The one refund of a reservation, at Stripe with the key `reservation-refund:<id>` (`:<n>` after
    * n refusals). A lost answer leaves it in doubt (the same key asks again); a refusal is kept
@@ -559,6 +574,7 @@ export function createReservationsService(deps: {
       })
       await repo.settleRefund(r._id, refund.id)
       fact = { ...fact, provider_refund_id: refund.id }
+      await tellMoney('refunded', r, fact)
     } catch (error) {
       if (error instanceof AppError && error.code === 'UNPROCESSABLE') {
         // Stripe refused: no money moved. Kept and shown as refused; the tick tries again (with
@@ -636,6 +652,7 @@ export function createReservationsService(deps: {
     }
     await repo.recordPaid(paid)
     const fact = (await repo.findPaid(r._id)) ?? paid
+    await tellMoney('settled', r, fact)
     const outcome = await repo.findOutcome(r._id)
     if (!outcome) {
       if (r.status === 'pending_payment' || !r.paid_at)
