@@ -1,5 +1,8 @@
 import { randomUUID } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { createJobsRepository } from '../../src/modules/jobs/jobs.repository.ts'
+import { createMailJobsService } from '../../src/modules/jobs/mail-jobs.service.ts'
+import { uuidv7 } from '../../src/shared/ids.ts'
 import { connectDatabase, type Database } from '../../src/shared/mongo.ts'
 import { type Account, bearer, createAccount, jsonBody, signInAdmin, testAdmin } from '../harness/accounts.ts'
 import { createLot, enterVehicle, type TestLot, uniquePlate } from '../harness/facility.ts'
@@ -123,6 +126,76 @@ describe('reminders.inactive', () => {
     }
     expect(await platform.services.mailJobs.remindInactive()).toMatchObject({ sent: 1, failed: 0 })
     expect(smtp.to(late.email)).toHaveLength(1)
+  })
+})
+
+describe('reminders.inactive over many customers', () => {
+  const old = new Date(Date.now() - 60 * 86_400_000).toISOString()
+  const customer = (id: string) => ({ id, email: `${id}@example.com`, full_name: 'C', created_at: old })
+
+  /** The job's service on the platform's database, over a list of customers in pages of two. */
+  function remindersOver(ids: string[], sent: string[]) {
+    return createMailJobsService({
+      repo: createJobsRepository(db),
+      mailer: {
+        kind: 'outbox',
+        outbox: undefined,
+        send: async (m) => {
+          sent.push(String(m.to))
+          return { message_id: randomUUID(), accepted: [String(m.to)] }
+        },
+        close: () => {},
+      },
+      accounts: async (_role, cursor) => {
+        const start = cursor ? Number(cursor) : 0
+        const next = start + 2 < ids.length ? String(start + 2) : null
+        return { data: ids.slice(start, start + 2).map(customer), next_cursor: next }
+      },
+      lots: async () => ({ data: [], next_cursor: null }),
+      purgeExports: async () => 0,
+      publicUrl: () => 'http://localhost',
+      logger: { warn: () => {}, debug: () => {}, info: () => {} } as never,
+      settings: {
+        inactiveDays: 30,
+        idempotencyRetentionHours: 48,
+        reservationSlotMinutes: 30,
+        maxCustomersPerRun: 2,
+      },
+    })
+  }
+
+  it('goes on from where the last run stopped, and starts over after the last page', async () => {
+    const ids = Array.from({ length: 5 }, () => randomUUID())
+    const sent: string[] = []
+    const jobs = remindersOver(ids, sent)
+    expect(await jobs.remindInactive()).toMatchObject({ checked: 2, sent: 2, wrapped: false })
+    expect(await jobs.remindInactive()).toMatchObject({ checked: 2, sent: 2, wrapped: false })
+    expect(await jobs.remindInactive()).toMatchObject({ checked: 1, sent: 1, wrapped: true })
+    expect(sent).toEqual(ids.map((id) => `${id}@example.com`))
+    // Over again from the first page: all told this period.
+    expect(await jobs.remindInactive()).toMatchObject({ checked: 2, sent: 0, already: 2 })
+    expect(await jobs.remindInactive()).toMatchObject({ checked: 2, sent: 0, already: 2 })
+    expect(await jobs.remindInactive()).toMatchObject({ checked: 1, sent: 0, wrapped: true })
+  })
+
+  it('counts a stay that began before the period and ended in it as parking', async () => {
+    const [leftYesterday, leftLongAgo] = [randomUUID(), randomUUID()]
+    const stay = (userId: string, exitDaysAgo: number) => ({
+      _id: uuidv7(Date.now() - 45 * 86_400_000) as never,
+      lot_id: randomUUID(),
+      user_id: userId,
+      status: 'closed',
+      entry_at: new Date(Date.now() - 45 * 86_400_000),
+      exit_at: new Date(Date.now() - exitDaysAgo * 86_400_000),
+    })
+    await db.collection('sessions').insertMany([stay(leftYesterday, 1), stay(leftLongAgo, 40)])
+    const sent: string[] = []
+    expect(await remindersOver([leftYesterday, leftLongAgo], sent).remindInactive()).toMatchObject({
+      checked: 2,
+      sent: 1,
+      wrapped: true,
+    })
+    expect(sent).toEqual([`${leftLongAgo}@example.com`])
   })
 })
 

@@ -93,11 +93,18 @@ export function createJobsRepository(db: Database) {
       await monthlyReports.deleteOne({ _id: month })
     },
 
-    /** Customers who parked since `since`: sessions made since then, and those still open. */
+    /**
+     * Customers who parked since `since`: sessions made since then, those that ended since then
+     * (a long stay that began before is activity too), and those still open.
+     */
     async activeUsersSince(since: Date): Promise<Set<string>> {
       const users = new Set<string>()
       const filter: Filter<Doc> = {
-        $or: [{ _id: { $gte: lowerId(since.getTime()) } }, { status: 'active' }],
+        $or: [
+          { _id: { $gte: lowerId(since.getTime()) } },
+          { exit_at: { $gte: since } },
+          { status: 'active' },
+        ],
         user_id: { $ne: null },
       }
       for await (const rows of pages<Doc>('sessions', filter, { _id: 1, user_id: 1 })) {
@@ -144,6 +151,19 @@ export function createJobsRepository(db: Database) {
         'reservations',
         { start_at: { $gte: from, $lt: to } },
         { _id: 1, lot_id: 1, start_at: 1, status: 1 },
+      )
+    },
+
+    /** Where a paged job stopped (`purge_cursors/<name>`), '' for the start. */
+    async readCursor(name: string): Promise<string> {
+      return (await purgeCursors.findById(name).lean<{ after: string }>())?.after ?? ''
+    },
+    /** Written by its job only (one writer). */
+    async writeCursor(name: string, after: string): Promise<void> {
+      await purgeCursors.updateOne(
+        { _id: name },
+        { $set: { after, updated_at: new Date() } },
+        { upsert: true },
       )
     },
 

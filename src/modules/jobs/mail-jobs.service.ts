@@ -16,6 +16,7 @@ const DAY_MS = 86_400_000
 const LONGEST_STAY_MS = 62 * DAY_MS
 /** At most this many customers are looked at per reminders run (pages of 100). */
 const MAX_CUSTOMERS_PER_RUN = 20_000
+const REMINDERS_CURSOR = 'reminders.inactive'
 
 type Contact = { id: string; email: string; full_name: string; created_at: string }
 type Page<T> = { data: T[]; next_cursor: string | null }
@@ -39,6 +40,8 @@ export function createMailJobsService(deps: {
     reservationSlotMinutes: number
     /** Stripe webhook event records are kept this long. */
     webhookEventRetentionDays?: number
+    /** Customers looked at per reminders run (whole pages); the next run goes on from there. */
+    maxCustomersPerRun?: number
   }
 }) {
   const { repo, mailer, logger, settings } = deps
@@ -148,8 +151,32 @@ export function createMailJobsService(deps: {
       const since = new Date(now.getTime() - periodMs)
       const period = new Date(Math.floor(now.getTime() / periodMs) * periodMs).toISOString().slice(0, 10)
       const active = await repo.activeUsersSince(since)
-      const result = { checked: 0, sent: 0, already: 0, failed: 0 }
-      for await (const customer of all((c) => deps.accounts('customer', c), MAX_CUSTOMERS_PER_RUN)) {
+      const result = { checked: 0, sent: 0, already: 0, failed: 0, wrapped: false }
+      const max = settings.maxCustomersPerRun ?? MAX_CUSTOMERS_PER_RUN
+      // Each run goes on from where the last one stopped, in whole pages, and starts over once it
+      // has seen the last page: a run stopped at `max` would otherwise see the first pages only.
+      const stored = await repo.readCursor(REMINDERS_CURSOR)
+      let cursor: string | undefined = stored || undefined
+      const customers: Contact[] = []
+      while (customers.length < max) {
+        let page: Page<Contact>
+        try {
+          page = await deps.accounts('customer', cursor)
+        } catch (error) {
+          // A stored cursor the accounts list no longer takes: from the start.
+          if (cursor === undefined || cursor !== (stored || undefined)) throw error
+          logger.warn({ err: error }, 'reminders cursor refused; starting from the first customer')
+          cursor = undefined
+          continue
+        }
+        customers.push(...page.data)
+        cursor = page.next_cursor ?? undefined
+        if (!cursor) {
+          result.wrapped = true
+          break
+        }
+      }
+      for (const customer of customers) {
         result.checked += 1
         if (active.has(customer.id) || Date.parse(customer.created_at) > since.getTime()) continue
         const fact = `${customer.id}:${period}`
@@ -177,6 +204,9 @@ export function createMailJobsService(deps: {
           logger.warn({ err: error, user: customer.id }, 'reminder not sent; the next run retries')
         }
       }
+      // Moved on once these customers were seen (a run that failed before redoes them: the facts
+      // make that send nothing twice).
+      await repo.writeCursor(REMINDERS_CURSOR, cursor ?? '')
       return result
     },
 
