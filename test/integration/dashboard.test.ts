@@ -296,6 +296,50 @@ describe('money of reservations and memberships', () => {
   })
 })
 
+describe('a duplicate payment', () => {
+  it('counts neither it nor its refund, by the hooks as by the rebuild', async () => {
+    const mine = await createLot(platform, admin, { spaces: { STANDARD: 2 }, timeZone: 'Europe/Berlin' })
+    const now = new Date()
+    const today = localDate(now, 'Europe/Berlin')
+    const analytics = platform.services.analytics
+    await analytics.counters.read(mine.lotId, today, 'Europe/Berlin')
+    // As payments record them: a settled payment, and a second one taken for the same session,
+    // marked duplicate (never settled) and refunded in full; payments tell the settlement and the refund.
+    const [settled, duplicate] = [randomUUID(), randomUUID()]
+    const payment = (id: string, extra: object) => ({
+      _id: id,
+      lot_id: mine.lotId,
+      method: 'card',
+      amount: 800,
+      currency: 'EUR',
+      ...extra,
+    })
+    await db
+      .collection('payments')
+      .insertMany([
+        payment(settled, { settled_at: now, duplicate: false }) as never,
+        payment(duplicate, { settled_at: null, duplicate: true }) as never,
+      ])
+    await db.collection('refunds').insertOne({
+      _id: `${duplicate}:0`,
+      payment_id: duplicate,
+      amount: 800,
+      currency: 'EUR',
+      created_at: now,
+    } as never)
+    const told = { lot_id: mine.lotId, method: 'card', currency: 'EUR', amount: 800, at: now }
+    await analytics.moneyMoved({ kind: 'settled', id: settled, payment_id: settled, ...told })
+    await analytics.moneyMoved({ kind: 'refunded', id: `${duplicate}:0`, payment_id: duplicate, ...told })
+
+    const net = async () => (await dashboard(mine.lotId)).today_revenue
+    const byHooks = await net()
+    await analytics.counters.forget(mine.lotId, today)
+    const byRebuild = await net()
+    expect(byHooks).toEqual([{ amount: 800, currency: 'EUR' }])
+    expect(byRebuild).toEqual(byHooks)
+  })
+})
+
 describe("today is the lot's local day, across a daylight-saving change", () => {
   // Europe/Berlin on 2026-10-25 runs from 2026-10-24T22:00Z (CEST) to 2026-10-25T23:00Z (CET): 25 hours.
   it('counts the facts of 2026-10-25 in Berlin, not of a UTC day or of a fixed offset', async () => {

@@ -166,9 +166,10 @@ export function createAnalyticsRepository(db: Database) {
       for (const refund of made) {
         const payment = await payments.findOne(
           { _id: refund.payment_id },
-          { projection: { lot_id: 1, method: 1 } },
+          { projection: { lot_id: 1, method: 1, duplicate: 1 } },
         )
-        if (payment?.lot_id === lotId)
+        // A duplicate payment's refund gives back money never counted (it has no settled_at).
+        if (payment?.lot_id === lotId && payment.duplicate !== true)
           found.push({
             _id: refund._id,
             method: String(payment.method),
@@ -262,6 +263,12 @@ export function createAnalyticsRepository(db: Database) {
           currency: String(p.period.terms.currency),
           at: p.at,
         }))
+    },
+
+    /** Whether a payment was taken twice for a settled session (refunded in full, never settled). */
+    async isDuplicatePayment(paymentId: string): Promise<boolean> {
+      const payment = await payments.findOne({ _id: paymentId as never }, { projection: { duplicate: 1 } })
+      return payment?.duplicate === true
     },
 
     /** Charges running now in a lot: its stations' claims (a claim lives from start to stop). */

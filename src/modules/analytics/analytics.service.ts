@@ -301,7 +301,16 @@ export function createAnalyticsService(deps: {
      * and memberships' money hooks.
      */
     async moneyMoved(event: MoneyEvent) {
-      await quietly(event.kind, () => counters.count(event.lot_id, moneyEventOf(event)))
+      await quietly(event.kind, async () => {
+        // A duplicate payment is never counted (no settled_at), so neither is its refund: as in the rebuild.
+        if (
+          event.kind === 'refunded' &&
+          event.payment_id &&
+          (await repo.isDuplicatePayment(event.payment_id))
+        )
+          return
+        await counters.count(event.lot_id, moneyEventOf(event))
+      })
     },
 
     /**
