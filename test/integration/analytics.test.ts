@@ -384,6 +384,44 @@ describe('revenue and stays from the daily rollups', () => {
   })
 })
 
+describe('daily rollups from the facts', () => {
+  it('count a fact whose hook failed after the day was built, today and yesterday, once', async () => {
+    const quiet = await createLot(platform, admin, { spaces: { STANDARD: 1 }, timeZone: 'Europe/Berlin' })
+    const now = new Date()
+    const today = localDate(now, 'Europe/Berlin')
+    const yesterdayNoon = new Date(dayBounds(today, 'Europe/Berlin').start.getTime() - 12 * HOUR)
+    const yesterday = localDate(yesterdayNoon, 'Europe/Berlin')
+    // Both days are built (empty) by a first run.
+    await platform.services.analytics.runRollup(now)
+    // Two payments settle, and their hooks fail (nobody tells the counters).
+    const payment = (amount: number, at: Date) => ({
+      _id: randomUUID(),
+      lot_id: quiet.lotId,
+      method: 'card',
+      amount,
+      currency: 'EUR',
+      settled_at: at,
+      duplicate: false,
+    })
+    await db
+      .collection('payments')
+      .insertMany([payment(700, now) as never, payment(300, yesterdayNoon) as never])
+    await platform.services.analytics.runRollup(now)
+    await platform.services.analytics.runRollup(now)
+    const revenue = await ok(
+      await send(
+        'GET',
+        `/api/v1/analytics/revenue?lot_id=${quiet.lotId}&from=${yesterday}&to=${today}`,
+        admin,
+      ),
+    )
+    expect(revenue.data.map((d: { date: string; amount: number }) => [d.date, d.amount])).toEqual([
+      [yesterday, 300],
+      [today, 700],
+    ])
+  })
+})
+
 describe('access and validation', () => {
   const routes = [
     '/api/v1/analytics/occupancy',

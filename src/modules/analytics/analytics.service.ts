@@ -174,7 +174,7 @@ export function createAnalyticsService(deps: {
     return { buckets: written }
   }
 
-  /** Copies a lot's day counters (today and yesterday, local) into its daily rollups. */
+  /** Copies a lot's day counters (today and yesterday, local), recounted from the facts, into its daily rollups. */
   async function snapshotDays(lotId: string, timeZone: string, now: Date): Promise<number> {
     const today = localDate(now, timeZone)
     const yesterday = localDate(new Date(dayBounds(today, timeZone).start.getTime() - 1), timeZone)
@@ -185,6 +185,9 @@ export function createAnalyticsService(deps: {
       if (!(error instanceof AppError && error.code === 'NOT_FOUND')) throw error
     }
     for (const date of [yesterday, today]) {
+      // From the facts, not only from what the hooks told: a hook that failed once the day was
+      // built would otherwise be lost for good.
+      await counters.recount(lotId, date, timeZone)
       const day = await counters.read(lotId, date, timeZone)
       const record: DailyRollupRecord = {
         _id: `${lotId}:${date}`,

@@ -234,6 +234,14 @@ export function createDayCounters(deps: {
       }
     },
 
+    /**
+     * Counts the day's facts again through the seen-set step (those counted already stay counted
+     * once): the rollup job does so before it saves a day, so a fact whose hook failed still counts.
+     */
+    async recount(lotId: string, date: string, timeZone: string): Promise<void> {
+      await rebuild(lotId, date, timeZone)
+    },
+
     /** Forgets a day (tests: Redis "lost" it). */
     async forget(lotId: string, date: string): Promise<void> {
       await redis.del(key.counts(lotId, date), key.seen(lotId, date))
