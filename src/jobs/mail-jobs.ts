@@ -11,7 +11,7 @@ export function remindersInactiveJob(jobs: MailJobsService): JobDefinition {
   }
 }
 
-/** Daily check: the previous month's HTML report to every admin, once (`monthly_reports/YYYY-MM`). */
+/** Daily check: the previous month's HTML report to every admin, once each (`monthly_reports/YYYY-MM:<admin>`). */
 export function reportsMonthlyJob(jobs: MailJobsService): JobDefinition {
   return {
     name: 'reports.monthly',

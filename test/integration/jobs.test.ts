@@ -239,7 +239,10 @@ describe('reports.monthly', () => {
       platform.services.mailJobs.sendMonthlyReport(nextMonth),
     ])
     expect([first.sent, second.sent].sort()).toEqual([0, 1])
-    expect(await platform.services.mailJobs.sendMonthlyReport(nextMonth)).toMatchObject({ already: true })
+    expect(await platform.services.mailJobs.sendMonthlyReport(nextMonth)).toMatchObject({
+      sent: 0,
+      already: 1,
+    })
     const mails = await smtp.waitFor((m) => m.subject === `Parking activity report ${month}`)
     await new Promise((r) => setTimeout(r, 200))
     expect(smtp.messages.filter((m) => m.subject === `Parking activity report ${month}`)).toHaveLength(1)
@@ -259,7 +262,46 @@ describe('reports.monthly', () => {
 
     // Through the scheduler (the previous month, whatever it held): once.
     await platform.scheduler.runNow('reports.monthly')
-    expect(await platform.scheduler.runNow('reports.monthly')).toMatchObject({ already: true })
+    expect(await platform.scheduler.runNow('reports.monthly')).toMatchObject({ sent: 0, already: 1 })
+  })
+
+  it('sends again to an admin whose e-mail failed, and only to that admin', async () => {
+    const [told, refused] = [randomUUID(), randomUUID()]
+    const admins = [told, refused].map((id) => ({
+      id,
+      email: `${id}@example.com`,
+      full_name: 'A',
+      created_at: new Date().toISOString(),
+    }))
+    const sent: string[] = []
+    let refuse = true
+    const jobs = createMailJobsService({
+      repo: createJobsRepository(db),
+      mailer: {
+        kind: 'outbox',
+        outbox: undefined,
+        send: async (m) => {
+          if (refuse && m.to === `${refused}@example.com`) throw new Error('451 Try again later')
+          sent.push(String(m.to))
+          return { message_id: randomUUID(), accepted: [String(m.to)] }
+        },
+        close: () => {},
+      },
+      accounts: async () => ({ data: admins, next_cursor: null }),
+      lots: async () => ({ data: [], next_cursor: null }),
+      purgeExports: async () => 0,
+      publicUrl: () => 'http://localhost',
+      logger: { warn: () => {}, debug: () => {}, info: () => {} } as never,
+      settings: { inactiveDays: 30, idempotencyRetentionHours: 48, reservationSlotMinutes: 30 },
+    })
+    const at = new Date('2030-02-03T08:00:00Z')
+    expect(await jobs.sendMonthlyReport(at)).toMatchObject({ month: '2030-01', sent: 1, failed: 1 })
+    expect(sent).toEqual([`${told}@example.com`])
+    refuse = false
+    expect(await jobs.sendMonthlyReport(at)).toMatchObject({ sent: 1, already: 1, failed: 0 })
+    expect(sent).toEqual([`${told}@example.com`, `${refused}@example.com`])
+    expect(await jobs.sendMonthlyReport(at)).toMatchObject({ sent: 0, already: 2 })
+    expect(sent).toHaveLength(2)
   })
 })
 

@@ -4,7 +4,8 @@ import { type Database, modelOn } from '../../shared/mongo.ts'
 /**
  * Insert-only facts that make the mail jobs idempotent. `reminders_sent/_id =
  * "<userId>:<yyyy-mm-dd of the period's start>"`: one reminder per customer per period.
- * `monthly_reports/_id = "YYYY-MM"`: the month's report is sent once. Each is inserted before the
+ * `monthly_reports/_id = "YYYY-MM:<adminId>"`: the month's report is sent once to each admin
+ * (a bare `"YYYY-MM"`, written before the claims were per admin, means sent to all). Each is inserted before the
  * e-mail goes and deleted again when the send fails, so that the next run retries.
  */
 export type SentFactRecord = { _id: string; recipients: number; created_at: Date }

@@ -87,10 +87,15 @@ export function createJobsRepository(db: Database) {
     async releaseReminder(id: string) {
       await remindersSent.deleteOne({ _id: id })
     },
-    claimMonthlyReport: (month: string, recipients: number) =>
-      insertOnce<SentFactRecord>(monthlyReports, { _id: month, recipients, created_at: new Date() }),
-    async releaseMonthlyReport(month: string) {
-      await monthlyReports.deleteOne({ _id: month })
+    /** `<YYYY-MM>:<adminId>`: that admin's report of that month. */
+    claimMonthlyReport: (id: string, recipients: number) =>
+      insertOnce<SentFactRecord>(monthlyReports, { _id: id, recipients, created_at: new Date() }),
+    async releaseMonthlyReport(id: string) {
+      await monthlyReports.deleteOne({ _id: id })
+    },
+    /** The fact of a month sent to every admin at once, as written before the claims were per admin. */
+    async monthlyReportSentWhole(month: string): Promise<boolean> {
+      return (await monthlyReports.findById(month).lean()) !== null
     },
 
     /**

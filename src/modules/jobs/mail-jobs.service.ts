@@ -212,28 +212,52 @@ export function createMailJobsService(deps: {
 
     /**
      * `reports.monthly` (daily check): the previous month's report goes to every active admin,
-     * once (`monthly_reports/YYYY-MM`); a month whose sending failed everywhere is retried.
+     * once each: `monthly_reports/<YYYY-MM>:<adminId>` is inserted before that admin's e-mail and
+     * deleted again when it fails, so the next run sends to those it failed for, and only them.
      */
     async sendMonthlyReport(now = new Date()) {
       const month = previousMonth(now)
       const admins: Contact[] = []
       for await (const admin of all((c) => deps.accounts('admin', c), 1_000)) admins.push(admin)
-      if (admins.length === 0) return { month, sent: 0, skipped: 'no admins' }
-      if (!(await repo.claimMonthlyReport(month, admins.length))) return { month, sent: 0, already: true }
-      const report = await monthlyReport(month, now)
-      const html = renderMonthlyReport(report)
-      const text = monthlyReportText(report)
-      let sent = 0
+      if (admins.length === 0) return { month, sent: 0, already: 0, failed: 0, skipped: 'no admins' }
+      // A month sent whole before the claims were per admin (`monthly_reports/<YYYY-MM>`) is done.
+      if (await repo.monthlyReportSentWhole(month))
+        return { month, sent: 0, already: admins.length, failed: 0 }
+      let rendered: { html: string; text: string; lots: number } | undefined
+      const result = { month, sent: 0, already: 0, failed: 0, lots: 0 }
       for (const admin of admins) {
+        const fact = `${month}:${admin.id}`
+        if (!(await repo.claimMonthlyReport(fact, 1))) {
+          result.already += 1
+          continue
+        }
         try {
-          await mailer.send({ to: admin.email, subject: `Parking activity report ${month}`, text, html })
-          sent += 1
+          if (!rendered) {
+            const report = await monthlyReport(month, now)
+            rendered = {
+              html: renderMonthlyReport(report),
+              text: monthlyReportText(report),
+              lots: report.lots.length,
+            }
+            result.lots = rendered.lots
+          }
+          await mailer.send({
+            to: admin.email,
+            subject: `Parking activity report ${month}`,
+            text: rendered.text,
+            html: rendered.html,
+          })
+          result.sent += 1
         } catch (error) {
-          logger.warn({ err: error, admin: admin.id, month }, 'monthly report not sent to an admin')
+          await repo.releaseMonthlyReport(fact)
+          result.failed += 1
+          logger.warn(
+            { err: error, admin: admin.id, month },
+            'monthly report not sent to an admin; the next run retries',
+          )
         }
       }
-      if (sent === 0) await repo.releaseMonthlyReport(month)
-      return { month, sent, lots: report.lots.length }
+      return result
     },
 
     /**
