@@ -422,6 +422,63 @@ describe('daily rollups from the facts', () => {
   })
 })
 
+describe('daily rollups after the job stopped', () => {
+  it('are written from the newest one up to today, at most 7 days back', async () => {
+    const idle = await createLot(platform, admin, { spaces: { STANDARD: 1 }, timeZone: 'Europe/Berlin' })
+    const now = new Date()
+    const today = localDate(now, 'Europe/Berlin')
+    const daysBack = (n: number) => {
+      let date = today
+      for (let i = 0; i < n; i++)
+        date = localDate(new Date(dayBounds(date, 'Europe/Berlin').start.getTime() - 1), 'Europe/Berlin')
+      return date
+    }
+    const noonOf = (date: string) => new Date(dayBounds(date, 'Europe/Berlin').start.getTime() + 12 * HOUR)
+    // The job last wrote this lot's day 10 days ago, then stopped.
+    await db.collection('daily_rollups').insertOne({
+      _id: `${idle.lotId}:${daysBack(10)}`,
+      lot_id: idle.lotId,
+      date: daysBack(10),
+      time_zone: 'Europe/Berlin',
+      entries: 0,
+      exits: 0,
+      revenue: [],
+      stays: 0,
+      stay_minutes: 0,
+      spaces: 1,
+      updated_at: noonOf(daysBack(10)),
+    } as never)
+    const payment = (amount: number, at: Date) => ({
+      _id: randomUUID(),
+      lot_id: idle.lotId,
+      method: 'cash',
+      amount,
+      currency: 'EUR',
+      settled_at: at,
+      duplicate: false,
+    })
+    await db
+      .collection('payments')
+      .insertMany([
+        payment(900, noonOf(daysBack(9))) as never,
+        payment(500, noonOf(daysBack(3))) as never,
+        payment(200, now) as never,
+      ])
+    await platform.services.analytics.runRollup(now)
+    const q = `lot_id=${idle.lotId}&from=${daysBack(10)}&to=${today}`
+    const stays = await ok(await send('GET', `/api/v1/analytics/stays?${q}`, admin))
+    expect(stays.data.map((d: { date: string }) => d.date)).toEqual([
+      daysBack(10),
+      ...[6, 5, 4, 3, 2, 1, 0].map(daysBack),
+    ])
+    const revenue = await ok(await send('GET', `/api/v1/analytics/revenue?${q}`, admin))
+    expect(revenue.data.map((d: { date: string; amount: number }) => [d.date, d.amount])).toEqual([
+      [daysBack(3), 500],
+      [today, 200],
+    ])
+  })
+})
+
 describe('access and validation', () => {
   const routes = [
     '/api/v1/analytics/occupancy',

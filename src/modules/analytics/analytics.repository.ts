@@ -111,6 +111,16 @@ export function createAnalyticsRepository(db: Database) {
       await daily.replaceOne({ _id: record._id }, record, { upsert: true })
     },
 
+    /** The date of a lot's newest daily rollup (an `_id` range: `;` follows `:`). */
+    async lastDailyDate(lotId: string): Promise<string | undefined> {
+      const last = await daily
+        .findOne({ _id: trusted({ $gte: `${lotId}:`, $lt: `${lotId};` }) })
+        .sort({ _id: -1 })
+        .select({ date: 1 })
+        .lean<{ date: string }>()
+      return last?.date
+    },
+
     /** A lot's days from `from` to `to` (YYYY-MM-DD, both included). */
     async dailyOf(lotId: string, from: string, to: string): Promise<DailyRollupRecord[]> {
       return await daily

@@ -33,6 +33,8 @@ export type MoneyEvent = {
 const DAY_MS = 24 * 3600_000
 const PAGE = 5000
 const MAX_TREND_DAYS = 366
+/** The daily rollups a run writes at most: today and the 6 days before, when the job stopped that long. */
+const BACKFILL_DAYS = 7
 
 export type AnalyticsSettings = {
   /** Buckets end this long before now: the persister and the debounce have written their rows. */
@@ -174,17 +176,29 @@ export function createAnalyticsService(deps: {
     return { buckets: written }
   }
 
-  /** Copies a lot's day counters (today and yesterday, local), recounted from the facts, into its daily rollups. */
+  /**
+   * Copies a lot's day counters, recounted from the facts, into its daily rollups: the days from
+   * the newest one written (at most 7 days back, and yesterday at least) to today, local.
+   */
   async function snapshotDays(lotId: string, timeZone: string, now: Date): Promise<number> {
     const today = localDate(now, timeZone)
-    const yesterday = localDate(new Date(dayBounds(today, timeZone).start.getTime() - 1), timeZone)
+    const before = (date: string) =>
+      localDate(new Date(dayBounds(date, timeZone).start.getTime() - 1), timeZone)
+    const yesterday = before(today)
+    // From the newest day written (the job may have stopped for days), at most BACKFILL_DAYS back,
+    // and always yesterday: its late facts count once it is over.
+    let oldest = today
+    for (let i = 1; i < BACKFILL_DAYS; i++) oldest = before(oldest)
+    const last = await repo.lastDailyDate(lotId)
+    const from = [yesterday, last && last > oldest ? last : oldest].sort()[0] ?? yesterday
+    const dates = last === undefined ? [yesterday, today] : datesBetween(from, today)
     let spaces = 0
     try {
       spaces = (await occupancy.availability('lot', lotId)).total
     } catch (error) {
       if (!(error instanceof AppError && error.code === 'NOT_FOUND')) throw error
     }
-    for (const date of [yesterday, today]) {
+    for (const date of dates) {
       // From the facts, not only from what the hooks told: a hook that failed once the day was
       // built would otherwise be lost for good.
       await counters.recount(lotId, date, timeZone)
@@ -206,7 +220,7 @@ export function createAnalyticsService(deps: {
       }
       await repo.saveDaily(record)
     }
-    return 2
+    return dates.length
   }
 
   async function lotsOf(lotId: string | undefined) {
