@@ -338,7 +338,10 @@ describe('an export whose run died before its first write', () => {
       platform.services.exports.sweep(),
       platform.services.exports.sweep(),
     ])
-    expect([first.rerun_dead, second.rerun_dead].sort()).toEqual([0, 1])
+    // Once in all: by the sweep that dropped the dead claim, or by the other one's run meeting
+    // the export with no claim left.
+    expect(first.ran + second.ran).toBe(1)
+    expect(first.rerun_dead + second.rerun_dead).toBeLessThanOrEqual(1)
     expect(await platform.services.exports.sweep()).toMatchObject({ ran: 0, rerun_dead: 0 })
     expect(await json(await send('GET', `/api/v1/exports/${dead._id}`, other.token))).toMatchObject({
       status: 'ready',
