@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto'
+import { Redis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { localDate } from '../../src/modules/analytics/local-day.ts'
 import { connectDatabase, type Database } from '../../src/shared/mongo.ts'
@@ -337,6 +338,38 @@ describe('a duplicate payment', () => {
     const byRebuild = await net()
     expect(byHooks).toEqual([{ amount: 800, currency: 'EUR' }])
     expect(byRebuild).toEqual(byHooks)
+  })
+})
+
+describe('live counts', () => {
+  it('are cached per lot for 30 s: a second dashboard within the window does not count again', async () => {
+    const busy = await createLot(platform, admin, { spaces: { STANDARD: 3 } })
+    await enterVehicle(platform, operator, { license_plate: uniquePlate(), lot_id: busy.lotId })
+    expect(await dashboard(busy.lotId)).toMatchObject({ active_sessions: 1, pending_reservations: 0 })
+    // Written behind the platform's back: a recount would see them, the cached figures do not.
+    await db
+      .collection('sessions')
+      .insertOne({ _id: randomUUID(), lot_id: busy.lotId, status: 'active', entry_at: new Date() } as never)
+    await db.collection('reservations').insertOne({
+      _id: randomUUID(),
+      lot_id: busy.lotId,
+      status: 'confirmed',
+      end_at: new Date(Date.now() + 3_600_000),
+    } as never)
+    expect(await dashboard(busy.lotId)).toMatchObject({ active_sessions: 1, pending_reservations: 0 })
+    const redis = new Redis(platform.urls.redis)
+    try {
+      // The platform's keys carry its test prefix.
+      const [key] = await redis.keys(`*ana:live:${busy.lotId}`)
+      expect(key).toBeDefined()
+      const ttl = await redis.ttl(key as string)
+      expect(ttl).toBeGreaterThan(20)
+      expect(ttl).toBeLessThanOrEqual(30)
+      await redis.del(key as string) // the window is over
+    } finally {
+      redis.disconnect()
+    }
+    expect(await dashboard(busy.lotId)).toMatchObject({ active_sessions: 2, pending_reservations: 1 })
   })
 })
 

@@ -33,6 +33,15 @@ export type MoneyEvent = {
 const DAY_MS = 24 * 3600_000
 const PAGE = 5000
 const MAX_TREND_DAYS = 366
+/** How long the dashboard's live counts of a lot (sessions, charges, reservations) are cached. */
+export const LIVE_CACHE_SECONDS = 30
+
+export type LiveCounts = {
+  active_sessions: number
+  active_ev_charging: number
+  pending_reservations: number
+}
+
 /** The daily rollups a run writes at most: today and the 6 days before, when the job stopped that long. */
 const BACKFILL_DAYS = 7
 
@@ -303,13 +312,23 @@ export function createAnalyticsService(deps: {
     counters,
     timeZoneOf,
     /** Counts of a lot that are not per day: sessions and charges running, reservations to come. */
-    async liveCounts(lotId: string, now: Date) {
+    async liveCounts(lotId: string, now: Date): Promise<LiveCounts> {
+      // Counting queries (FerretDB scans), so asked once per lot per LIVE_CACHE_SECONDS at most.
+      const key = `ana:live:${lotId}`
+      const cached = await deps.redis.get(key)
+      if (cached) return JSON.parse(cached) as LiveCounts
       const [sessions, charging, reservations] = await Promise.all([
         repo.activeSessions(lotId),
         repo.chargingNow(lotId),
         repo.pendingReservations(lotId, now),
       ])
-      return { active_sessions: sessions, active_ev_charging: charging, pending_reservations: reservations }
+      const counts = {
+        active_sessions: sessions,
+        active_ev_charging: charging,
+        pending_reservations: reservations,
+      }
+      await deps.redis.set(key, JSON.stringify(counts), 'EX', LIVE_CACHE_SECONDS)
+      return counts
     },
     /** Counts entries and exits in the lot's local day. */
     sessionListener,
