@@ -48,13 +48,29 @@ export function localDate(at: Date, timeZone: string): string {
   return `${String(p.year).padStart(4, '0')}-${String(p.month).padStart(2, '0')}-${String(p.day).padStart(2, '0')}`
 }
 
+const MAX_GAP_MS = 4 * 3600_000
+
 /** The instant a local date starts at in a time zone (its local midnight, or the first instant after it). */
-function startOf(date: string, timeZone: string): Date {
+export function startOfDay(date: string, timeZone: string): Date {
   const [y = 0, m = 1, d = 1] = date.split('-').map(Number)
   const midnight = Date.UTC(y, m - 1, d)
   let guess = midnight - offsetMs(new Date(midnight), timeZone)
   // The offset at the guess may differ (a change near midnight): settle on it.
   guess = midnight - offsetMs(new Date(guess), timeZone)
+  // Where daylight saving starts at midnight (America/Santiago, America/Havana) the local midnight
+  // does not exist and the guess lands in the day before: the day starts at the change, the first
+  // whole second after the guess whose local date is `date` (searched within a few hours).
+  if (localDate(new Date(guess), timeZone) < date) {
+    let before = Math.floor(guess / 1000)
+    let after = Math.ceil((guess + MAX_GAP_MS) / 1000)
+    if (localDate(new Date(after * 1000), timeZone) < date) return new Date(guess)
+    while (after - before > 1) {
+      const mid = Math.floor((before + after) / 2)
+      if (localDate(new Date(mid * 1000), timeZone) < date) before = mid
+      else after = mid
+    }
+    guess = after * 1000
+  }
   return new Date(guess)
 }
 
@@ -66,7 +82,7 @@ export function nextDate(date: string): string {
 
 /** The day `date` in a time zone as the instants [start, end). */
 export function dayBounds(date: string, timeZone: string): { start: Date; end: Date } {
-  return { start: startOf(date, timeZone), end: startOf(nextDate(date), timeZone) }
+  return { start: startOfDay(date, timeZone), end: startOfDay(nextDate(date), timeZone) }
 }
 
 /** The local dates from `from` to `to`, both included (at most `max`). */

@@ -1,4 +1,5 @@
 import { escapeHtml } from '../../shared/mailer.ts'
+import { startOfDay } from '../analytics/local-day.ts'
 
 // The monthly activity report: figures per lot for one calendar month in the lot's time zone,
 // rendered as a self-contained HTML page (the e-mail body and GET /reports/monthly/{month}).
@@ -27,43 +28,11 @@ export function previousMonth(at: Date): string {
   return d.toISOString().slice(0, 7)
 }
 
-const formats = new Map<string, Intl.DateTimeFormat>()
-
-/** The zone's offset from UTC at `at`, in milliseconds. */
-function offsetMs(at: Date, timeZone: string): number {
-  let format = formats.get(timeZone)
-  if (!format) {
-    format = new Intl.DateTimeFormat('en-CA', {
-      timeZone,
-      hourCycle: 'h23',
-      year: 'numeric',
-      month: '2-digit',
-      day: '2-digit',
-      hour: '2-digit',
-      minute: '2-digit',
-      second: '2-digit',
-    })
-    formats.set(timeZone, format)
-  }
-  const p: Record<string, number> = {}
-  for (const part of format.formatToParts(at)) if (part.type !== 'literal') p[part.type] = Number(part.value)
-  const asUtc = Date.UTC(
-    p.year ?? 0,
-    (p.month ?? 1) - 1,
-    p.day ?? 1,
-    p.hour ?? 0,
-    p.minute ?? 0,
-    p.second ?? 0,
-  )
-  return asUtc - Math.floor(at.getTime() / 1000) * 1000
-}
-
-/** The local midnight that starts the first day of a month in a time zone. */
+/** The local midnight that starts the first day of a month in a time zone (local-day.ts: a midnight
+ * daylight saving skips starts the month at the change). */
 function monthStart(year: number, monthIndex: number, timeZone: string): Date {
-  const midnight = Date.UTC(year, monthIndex, 1)
-  let guess = midnight - offsetMs(new Date(midnight), timeZone)
-  guess = midnight - offsetMs(new Date(guess), timeZone)
-  return new Date(guess)
+  const first = new Date(Date.UTC(year, monthIndex, 1)).toISOString().slice(0, 10)
+  return startOfDay(first, timeZone)
 }
 
 /** A month `YYYY-MM` in a time zone as the instants [start, end). */
