@@ -294,6 +294,12 @@ describe('money of reservations and memberships', () => {
       ['membership', 5000],
       ['reservation', 0],
     ])
+    // The monthly report counts them too.
+    const report = await platform.services.mailJobs.monthlyReport(today.slice(0, 7))
+    expect(report.lots.find((l) => l.lot_id === mine.lotId)).toMatchObject({
+      revenue_gross: 5000 + 1200,
+      refunds: 1200,
+    })
   })
 })
 
@@ -318,8 +324,8 @@ describe('a duplicate payment', () => {
     await db
       .collection('payments')
       .insertMany([
-        payment(settled, { settled_at: now, duplicate: false }) as never,
-        payment(duplicate, { settled_at: null, duplicate: true }) as never,
+        payment(settled, { settled_at: now, duplicate: false, status: 'succeeded' }) as never,
+        payment(duplicate, { settled_at: null, duplicate: true, status: 'refunded' }) as never,
       ])
     await db.collection('refunds').insertOne({
       _id: `${duplicate}:0`,
@@ -338,6 +344,9 @@ describe('a duplicate payment', () => {
     const byRebuild = await net()
     expect(byHooks).toEqual([{ amount: 800, currency: 'EUR' }])
     expect(byRebuild).toEqual(byHooks)
+    // And the monthly report, alike.
+    const report = await platform.services.mailJobs.monthlyReport(today.slice(0, 7))
+    expect(report.lots.find((l) => l.lot_id === mine.lotId)).toMatchObject({ revenue_gross: 800, refunds: 0 })
   })
 })
 

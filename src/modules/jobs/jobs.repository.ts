@@ -146,9 +146,85 @@ export function createJobsRepository(db: Database) {
       )
     },
 
+    /**
+     * The lot a refund counts in: its payment's. None for a duplicate payment's refund: the
+     * duplicate was never settled (never revenue), as the analytics day counters skip it.
+     */
     async paymentLot(paymentId: string): Promise<string | undefined> {
-      const row = await raw<Doc>('payments').findOne({ _id: paymentId }, { projection: { lot_id: 1 } })
+      const row = await raw<Doc>('payments').findOne(
+        { _id: paymentId },
+        { projection: { lot_id: 1, duplicate: 1 } },
+      )
+      if (row?.duplicate === true) return undefined
       return typeof row?.lot_id === 'string' ? row.lot_id : undefined
+    },
+
+    /**
+     * Money of reservations and memberships in [from, to), each with its lot: prepayments
+     * (`reservation_payments` by `at`), their refunds Stripe took (`reservation_refunds` by `at`),
+     * and periods paid for a price (at insert by `paid_at`, or by their `paid` state) — the facts
+     * the analytics day counters count.
+     */
+    async otherMoneyBetween(from: Date, to: Date) {
+      const lotOf = new Map<string, string | undefined>()
+      const lot = async (collection: string, id: string) => {
+        const key = `${collection}:${id}`
+        if (!lotOf.has(key)) {
+          const row = await raw<Doc>(collection).findOne({ _id: id }, { projection: { lot_id: 1 } })
+          lotOf.set(key, typeof row?.lot_id === 'string' ? row.lot_id : undefined)
+        }
+        return lotOf.get(key)
+      }
+      const money: { lot_id: string | undefined; amount: number; refunded: number; at: Date }[] = []
+      const range = { $gte: from, $lt: to }
+      for await (const rows of pages<Doc>(
+        'reservation_payments',
+        { at: range },
+        { _id: 1, amount: 1, at: 1 },
+      ))
+        for (const r of rows)
+          money.push({
+            lot_id: await lot('reservations', r._id),
+            amount: Number(r.amount),
+            refunded: 0,
+            at: r.at as Date,
+          })
+      const refunds = { at: range, provider_refund_id: { $ne: null } }
+      for await (const rows of pages<Doc>('reservation_refunds', refunds, { _id: 1, amount: 1, at: 1 }))
+        for (const r of rows)
+          money.push({
+            lot_id: await lot('reservations', r._id),
+            amount: 0,
+            refunded: Number(r.amount),
+            at: r.at as Date,
+          })
+      const period = { _id: 1, membership_id: 1, terms: 1, paid_at: 1 } as const
+      const paidPeriod = async (p: Doc, at: Date) => {
+        const price = Number((p.terms as { price?: number } | undefined)?.price ?? 0)
+        if (price > 0)
+          money.push({
+            lot_id: await lot('memberships', String(p.membership_id)),
+            amount: price,
+            refunded: 0,
+            at,
+          })
+      }
+      for await (const rows of pages<Doc>('membership_periods', { paid_at: range }, period))
+        for (const p of rows) await paidPeriod(p, p.paid_at as Date)
+      const states = { state: 'paid', created_at: range }
+      for await (const rows of pages<Doc>('membership_period_states', states, {
+        _id: 1,
+        period_id: 1,
+        created_at: 1,
+      }))
+        for (const s of rows) {
+          const p = await raw<Doc>('membership_periods').findOne(
+            { _id: String(s.period_id) },
+            { projection: period },
+          )
+          if (p && !p.paid_at) await paidPeriod(p, s.created_at as Date)
+        }
+      return money
     },
 
     reservationsStartingBetween(from: Date, to: Date): AsyncIterable<ReservationRow[]> {

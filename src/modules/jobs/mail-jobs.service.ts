@@ -115,6 +115,13 @@ export function createMailJobsService(deps: {
           if (lot && inMonth(lot, r.created_at)) lot.refunds += r.amount
         }
       }
+      // Reservation prepayments and their refunds, membership fees: revenue as the day counters count it.
+      for (const m of await repo.otherMoneyBetween(from, to)) {
+        const lot = byId.get(m.lot_id ?? '')
+        if (!lot || !inMonth(lot, m.at)) continue
+        lot.revenue_gross += m.amount
+        lot.refunds += m.refunded
+      }
       for await (const rows of repo.reservationsStartingBetween(from, to)) {
         for (const r of rows) {
           const lot = byId.get(r.lot_id)
