@@ -208,14 +208,33 @@ export function seedParameters(seed: Seed): string {
     'query.space_id': seed.space,
     'query.session_id': seed.session,
   }
+  // Ids in bodies (entries, bookings, stations, charges, memberships, payments) name the seeded
+  // resources most of the time, generated ones otherwise.
+  const inBodies: Record<string, string> = {
+    lot_id: seed.lot,
+    level_id: seed.level,
+    zone_id: seed.zone,
+    space_id: seed.space,
+    vehicle_id: seed.vehicle,
+    plan_id: seed.plan,
+    station_id: seed.station,
+    session_id: seed.session,
+    parking_session_id: seed.session,
+  }
+  const bindings = Object.keys(inBodies)
+    .map((field) => `"body.${field}" = { dictionary = "${field}", probability = 0.7 }`)
+    .join(', ')
   operations.push(
-    `[[operations]]\nexclude-operation-id = "getOccupancyTrends"\nparameters = ${table(filters)}\n`,
+    `[[operations]]\nexclude-operation-id = "getOccupancyTrends"\nparameters = ${table(filters).slice(0, -2)}, ${bindings} }\n`,
   )
   // Half of the runs of POST /jobs/{name}/run run a real job (each must answer within the request
   // timeout on this small facility), the other half a generated name (404).
   operations.push(
     `[[operations]]\ninclude-operation-id = "runJob"\nparameters = { "path.name" = { dictionary = "jobs", probability = 0.5 } }\n`,
   )
-  const dictionary = `[dictionaries.jobs]\nvalues = [${seed.jobs.map((name) => `"${name}"`).join(', ')}]\n`
+  const dictionary = [
+    `[dictionaries.jobs]\nvalues = [${seed.jobs.map((name) => `"${name}"`).join(', ')}]\n`,
+    ...Object.entries(inBodies).map(([field, id]) => `[dictionaries.${field}]\nvalues = ["${id}"]\n`),
+  ].join('\n')
   return `\n# Seeded by test/fuzz-seed.ts for this run.\n${dictionary}\n${operations.join('\n')}`
 }

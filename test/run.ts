@@ -10,7 +10,9 @@ import { isolatedDatabase } from './harness/platform.ts'
 import { allServices, artifactsDir, type ServiceSet, scratchDir, startServices } from './harness/services.ts'
 
 // `npm test`: start the real services once on free ports, run the vitest suites against them,
-// then run the platform as a process and fuzz it with schemathesis from its own /openapi.json.
+// then run the platform as a process, seed a small facility in it over HTTP (test/fuzz-seed.ts:
+// id routes and id fields are fuzzed against real resources) and fuzz it with schemathesis from
+// its own /openapi.json: a customer's operations as a customer, then everything as the admin.
 // Stops everything and exits non-zero on any failure. Artifacts land in .test-artifacts/.
 //
 //   node test/run.ts                   vitest, then schemathesis
