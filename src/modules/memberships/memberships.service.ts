@@ -195,13 +195,19 @@ export function createMembershipsService(deps: {
     const current = paid.find((p) => p.starts_at <= at && at < p.ends_at)
     const lastPaid = paid.at(-1)
     const pending = periods.filter((p) => p.payment === 'pending')
+    // A subscription writes its membership, then its first period: until then (or until the
+    // claim's staleness has passed) it is being written, not ended, so that a concurrent
+    // subscription cannot take its claim over in between.
+    const writing = records.length === 0 && at.getTime() - membership.created_at.getTime() < STALE_CLAIM_MS
     let status: MembershipStatus
     if (cancellation?.immediately) status = 'canceled'
+    else if (writing) status = 'pending_payment'
     else if (current) status = 'active'
     else if (pending.length > 0 && !(lastPaid && lastPaid.starts_at > at)) status = 'pending_payment'
     else if (lastPaid && lastPaid.starts_at > at) status = 'active'
     else status = cancellation ? 'canceled' : 'expired'
     const ended =
+      !writing &&
       (status === 'canceled' || status === 'expired') &&
       (cancellation?.immediately === true || pending.length === 0)
     return { membership, periods, cancellation, status, current, lastPaid, pending, ended }
