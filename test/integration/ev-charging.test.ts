@@ -476,7 +476,10 @@ describe('the exit', () => {
       platform.scheduler.runNow('ev.charging-sweep'),
       platform.scheduler.runNow('ev.charging-sweep'),
     ])
-    expect(sweeps.map((s) => (s as { stopped: number }).stopped).sort()).toEqual([1, 1])
+    // Which sweep reports the stop depends on the interleaving (the later one may find it done);
+    // what counts is one stop fact and the charge completed at the exit time.
+    expect(sweeps.map((s) => (s as { stopped: number }).stopped).reduce((a, b) => a + b)).toBeGreaterThan(0)
+    expect(await stops().countDocuments({ _id: charge.id } as object)).toBe(1)
     expect(await platform.scheduler.runNow('ev.charging-sweep')).toEqual({ finished: 0, stopped: 0 })
     expect(await ok(send('GET', `/api/v1/ev-charging/${charge.id}`, customer))).toMatchObject({
       status: 'completed',
