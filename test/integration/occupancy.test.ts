@@ -181,10 +181,18 @@ describe('from a sensor message to the API', () => {
     const space = s.spaces[0]?.spaceId
     for (let seq = 1; seq <= 6; seq++) await publish(device, reading(device, seq, seq % 2 === 0))
     const path = `/api/v1/spaces/${space}/history?limit=5`
-    const page = await eventually(
-      async () => await json(await platform.request(path, { headers: bearer(operator.token) })),
-      (x) => x.data?.length === 5,
+    // Wait for all seven rows (placed + six readings): a first page of five may exist before the
+    // last two are written, and would then rightly have no next cursor.
+    await eventually(
+      async () =>
+        await json(
+          await platform.request(`/api/v1/spaces/${space}/history?limit=10`, {
+            headers: bearer(operator.token),
+          }),
+        ),
+      (x) => x.data?.length === 7,
     )
+    const page = await json(await platform.request(path, { headers: bearer(operator.token) }))
     // Oldest first: the space placed (unknown), then seq 1 (free), 2 (occupied), 3, 4
     expect(page.data.map((e: { kind: string }) => e.kind)).toEqual([
       'placed',
