@@ -1,7 +1,9 @@
 import { randomBytes } from 'node:crypto'
 import type { Role } from '../../src/modules/accounts/accounts.model.ts'
-import { json } from './http.ts'
+import { bearer, json, jsonBody } from './http.ts'
 import type { TestPlatform } from './platform.ts'
+
+export { bearer, jsonBody }
 
 /** The first admin of a test platform: pass as env to startTestPlatform. */
 export const testAdmin = { ADMIN_EMAIL: 'admin@example.com', ADMIN_PASSWORD: 'first-operator-passphrase' }
@@ -14,13 +16,6 @@ export type Account = {
   refresh: string
   role: Role
 }
-
-export const bearer = (token: string) => ({ Authorization: `Bearer ${token}` })
-
-export const jsonBody = (body: unknown, headers: Record<string, string> = {}) => ({
-  headers: { 'Content-Type': 'application/json', ...headers },
-  body: JSON.stringify(body),
-})
 
 export async function signIn(platform: TestPlatform, email: string, password: string) {
   const res = await platform.request('/api/v1/auth/login', {

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import type { SpaceType } from '../../src/modules/occupancy/occupancy.contract.ts'
-import { type Account, bearer, jsonBody } from './accounts.ts'
-import { json } from './http.ts'
+import type { Account } from './accounts.ts'
+import { bearer, json, jsonBody } from './http.ts'
 import type { TestPlatform } from './platform.ts'
 
 export type TestLot = { lotId: string; levelId: string; zoneId: string; timeZone: string; currency: string }
@@ -46,6 +46,31 @@ export async function createLot(
     from += count
   }
   return { lotId: lot.id, levelId: level.id, zoneId: zone.id, timeZone, currency }
+}
+
+/** An hourly rate of `amount` minor units per started hour, no grace, made by an admin; throws unless it is a 201. */
+export async function createHourlyRate(
+  platform: TestPlatform,
+  admin: Account,
+  lotId: string,
+  amount: number,
+) {
+  const res = await platform.request('/api/v1/rates', {
+    method: 'POST',
+    ...jsonBody(
+      {
+        name: 'Hourly',
+        lot_id: lotId,
+        rate_type: 'hourly',
+        amount,
+        grace_period_minutes: 0,
+        effective_from: '2024-01-01T00:00:00Z',
+      },
+      bearer(admin.token),
+    ),
+  })
+  if (res.status !== 201) throw new Error(`rate: ${res.status} ${await res.text()}`)
+  return await json(res)
 }
 
 /** A plate no other test uses. */
