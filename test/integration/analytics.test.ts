@@ -2,9 +2,9 @@ import { randomUUID } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { dayBounds, localDate } from '../../src/modules/analytics/local-day.ts'
 import { connectDatabase, type Database } from '../../src/shared/mongo.ts'
-import { type Account, bearer, createAccount, jsonBody, signInAdmin, testAdmin } from '../harness/accounts.ts'
+import { type Account, createAccount, signInAdmin, testAdmin } from '../harness/accounts.ts'
 import { createLot, enterVehicle, type TestLot, uniquePlate } from '../harness/facility.ts'
-import { json } from '../harness/http.ts'
+import { expectJson, json, requester } from '../harness/http.ts'
 import { startTestPlatform, type TestPlatform } from '../harness/platform.ts'
 
 // Analytics from rollups: a space history with known changes is written, the rollup job runs, and
@@ -31,7 +31,10 @@ beforeAll(async () => {
   // No spaces through the API: the history below is the lot's whole history.
   lot = await createLot(platform, admin, { spaces: { STANDARD: 0 }, timeZone: 'Europe/Berlin' })
   zoneB = (
-    await ok(await send('POST', '/api/v1/zones', admin, { level_id: lot.levelId, name: 'Zone B' }), 201)
+    await expectJson(
+      await send('POST', '/api/v1/zones', admin, { level_id: lot.levelId, name: 'Zone B' }),
+      201,
+    )
   ).id
 }, 120_000)
 
@@ -40,19 +43,7 @@ afterAll(async () => {
   await platform?.stop()
 })
 
-const send = (method: string, path: string, who: Account | undefined, body?: unknown) =>
-  platform.request(path, {
-    method,
-    ...(body === undefined
-      ? { headers: who ? bearer(who.token) : {} }
-      : jsonBody(body, who ? bearer(who.token) : {})),
-  })
-
-async function ok(res: Response, status = 200) {
-  const text = await res.text()
-  expect(res.status, text).toBe(status)
-  return JSON.parse(text)
-}
+const send = requester(() => platform)
 
 /** A small deterministic PRNG (mulberry32), so that a failure can be replayed. */
 function prng(seed: number) {
@@ -193,7 +184,7 @@ describe('occupancy trends from the rollups', () => {
   }, 60_000)
 
   const trends = async (query: string) =>
-    await ok(await send('GET', `/api/v1/analytics/trends?${query}`, operator))
+    await expectJson(await send('GET', `/api/v1/analytics/trends?${query}`, operator))
 
   it.each([
     ['the lot', () => `lot_id=${lot.lotId}`, () => null],
@@ -309,7 +300,7 @@ describe('revenue and stays from the daily rollups', () => {
       currency: 'EUR',
       timeZone: 'Europe/Berlin',
     })
-    await ok(
+    await expectJson(
       await send('POST', '/api/v1/rates', admin, {
         name: 'Hourly',
         lot_id: paidLot.lotId,
@@ -322,11 +313,11 @@ describe('revenue and stays from the daily rollups', () => {
     )
     const a = await enterVehicle(platform, operator, { license_plate: uniquePlate(), lot_id: paidLot.lotId })
     await enterVehicle(platform, operator, { license_plate: uniquePlate(), lot_id: paidLot.lotId })
-    const paid = await ok(
+    const paid = await expectJson(
       await send('POST', '/api/v1/payments', operator, { session_id: a.session.id, payment_method: 'cash' }),
       201,
     )
-    await ok(
+    await expectJson(
       await send('POST', '/api/v1/sessions/exit', operator, {
         ticket_number: a.ticket_number,
         exit_gate: 'A',
@@ -336,7 +327,7 @@ describe('revenue and stays from the daily rollups', () => {
     await platform.services.analytics.runRollup()
 
     const today = localDate(new Date(), 'Europe/Berlin')
-    const revenue = await ok(
+    const revenue = await expectJson(
       await send('GET', `/api/v1/analytics/revenue?lot_id=${paidLot.lotId}&from=${today}&to=${today}`, admin),
     )
     expect(revenue.data).toEqual([
@@ -354,7 +345,7 @@ describe('revenue and stays from the daily rollups', () => {
     expect(revenue.totals).toEqual([
       { currency: 'EUR', amount: paid.amount, refunded: 0, net: paid.amount, payments: 1 },
     ])
-    const stays = await ok(
+    const stays = await expectJson(
       await send(
         'GET',
         `/api/v1/analytics/stays?lot_id=${paidLot.lotId}&from=${today}&to=${today}`,
@@ -372,7 +363,9 @@ describe('revenue and stays from the daily rollups', () => {
         turnover: 0.25,
       },
     ])
-    const stats = await ok(await send('GET', `/api/v1/analytics/occupancy?lot_id=${paidLot.lotId}`, operator))
+    const stats = await expectJson(
+      await send('GET', `/api/v1/analytics/occupancy?lot_id=${paidLot.lotId}`, operator),
+    )
     expect(stats.data).toHaveLength(1)
     expect(stats.data[0]).toMatchObject({ lot_id: paidLot.lotId, total: 4, occupied: 1, occupancy_rate: 25 })
     expect(stats.data[0].levels).toEqual([
@@ -408,7 +401,7 @@ describe('daily rollups from the facts', () => {
       .insertMany([payment(700, now) as never, payment(300, yesterdayNoon) as never])
     await platform.services.analytics.runRollup(now)
     await platform.services.analytics.runRollup(now)
-    const revenue = await ok(
+    const revenue = await expectJson(
       await send(
         'GET',
         `/api/v1/analytics/revenue?lot_id=${quiet.lotId}&from=${yesterday}&to=${today}`,
@@ -466,12 +459,12 @@ describe('daily rollups after the job stopped', () => {
       ])
     await platform.services.analytics.runRollup(now)
     const q = `lot_id=${idle.lotId}&from=${daysBack(10)}&to=${today}`
-    const stays = await ok(await send('GET', `/api/v1/analytics/stays?${q}`, admin))
+    const stays = await expectJson(await send('GET', `/api/v1/analytics/stays?${q}`, admin))
     expect(stays.data.map((d: { date: string }) => d.date)).toEqual([
       daysBack(10),
       ...[6, 5, 4, 3, 2, 1, 0].map(daysBack),
     ])
-    const revenue = await ok(await send('GET', `/api/v1/analytics/revenue?${q}`, admin))
+    const revenue = await expectJson(await send('GET', `/api/v1/analytics/revenue?${q}`, admin))
     expect(revenue.data.map((d: { date: string; amount: number }) => [d.date, d.amount])).toEqual([
       [daysBack(3), 500],
       [today, 200],

@@ -3,9 +3,9 @@ import { Redis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { localDate } from '../../src/modules/analytics/local-day.ts'
 import { connectDatabase, type Database } from '../../src/shared/mongo.ts'
-import { type Account, bearer, createAccount, jsonBody, signInAdmin, testAdmin } from '../harness/accounts.ts'
-import { createLot, enterVehicle, type TestLot, uniquePlate } from '../harness/facility.ts'
-import { json } from '../harness/http.ts'
+import { type Account, createAccount, signInAdmin, testAdmin } from '../harness/accounts.ts'
+import { createHourlyRate, createLot, enterVehicle, type TestLot, uniquePlate } from '../harness/facility.ts'
+import { expectJson, json, requester } from '../harness/http.ts'
 import { startTestPlatform, type TestPlatform } from '../harness/platform.ts'
 
 // The admin dashboard: occupancy from the hot state, the lot's own "today" from counters kept by
@@ -31,15 +31,7 @@ beforeAll(async () => {
     currency: 'EUR',
     timeZone: 'Europe/Berlin',
   })
-  const rate = await send('POST', '/api/v1/rates', admin, {
-    name: 'Hourly',
-    lot_id: lot.lotId,
-    rate_type: 'hourly',
-    amount: 300,
-    grace_period_minutes: 0,
-    effective_from: '2024-01-01T00:00:00Z',
-  })
-  expect(rate.status).toBe(201)
+  await createHourlyRate(platform, admin, lot.lotId, 300)
 }, 120_000)
 
 afterAll(async () => {
@@ -47,22 +39,10 @@ afterAll(async () => {
   await platform?.stop()
 })
 
-const send = (method: string, path: string, who: Account | undefined, body?: unknown) =>
-  platform.request(path, {
-    method,
-    ...(body === undefined
-      ? { headers: who ? bearer(who.token) : {} }
-      : jsonBody(body, who ? bearer(who.token) : {})),
-  })
-
-async function ok(res: Response, status = 200) {
-  const text = await res.text()
-  expect(res.status, text).toBe(status)
-  return JSON.parse(text)
-}
+const send = requester(() => platform)
 
 const dashboard = async (lotId?: string) =>
-  await ok(await send('GET', `/api/v1/reports/dashboard${lotId ? `?lot_id=${lotId}` : ''}`, admin))
+  await expectJson(await send('GET', `/api/v1/reports/dashboard${lotId ? `?lot_id=${lotId}` : ''}`, admin))
 
 describe('the dashboard of a day as it happens', () => {
   it('counts entries, exits, money, sessions, charges and reservations of the lot today', async () => {
@@ -72,18 +52,18 @@ describe('the dashboard of a day as it happens', () => {
         await enterVehicle(platform, operator, { license_plate: uniquePlate(), lot_id: lot.lotId }),
       )
     const first = sessions[0].session
-    const paid = await ok(
+    const paid = await expectJson(
       await send('POST', '/api/v1/payments', operator, { session_id: first.id, payment_method: 'cash' }),
       201,
     )
     expect(paid.amount).toBeGreaterThan(0)
-    await ok(
+    await expectJson(
       await send('POST', '/api/v1/sessions/exit', operator, {
         ticket_number: sessions[0].ticket_number,
         exit_gate: 'Exit A',
       }),
     )
-    await ok(
+    await expectJson(
       await send('POST', `/api/v1/payments/${paid.id}/refunds`, admin, { amount: 100, reason: 'goodwill' }),
       201,
     )
@@ -174,7 +154,7 @@ describe('money of reservations and memberships', () => {
     await platform.services.analytics.counters.read(mine.lotId, today, 'Europe/Berlin')
 
     // A membership paid in cash: its period is paid at insert, and memberships tell it.
-    const plan = await ok(
+    const plan = await expectJson(
       await send('POST', '/api/v1/membership-plans', admin, {
         name: `Plan ${randomUUID().slice(0, 6)}`,
         lot_id: mine.lotId,
@@ -187,14 +167,14 @@ describe('money of reservations and memberships', () => {
       201,
     )
     const member = await createAccount(platform, admin, 'customer')
-    const car = await ok(
+    const car = await expectJson(
       await send('POST', '/api/v1/vehicles', member, {
         license_plate: uniquePlate(),
         vehicle_type_id: 'standard',
       }),
       201,
     )
-    await ok(
+    await expectJson(
       await send('POST', '/api/v1/memberships', operator, {
         plan_id: plan.id,
         vehicle_ids: [car.id],
@@ -287,7 +267,7 @@ describe('money of reservations and memberships', () => {
 
     // The daily rollup and GET /analytics/revenue label them by method.
     await platform.services.analytics.runRollup(now)
-    const revenue = await ok(
+    const revenue = await expectJson(
       await send('GET', `/api/v1/analytics/revenue?lot_id=${mine.lotId}&from=${today}&to=${today}`, admin),
     )
     expect(revenue.data.map((d: { method: string; net: number }) => [d.method, d.net])).toEqual([

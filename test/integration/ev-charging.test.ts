@@ -4,9 +4,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { costOf, energyAtStop, energyUntil, sessionCharges } from '../../src/modules/ev/ev.energy.ts'
 import type { ChargeRecord, ChargeStopRecord } from '../../src/modules/ev/ev.model.ts'
 import { connectDatabase, type Database } from '../../src/shared/mongo.ts'
-import { type Account, bearer, createAccount, jsonBody, signInAdmin, testAdmin } from '../harness/accounts.ts'
-import { createLot, type TestLot, uniquePlate } from '../harness/facility.ts'
-import { type Json, json } from '../harness/http.ts'
+import { type Account, createAccount, signInAdmin, testAdmin } from '../harness/accounts.ts'
+import { createHourlyRate, createLot, type TestLot, uniquePlate } from '../harness/facility.ts'
+import { expectJson, type Json, json, requester } from '../harness/http.ts'
 import { startTestPlatform, type TestPlatform } from '../harness/platform.ts'
 
 // EV charging through the HTTP API on the real services: seed 004's journey 3 with a meter that
@@ -42,23 +42,10 @@ afterAll(async () => {
   await platform?.stop()
 })
 
-const send = (method: string, path: string, account: Account | undefined, body?: unknown, headers = {}) =>
-  platform.request(path, {
-    method,
-    ...(body === undefined
-      ? { headers: { ...(account ? bearer(account.token) : {}), ...headers } }
-      : jsonBody(body, { ...(account ? bearer(account.token) : {}), ...headers })),
-  })
-
-async function ok(res: Response | Promise<Response>, status = 200): Promise<Json> {
-  const response = await res
-  const body = await json(response)
-  expect({ status: response.status, body }).toMatchObject({ status })
-  return body
-}
+const send = requester(() => platform)
 
 async function problem(res: Response | Promise<Response>, status: number, reason?: string) {
-  const body = await ok(res, status)
+  const body = await expectJson(res, status)
   if (reason) expect(body.reason).toBe(reason)
   return body
 }
@@ -77,28 +64,18 @@ type Site = TestLot & { evSpaces: string[]; standardSpaces: string[] }
 /** A lot with EV and standard spaces and an hourly rate of 2.00 EUR. */
 async function site(spaces: { EV: number; STANDARD?: number } = { EV: 1, STANDARD: 1 }): Promise<Site> {
   const lot = await createLot(platform, admin, { spaces, currency: 'EUR' })
-  const list = await ok(send('GET', `/api/v1/spaces?lot_id=${lot.lotId}&limit=100`, admin))
+  const list = await expectJson(send('GET', `/api/v1/spaces?lot_id=${lot.lotId}&limit=100`, admin))
   const ofType = (type: string) =>
     (list.data as { id: string; type: string; number: string }[])
       .filter((s) => s.type === type)
       .sort((a, b) => a.number.localeCompare(b.number))
       .map((s) => s.id)
-  await ok(
-    send('POST', '/api/v1/rates', admin, {
-      name: 'Hourly',
-      lot_id: lot.lotId,
-      rate_type: 'hourly',
-      amount: 200,
-      grace_period_minutes: 0,
-      effective_from: '2024-01-01T00:00:00Z',
-    }),
-    201,
-  )
+  await createHourlyRate(platform, admin, lot.lotId, 200)
   return { ...lot, evSpaces: ofType('EV'), standardSpaces: ofType('STANDARD') }
 }
 
 async function station(spaceId: string, extra: Record<string, unknown> = {}): Promise<Json> {
-  return await ok(
+  return await expectJson(
     send('POST', '/api/v1/ev-stations', admin, {
       space_id: spaceId,
       charger_type: 'level2',
@@ -114,7 +91,7 @@ async function station(spaceId: string, extra: Record<string, unknown> = {}): Pr
 /** A customer's registered EV, entered by the operator: the session and its space. */
 async function parkEv(owner: Account, lot: Site, entry: Record<string, unknown> = {}) {
   const plate = uniquePlate()
-  const vehicle = await ok(
+  const vehicle = await expectJson(
     send('POST', '/api/v1/vehicles', owner, {
       license_plate: plate,
       vehicle_type_id: 'standard',
@@ -122,7 +99,7 @@ async function parkEv(owner: Account, lot: Site, entry: Record<string, unknown> 
     }),
     201,
   )
-  const entered = await ok(
+  const entered = await expectJson(
     send('POST', '/api/v1/sessions/entry', operator, { license_plate: plate, lot_id: lot.lotId, ...entry }),
     201,
   )
@@ -138,9 +115,9 @@ const start = (account: Account, body: Record<string, unknown>) =>
   send('POST', '/api/v1/ev-charging/start', account, body)
 
 async function payAndExit(sessionId: string, ticket: string) {
-  const fee = await ok(send('GET', `/api/v1/sessions/${sessionId}/calculate-fee`, operator))
+  const fee = await expectJson(send('GET', `/api/v1/sessions/${sessionId}/calculate-fee`, operator))
   if (fee.amount_due > 0) {
-    await ok(
+    await expectJson(
       send(
         'POST',
         '/api/v1/payments',
@@ -151,7 +128,7 @@ async function payAndExit(sessionId: string, ticket: string) {
       201,
     )
   }
-  return await ok(send('POST', '/api/v1/sessions/exit', operator, { ticket_number: ticket }))
+  return await expectJson(send('POST', '/api/v1/sessions/exit', operator, { ticket_number: ticket }))
 }
 
 /**
@@ -161,7 +138,7 @@ async function payAndExit(sessionId: string, ticket: string) {
  */
 async function registerMeter(spaceId: string) {
   const id = `t${run}-meter-${++counter}`
-  const device = await ok(
+  const device = await expectJson(
     send('POST', '/api/v1/devices', admin, { id, kind: 'charger', space_id: spaceId }),
     201,
   )
@@ -227,12 +204,12 @@ describe('seed 004 journey 3: EV charging', () => {
     // 1. Enter: the EV gets the EV space, and the station shows it occupied.
     const parked = await parkEv(customer, lot)
     expect(parked.space).toMatchObject({ id: evSpace, type: 'EV' })
-    expect(await ok(send('GET', `/api/v1/ev-stations/${created.id}`, customer))).toMatchObject({
+    expect(await expectJson(send('GET', `/api/v1/ev-stations/${created.id}`, customer))).toMatchObject({
       status: 'occupied',
     })
 
     // 2. Start charging, as the driver.
-    const charge = await ok(
+    const charge = await expectJson(
       start(customer, {
         station_id: created.id,
         vehicle_id: parked.vehicle.id,
@@ -253,20 +230,20 @@ describe('seed 004 journey 3: EV charging', () => {
       cost: 0,
       currency: 'EUR',
     })
-    const live = await ok(send('GET', `/api/v1/ev-stations/${created.id}`, customer))
+    const live = await expectJson(send('GET', `/api/v1/ev-stations/${created.id}`, customer))
     expect(live.status).toBe('charging')
     expect(live.space_status).toEqual(expect.any(String))
 
     // 3. Monitor: the meter reports 12.5 kWh more.
     await meter.report(112_500)
-    expect(await ok(send('GET', `/api/v1/ev-charging/${charge.id}`, customer))).toMatchObject({
+    expect(await expectJson(send('GET', `/api/v1/ev-charging/${charge.id}`, customer))).toMatchObject({
       status: 'charging',
       energy_kwh: 12.5,
       cost: 313,
     })
 
     // 4. Stop: seed 004's answer, and the same again.
-    const stopped = await ok(send('POST', `/api/v1/ev-charging/${charge.id}/stop`, customer))
+    const stopped = await expectJson(send('POST', `/api/v1/ev-charging/${charge.id}/stop`, customer))
     expect(stopped).toMatchObject({
       session: { id: charge.id, status: 'completed', energy_kwh: 12.5, cost: 313, stop_reason: 'stopped' },
       energy_used: 12.5,
@@ -276,11 +253,13 @@ describe('seed 004 journey 3: EV charging', () => {
       duration_minutes: 0,
     })
     await meter.report(150_000)
-    expect(await ok(send('POST', `/api/v1/ev-charging/${charge.id}/stop`, operator))).toEqual(stopped)
-    expect(await ok(send('GET', `/api/v1/ev-charging/${charge.id}`, customer))).toEqual(stopped.session)
+    expect(await expectJson(send('POST', `/api/v1/ev-charging/${charge.id}/stop`, operator))).toEqual(stopped)
+    expect(await expectJson(send('GET', `/api/v1/ev-charging/${charge.id}`, customer))).toEqual(
+      stopped.session,
+    )
 
     // 5. The fee: parking + charging, itemised; paid; the car leaves.
-    const fee = await ok(send('GET', `/api/v1/sessions/${parked.session.id}/calculate-fee`, customer))
+    const fee = await expectJson(send('GET', `/api/v1/sessions/${parked.session.id}/calculate-fee`, customer))
     expect(fee).toMatchObject({ currency: 'EUR', total: 513, amount_due: 513 })
     expect(fee.breakdown).toEqual([
       expect.objectContaining({ kind: 'parking', amount: 200 }),
@@ -290,7 +269,9 @@ describe('seed 004 journey 3: EV charging', () => {
     expect(exited).toMatchObject({ session: { status: 'closed', fee_total: 513 }, amount_paid: 513 })
 
     // 6. The station is free again.
-    expect((await ok(send('GET', `/api/v1/ev-stations/${created.id}`, customer))).status).toBe('available')
+    expect((await expectJson(send('GET', `/api/v1/ev-stations/${created.id}`, customer))).status).toBe(
+      'available',
+    )
   })
 
   it('estimates the energy without a meter (the station’s power x time, whatever the request) and bills idle minutes past the grace', async () => {
@@ -301,7 +282,7 @@ describe('seed 004 journey 3: EV charging', () => {
       idle_grace_minutes: 10,
     })
     const parked = await parkEv(customer, lot)
-    const charge = await ok(
+    const charge = await expectJson(
       start(customer, {
         station_id: created.id,
         parking_session_id: parked.session.id,
@@ -320,20 +301,22 @@ describe('seed 004 journey 3: EV charging', () => {
     await charges().updateOne({ _id: charge.id } as object, { $set: { started_at: minutesAgo(60) } })
 
     // A running charge is priced up to now in the fee.
-    const running = await ok(send('GET', `/api/v1/sessions/${parked.session.id}/calculate-fee`, customer))
+    const running = await expectJson(
+      send('GET', `/api/v1/sessions/${parked.session.id}/calculate-fee`, customer),
+    )
     expect(running.breakdown).toContainEqual({
       kind: 'ev_charging',
       description: expect.stringMatching(/^EV charging, 3\.60\d kWh \(estimated\) @ 0\.25 EUR\/kWh$/),
       amount: 90,
     })
 
-    const stopped = await ok(send('POST', `/api/v1/ev-charging/${charge.id}/stop`, customer))
+    const stopped = await expectJson(send('POST', `/api/v1/ev-charging/${charge.id}/stop`, customer))
     expect(stopped).toMatchObject({ energy_source: 'estimated', cost: 90, duration_minutes: 60 })
     expect(stopped.energy_used).toBeCloseTo(3.6, 2)
 
     // The car stayed 25 minutes after the charge ended: 15 minutes past the 10 minutes' grace.
     await stops().updateOne({ _id: charge.id } as object, { $set: { stopped_at: minutesAgo(25) } })
-    const fee = await ok(send('GET', `/api/v1/sessions/${parked.session.id}/calculate-fee`, customer))
+    const fee = await expectJson(send('GET', `/api/v1/sessions/${parked.session.id}/calculate-fee`, customer))
     expect(fee.breakdown).toEqual([
       expect.objectContaining({ kind: 'parking', amount: 200 }),
       expect.objectContaining({ kind: 'ev_charging', amount: 90 }),
@@ -370,7 +353,7 @@ describe('starting a charge', () => {
       409,
       'station_busy',
     )
-    const running = await ok(
+    const running = await expectJson(
       send('GET', `/api/v1/ev-charging/sessions?station_id=${created.id}&status=charging`, operator),
     )
     expect(running.data).toHaveLength(1)
@@ -386,12 +369,12 @@ describe('starting a charge', () => {
       422,
       'wrong_space',
     )
-    await ok(
+    await expectJson(
       send('POST', `/api/v1/sessions/${parked.session.id}/assign-space`, operator, {
         space_id: lot.evSpaces[0],
       }),
     )
-    await ok(start(customer, { station_id: created.id, parking_session_id: parked.session.id }), 201)
+    await expectJson(start(customer, { station_id: created.id, parking_session_id: parked.session.id }), 201)
   })
 
   it('refuses a station out of service (409), another vehicle id (422), and a closed session (422)', async () => {
@@ -405,7 +388,7 @@ describe('starting a charge', () => {
       power_kw: 11,
       price_per_kwh: 30,
     }
-    const down = await ok(
+    const down = await expectJson(
       send('PUT', `/api/v1/ev-stations/${created.id}`, admin, { ...input, status: 'out_of_service' }),
     )
     expect(down).toMatchObject({
@@ -419,7 +402,7 @@ describe('starting a charge', () => {
       409,
       'station_unavailable',
     )
-    await ok(send('PUT', `/api/v1/ev-stations/${created.id}`, admin, input))
+    await expectJson(send('PUT', `/api/v1/ev-stations/${created.id}`, admin, input))
     await problem(
       start(customer, {
         station_id: created.id,
@@ -443,18 +426,20 @@ describe('the exit', () => {
     const lot = await site()
     const created = await station(lot.evSpaces[0] as string)
     const parked = await parkEv(customer, lot)
-    const charge = await ok(
+    const charge = await expectJson(
       start(customer, { station_id: created.id, parking_session_id: parked.session.id }),
       201,
     )
     const exited = await payAndExit(parked.session.id, parked.ticket)
-    const after = await ok(send('GET', `/api/v1/ev-charging/${charge.id}`, customer))
+    const after = await expectJson(send('GET', `/api/v1/ev-charging/${charge.id}`, customer))
     expect(after).toMatchObject({
       status: 'completed',
       stop_reason: 'exit',
       stopped_at: exited.session.exit_time,
     })
-    expect((await ok(send('GET', `/api/v1/ev-stations/${created.id}`, customer))).status).toBe('available')
+    expect((await expectJson(send('GET', `/api/v1/ev-stations/${created.id}`, customer))).status).toBe(
+      'available',
+    )
     expect(await platform.scheduler.runNow('ev.charging-sweep')).toEqual({ finished: 0, stopped: 0 })
 
     // An exit whose listener did not get through: the charge still says charging and holds the station.
@@ -471,7 +456,9 @@ describe('the exit', () => {
       charge_id: charge.id,
       created_at: now,
     } as never)
-    expect((await ok(send('GET', `/api/v1/ev-stations/${created.id}`, customer))).status).toBe('charging')
+    expect((await expectJson(send('GET', `/api/v1/ev-stations/${created.id}`, customer))).status).toBe(
+      'charging',
+    )
     const sweeps = await Promise.all([
       platform.scheduler.runNow('ev.charging-sweep'),
       platform.scheduler.runNow('ev.charging-sweep'),
@@ -481,13 +468,15 @@ describe('the exit', () => {
     expect(sweeps.map((s) => (s as { stopped: number }).stopped).reduce((a, b) => a + b)).toBeGreaterThan(0)
     expect(await stops().countDocuments({ _id: charge.id } as object)).toBe(1)
     expect(await platform.scheduler.runNow('ev.charging-sweep')).toEqual({ finished: 0, stopped: 0 })
-    expect(await ok(send('GET', `/api/v1/ev-charging/${charge.id}`, customer))).toMatchObject({
+    expect(await expectJson(send('GET', `/api/v1/ev-charging/${charge.id}`, customer))).toMatchObject({
       status: 'completed',
       stop_reason: 'exit',
       stopped_at: exited.session.exit_time,
     })
     expect(await stops().countDocuments({ _id: charge.id } as object)).toBe(1)
-    expect((await ok(send('GET', `/api/v1/ev-stations/${created.id}`, customer))).status).toBe('available')
+    expect((await expectJson(send('GET', `/api/v1/ev-stations/${created.id}`, customer))).status).toBe(
+      'available',
+    )
   })
   it('bills a charge that ran on after the payment: the exit answers 402 for the difference; stopped and paid, the car leaves', async () => {
     const lot = await site()
@@ -496,15 +485,15 @@ describe('the exit', () => {
     const created = await station(evSpace, { meter_device_id: meter.id })
     await meter.report(100_000)
     const parked = await parkEv(customer, lot)
-    const charge = await ok(
+    const charge = await expectJson(
       start(customer, { station_id: created.id, parking_session_id: parked.session.id }),
       201,
     )
     // Paid while charging: 2.00 parking + 12.5 kWh (3.13).
     await meter.report(112_500)
-    const fee = await ok(send('GET', `/api/v1/sessions/${parked.session.id}/calculate-fee`, operator))
+    const fee = await expectJson(send('GET', `/api/v1/sessions/${parked.session.id}/calculate-fee`, operator))
     expect(fee).toMatchObject({ total: 513, amount_due: 513 })
-    await ok(
+    await expectJson(
       send(
         'POST',
         '/api/v1/payments',
@@ -521,10 +510,12 @@ describe('the exit', () => {
       402,
     )
     expect(refused).toMatchObject({ amount_due: 187, currency: 'EUR' })
-    expect((await ok(send('GET', `/api/v1/ev-charging/${charge.id}`, customer))).status).toBe('charging')
+    expect((await expectJson(send('GET', `/api/v1/ev-charging/${charge.id}`, customer))).status).toBe(
+      'charging',
+    )
 
     // Stopped, paid, gone: parking as paid plus the whole charge.
-    const stopped = await ok(send('POST', `/api/v1/ev-charging/${charge.id}/stop`, customer))
+    const stopped = await expectJson(send('POST', `/api/v1/ev-charging/${charge.id}/stop`, customer))
     expect(stopped).toMatchObject({ energy_used: 20, cost: 500, energy_source: 'meter' })
     const exited = await payAndExit(parked.session.id, parked.ticket)
     expect(exited).toMatchObject({ session: { status: 'closed', fee_total: 700 }, amount_paid: 700 })
@@ -538,7 +529,7 @@ describe('stations', () => {
     const level2 = await station(a)
     const fast = await station(b, { charger_type: 'DC_FAST', power_kw: 150, connector_type: 'CCS2' })
     const level1 = await station(c, { charger_type: 'Level1', power_kw: 1.9 })
-    await ok(
+    await expectJson(
       send('PUT', `/api/v1/ev-stations/${fast.id}`, admin, {
         space_id: b,
         charger_type: 'dc_fast',
@@ -550,24 +541,26 @@ describe('stations', () => {
     )
     // A car on the LEVEL1 station's space, without a charge.
     const parked = await parkEv(customer, lot, { space_type: 'EV' })
-    await ok(send('POST', `/api/v1/sessions/${parked.session.id}/assign-space`, operator, { space_id: c }))
+    await expectJson(
+      send('POST', `/api/v1/sessions/${parked.session.id}/assign-space`, operator, { space_id: c }),
+    )
 
-    const all = await ok(send('GET', `/api/v1/ev-stations?lot_id=${lot.lotId}`, customer))
+    const all = await expectJson(send('GET', `/api/v1/ev-stations?lot_id=${lot.lotId}`, customer))
     expect(Object.fromEntries(all.data.map((s: Json) => [s.id, s.status]))).toEqual({
       [level2.id]: 'available',
       [fast.id]: 'out_of_service',
       [level1.id]: 'occupied',
     })
-    const available = await ok(
+    const available = await expectJson(
       send('GET', `/api/v1/ev-stations?lot_id=${lot.lotId}&available_only=true`, customer),
     )
     expect(available.data.map((s: Json) => s.id)).toEqual([level2.id])
     expect(available.next_cursor).toBeNull()
-    const fastOnes = await ok(
+    const fastOnes = await expectJson(
       send('GET', `/api/v1/ev-stations?lot_id=${lot.lotId}&charger_type=dc_fast`, customer),
     )
     expect(fastOnes.data.map((s: Json) => [s.id, s.charger_type])).toEqual([[fast.id, 'DC_FAST']])
-    const none = await ok(
+    const none = await expectJson(
       send(
         'GET',
         `/api/v1/ev-stations?lot_id=${lot.lotId}&charger_type=LEVEL2&available_only=false&limit=1`,
@@ -576,13 +569,13 @@ describe('stations', () => {
     )
     expect(none.data.map((s: Json) => s.id)).toEqual([level2.id])
 
-    const first = await ok(send('GET', `/api/v1/ev-stations?lot_id=${lot.lotId}&limit=2`, customer))
+    const first = await expectJson(send('GET', `/api/v1/ev-stations?lot_id=${lot.lotId}&limit=2`, customer))
     expect(first.data).toHaveLength(2)
-    const rest = await ok(
+    const rest = await expectJson(
       send('GET', `/api/v1/ev-stations?lot_id=${lot.lotId}&limit=2&cursor=${first.next_cursor}`, customer),
     )
     expect(rest).toMatchObject({ data: [expect.objectContaining({ id: level1.id })], next_cursor: null })
-    const availablePage = await ok(
+    const availablePage = await expectJson(
       send('GET', `/api/v1/ev-stations?lot_id=${lot.lotId}&available_only=true&limit=1`, customer),
     )
     expect(availablePage.data.map((s: Json) => s.id)).toEqual([level2.id])
@@ -593,7 +586,7 @@ describe('stations', () => {
     const [a, b] = lot.evSpaces as [string, string]
     const device = async (kind: string, spaceId: string | null) => {
       const id = `t${run}-dev-${++counter}`
-      await ok(
+      await expectJson(
         send('POST', '/api/v1/devices', admin, { id, kind, ...(spaceId ? { space_id: spaceId } : {}) }),
         201,
       )
@@ -628,7 +621,7 @@ describe('stations', () => {
       422,
       'meter_not_bound',
     )
-    const moved = await ok(send('PUT', `/api/v1/ev-stations/${created.id}`, admin, body(b, onB)))
+    const moved = await expectJson(send('PUT', `/api/v1/ev-stations/${created.id}`, admin, body(b, onB)))
     expect(moved).toMatchObject({ space_id: b, meter_device_id: onB })
   })
 
@@ -679,7 +672,9 @@ describe('stations', () => {
     // A move to the other EV space frees the first one for another station.
     const moved = concurrent.find((r) => r.status === 201) as Response
     const movedStation = await json(moved)
-    await ok(send('PUT', `/api/v1/ev-stations/${movedStation.id}`, admin, body(lot.evSpaces[1] as string)))
+    await expectJson(
+      send('PUT', `/api/v1/ev-stations/${movedStation.id}`, admin, body(lot.evSpaces[1] as string)),
+    )
     await station(lot.evSpaces[0] as string)
   })
 })
@@ -693,20 +688,20 @@ describe('charging sessions list', () => {
     const mine = await parkEv(customer, lot, { space_type: 'EV' })
     const theirs = await parkEv(otherCustomer, lot, { space_type: 'EV' })
     const stationOf = (spaceId: string) => (spaceId === a ? sa.id : sb.id)
-    const myCharge = await ok(
+    const myCharge = await expectJson(
       start(customer, { station_id: stationOf(mine.space.id), parking_session_id: mine.session.id }),
       201,
     )
-    const theirCharge = await ok(
+    const theirCharge = await expectJson(
       start(operator, { station_id: stationOf(theirs.space.id), parking_session_id: theirs.session.id }),
       201,
     )
-    await ok(send('POST', `/api/v1/ev-charging/${theirCharge.id}/stop`, otherCustomer))
+    await expectJson(send('POST', `/api/v1/ev-charging/${theirCharge.id}/stop`, otherCustomer))
 
-    const own = await ok(send('GET', '/api/v1/ev-charging/sessions?limit=100', customer))
+    const own = await expectJson(send('GET', '/api/v1/ev-charging/sessions?limit=100', customer))
     expect(own.data.map((c: Json) => c.id)).toContain(myCharge.id)
     expect(own.data.every((c: Json) => c.user_id === customer.id)).toBe(true)
-    const completed = await ok(
+    const completed = await expectJson(
       send(
         'GET',
         `/api/v1/ev-charging/sessions?station_id=${stationOf(theirs.space.id)}&status=completed`,
@@ -714,7 +709,7 @@ describe('charging sessions list', () => {
       ),
     )
     expect(completed.data.map((c: Json) => c.id)).toEqual([theirCharge.id])
-    const charging = await ok(
+    const charging = await expectJson(
       send(
         'GET',
         `/api/v1/ev-charging/sessions?station_id=${stationOf(theirs.space.id)}&status=charging`,
@@ -735,7 +730,9 @@ describe('access', () => {
     stationId = (await station(lot.evSpaces[0] as string)).id
     const parked = await parkEv(customer, lot)
     sessionId = parked.session.id
-    chargeId = (await ok(start(customer, { station_id: stationId, parking_session_id: sessionId }), 201)).id
+    chargeId = (
+      await expectJson(start(customer, { station_id: stationId, parking_session_id: sessionId }), 201)
+    ).id
   })
 
   const stationBody = () => ({
@@ -794,10 +791,14 @@ describe('access', () => {
     await problem(send('GET', `/api/v1/ev-charging/${chargeId}`, otherCustomer), 404)
     await problem(send('POST', `/api/v1/ev-charging/${chargeId}/stop`, otherCustomer), 404)
     await problem(start(otherCustomer, { station_id: stationId, parking_session_id: sessionId }), 404)
-    const list = await ok(send('GET', `/api/v1/ev-charging/sessions?station_id=${stationId}`, otherCustomer))
+    const list = await expectJson(
+      send('GET', `/api/v1/ev-charging/sessions?station_id=${stationId}`, otherCustomer),
+    )
     expect(list.data).toEqual([])
-    expect(await ok(send('GET', `/api/v1/ev-charging/${chargeId}`, operator))).toMatchObject({ id: chargeId })
-    expect(await ok(send('POST', `/api/v1/ev-charging/${chargeId}/stop`, operator))).toMatchObject({
+    expect(await expectJson(send('GET', `/api/v1/ev-charging/${chargeId}`, operator))).toMatchObject({
+      id: chargeId,
+    })
+    expect(await expectJson(send('POST', `/api/v1/ev-charging/${chargeId}/stop`, operator))).toMatchObject({
       session: { id: chargeId, status: 'completed' },
     })
   })

@@ -5,8 +5,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { uuidv7 } from '../../src/shared/ids.ts'
 import { connectDatabase } from '../../src/shared/mongo.ts'
 import { type Account, bearer, createAccount, jsonBody, signInAdmin, testAdmin } from '../harness/accounts.ts'
-import { createLot, enterVehicle, type TestLot, uniquePlate } from '../harness/facility.ts'
-import { json } from '../harness/http.ts'
+import { createHourlyRate, createLot, enterVehicle, type TestLot, uniquePlate } from '../harness/facility.ts'
+import { json, requester } from '../harness/http.ts'
 import { startTestPlatform, type TestPlatform } from '../harness/platform.ts'
 import { scratchDir } from '../harness/services.ts'
 import { startSmtp, type TestSmtp } from '../harness/smtp.ts'
@@ -25,13 +25,7 @@ let lot: TestLot
 let paidSession: string
 let openSession: string
 
-const send = (method: string, path: string, token: string | undefined, body?: unknown) =>
-  platform.request(path, {
-    method,
-    ...(body === undefined
-      ? { headers: token ? bearer(token) : {} }
-      : jsonBody(body, token ? bearer(token) : {})),
-  })
+const send = requester(() => platform)
 
 async function waitForStatus(id: string, token: string, statuses = ['ready', 'failed']) {
   const deadline = Date.now() + 20_000
@@ -63,18 +57,7 @@ beforeAll(async () => {
   owner = await createAccount(platform, admin, 'customer')
   other = await createAccount(platform, admin, 'customer')
   lot = await createLot(platform, admin, { spaces: { STANDARD: 3 }, currency: 'EUR' })
-  expect(
-    (
-      await send('POST', '/api/v1/rates', admin.token, {
-        name: 'Hourly',
-        lot_id: lot.lotId,
-        rate_type: 'hourly',
-        amount: 400,
-        grace_period_minutes: 0,
-        effective_from: '2024-01-01T00:00:00Z',
-      })
-    ).status,
-  ).toBe(201)
+  await createHourlyRate(platform, admin, lot.lotId, 400)
   const plate = uniquePlate()
   const vehicle = await send('POST', '/api/v1/vehicles', owner.token, {
     license_plate: plate,

@@ -4,9 +4,9 @@ import { createJobsRepository } from '../../src/modules/jobs/jobs.repository.ts'
 import { createMailJobsService } from '../../src/modules/jobs/mail-jobs.service.ts'
 import { uuidv7 } from '../../src/shared/ids.ts'
 import { connectDatabase, type Database } from '../../src/shared/mongo.ts'
-import { type Account, bearer, createAccount, jsonBody, signInAdmin, testAdmin } from '../harness/accounts.ts'
-import { createLot, enterVehicle, type TestLot, uniquePlate } from '../harness/facility.ts'
-import { json } from '../harness/http.ts'
+import { type Account, createAccount, signInAdmin, testAdmin } from '../harness/accounts.ts'
+import { createHourlyRate, createLot, enterVehicle, type TestLot, uniquePlate } from '../harness/facility.ts'
+import { json, requester } from '../harness/http.ts'
 import { startTestPlatform, type TestPlatform } from '../harness/platform.ts'
 import { startSmtp, type TestSmtp } from '../harness/smtp.ts'
 
@@ -23,13 +23,7 @@ let active: Account
 let inactive: Account
 let lot: TestLot
 
-const send = (method: string, path: string, token: string | undefined, body?: unknown) =>
-  platform.request(path, {
-    method,
-    ...(body === undefined
-      ? { headers: token ? bearer(token) : {} }
-      : jsonBody(body, token ? bearer(token) : {})),
-  })
+const send = requester(() => platform)
 
 const allJobs = [
   'data.purge',
@@ -62,18 +56,7 @@ beforeAll(async () => {
     currency: 'EUR',
     timeZone: 'Europe/Berlin',
   })
-  expect(
-    (
-      await send('POST', '/api/v1/rates', admin.token, {
-        name: 'Hourly',
-        lot_id: lot.lotId,
-        rate_type: 'hourly',
-        amount: 300,
-        grace_period_minutes: 0,
-        effective_from: '2024-01-01T00:00:00Z',
-      })
-    ).status,
-  ).toBe(201)
+  await createHourlyRate(platform, admin, lot.lotId, 300)
 })
 
 afterAll(async () => {

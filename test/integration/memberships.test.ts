@@ -4,8 +4,8 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest'
 import type { GatewayIntent } from '../../src/modules/payments/stripe.gateway.ts'
 import { connectDatabase, type Database } from '../../src/shared/mongo.ts'
 import { type Account, bearer, createAccount, jsonBody, signInAdmin, testAdmin } from '../harness/accounts.ts'
-import { createLot, enterVehicle, type TestLot, uniquePlate } from '../harness/facility.ts'
-import type { Json } from '../harness/http.ts'
+import { createHourlyRate, createLot, enterVehicle, type TestLot, uniquePlate } from '../harness/facility.ts'
+import { expectJson, type Json, requester } from '../harness/http.ts'
 import { startTestPlatform, type TestPlatform } from '../harness/platform.ts'
 
 // Memberships end to end through the HTTP API on the real platform (FerretDB, Redis, stripe-mock,
@@ -48,17 +48,7 @@ beforeAll(async () => {
   admin = await signInAdmin(platform)
   operator = await createAccount(platform, admin, 'operator')
   lot = await createLot(platform, admin, { spaces: { STANDARD: 30 } })
-  await expectStatus(
-    await send('POST', '/api/v1/rates', admin, {
-      name: 'Hourly',
-      lot_id: lot.lotId,
-      rate_type: 'hourly',
-      amount: HOURLY,
-      grace_period_minutes: 0,
-      effective_from: '2024-01-01T00:00:00Z',
-    }),
-    201,
-  )
+  await createHourlyRate(platform, admin, lot.lotId, HOURLY)
 }, 120_000)
 
 afterAll(async () => {
@@ -66,25 +56,13 @@ afterAll(async () => {
   await platform?.stop()
 })
 
-const send = (method: string, path: string, who?: Account, body?: unknown) =>
-  platform.request(path, {
-    method,
-    ...(body === undefined
-      ? { headers: who ? bearer(who.token) : {} }
-      : jsonBody(body, who ? bearer(who.token) : {})),
-  })
-
-async function expectStatus(res: Response, status: number): Promise<Json> {
-  const text = await res.text()
-  expect(res.status, text).toBe(status)
-  return text ? JSON.parse(text) : undefined
-}
+const send = requester(() => platform)
 
 const count = (collection: string, filter: Record<string, unknown>) =>
   db.collection(collection).countDocuments(filter)
 
 async function createPlan(body: Record<string, unknown> = {}) {
-  return await expectStatus(
+  return await expectJson(
     await send('POST', '/api/v1/membership-plans', admin, {
       name: `Plan ${randomBytes(3).toString('hex')}`,
       lot_id: lot.lotId,
@@ -104,7 +82,7 @@ async function customerWithCars(cars = 1) {
   const vehicles: { id: string; plate: string }[] = []
   for (let i = 0; i < cars; i++) {
     const plate = uniquePlate()
-    const vehicle = await expectStatus(
+    const vehicle = await expectJson(
       await send('POST', '/api/v1/vehicles', customer, { license_plate: plate, vehicle_type_id: 'standard' }),
       201,
     )
@@ -115,7 +93,7 @@ async function customerWithCars(cars = 1) {
 
 /** Staff record a cash payment: the membership is active at once. */
 async function cashMembership(customer: Account, plan: Json, vehicleIds: string[], extra = {}) {
-  return await expectStatus(
+  return await expectJson(
     await send('POST', '/api/v1/memberships', operator, {
       plan_id: plan.id,
       vehicle_ids: vehicleIds,
@@ -175,17 +153,17 @@ async function enteredAgo(plate: string, minutes: number, lotId = lot.lotId) {
 }
 
 const fee = async (sessionId: string) =>
-  await expectStatus(await send('GET', `/api/v1/sessions/${sessionId}/calculate-fee`, operator), 200)
+  await expectJson(await send('GET', `/api/v1/sessions/${sessionId}/calculate-fee`, operator), 200)
 
 async function payAndLeave(session: { id: string; ticket: string }) {
   const due = await fee(session.id)
   if (due.amount_due > 0) {
-    await expectStatus(
+    await expectJson(
       await send('POST', '/api/v1/payments', operator, { session_id: session.id, payment_method: 'cash' }),
       201,
     )
   }
-  return await expectStatus(
+  return await expectJson(
     await send('POST', '/api/v1/sessions/exit', operator, { ticket_number: session.ticket, exit_gate: 'A' }),
     200,
   )
@@ -225,31 +203,31 @@ describe('journey 4: plans, subscribe, vehicles, fees, usage, renew, cancel', ()
     const [car, second] = vehicles as [{ id: string; plate: string }, { id: string; plate: string }]
 
     // 1. View: customers see active plans only.
-    const listed = await expectStatus(
+    const listed = await expectJson(
       await send('GET', `/api/v1/membership-plans?lot_id=${lot.lotId}&limit=100`, customer),
       200,
     )
     const ids = listed.data.map((p: { id: string }) => p.id)
     expect(ids).toContain(plan.id)
     expect(ids).not.toContain(retired.id)
-    await expectStatus(await send('GET', `/api/v1/membership-plans/${retired.id}`, customer), 404)
+    await expectJson(await send('GET', `/api/v1/membership-plans/${retired.id}`, customer), 404)
     expect(
-      await expectStatus(await send('GET', `/api/v1/membership-plans/${retired.id}`, operator), 200),
+      await expectJson(await send('GET', `/api/v1/membership-plans/${retired.id}`, operator), 200),
     ).toMatchObject({
       is_active: false,
     })
-    const staffList = await expectStatus(
+    const staffList = await expectJson(
       await send('GET', `/api/v1/membership-plans?lot_id=${lot.lotId}&is_active=false`, admin),
       200,
     )
     expect(staffList.data.map((p: { id: string }) => p.id)).toEqual([retired.id])
-    await expectStatus(
+    await expectJson(
       await send('POST', '/api/v1/memberships', customer, { plan_id: retired.id, vehicle_ids: [] }),
       404,
     )
 
     // 2. Subscribe through Stripe: pending until paid.
-    const subscribed = await expectStatus(
+    const subscribed = await expectJson(
       await send('POST', '/api/v1/memberships', customer, {
         plan_id: plan.id,
         vehicle_ids: [car.id],
@@ -276,7 +254,7 @@ describe('journey 4: plans, subscribe, vehicles, fees, usage, renew, cancel', ()
       ],
     })
     const membershipId = subscribed.id as string
-    await expectStatus(
+    await expectJson(
       await send('POST', '/api/v1/memberships', customer, { plan_id: plan.id, vehicle_ids: [] }),
       409,
     ).then((problem) =>
@@ -284,7 +262,7 @@ describe('journey 4: plans, subscribe, vehicles, fees, usage, renew, cancel', ()
     )
     const intentId = subscribed.periods[0].payment_intent_id as string
     stripeSays.set(intentId, 'succeeded')
-    const paid = await expectStatus(
+    const paid = await expectJson(
       await send('POST', `/api/v1/memberships/${membershipId}/pay`, customer, {
         payment_method: 'pm_card_visa',
       }),
@@ -294,11 +272,11 @@ describe('journey 4: plans, subscribe, vehicles, fees, usage, renew, cancel', ()
       status: 'active',
       periods: [{ payment_status: 'paid', client_secret: null }],
     })
-    await expectStatus(await send('POST', `/api/v1/memberships/${membershipId}/pay`, customer, {}), 409)
+    await expectJson(await send('POST', `/api/v1/memberships/${membershipId}/pay`, customer, {}), 409)
 
     // 3. Register the second vehicle; the same again is the same.
     for (let i = 0; i < 2; i++) {
-      const added = await expectStatus(
+      const added = await expectJson(
         await send('POST', `/api/v1/memberships/${membershipId}/vehicles`, customer, {
           vehicle_id: second.id,
         }),
@@ -322,7 +300,7 @@ describe('journey 4: plans, subscribe, vehicles, fees, usage, renew, cancel', ()
     expect(await fee(session.id)).toMatchObject({ total: 400, amount_due: 0 })
 
     // 5. Usage.
-    const usage = await expectStatus(
+    const usage = await expectJson(
       await send('GET', `/api/v1/memberships/${membershipId}/usage`, customer),
       200,
     )
@@ -337,7 +315,7 @@ describe('journey 4: plans, subscribe, vehicles, fees, usage, renew, cancel', ()
     expect(usage.days_remaining).toBeGreaterThanOrEqual(27)
 
     // 6. Renew, paid by Stripe's webhook this time; then cancel at the end of the period.
-    const renewed = await expectStatus(
+    const renewed = await expectJson(
       await send('POST', `/api/v1/memberships/${membershipId}/renew`, customer, {}),
       200,
     )
@@ -357,19 +335,19 @@ describe('journey 4: plans, subscribe, vehicles, fees, usage, renew, cancel', ()
       body: event.payload,
     })
     expect(hook.status).toBe(200)
-    const afterHook = await expectStatus(
+    const afterHook = await expectJson(
       await send('GET', `/api/v1/memberships/${membershipId}`, customer),
       200,
     )
     expect(afterHook.periods[1]).toMatchObject({ payment_status: 'paid' })
 
-    const canceled = await expectStatus(
+    const canceled = await expectJson(
       await send('POST', `/api/v1/memberships/${membershipId}/cancel`, customer, {}),
       200,
     )
     expect(canceled).toMatchObject({ status: 'active', auto_renew: false, cancel_at_period_end: true })
-    await expectStatus(await send('POST', `/api/v1/memberships/${membershipId}/renew`, customer, {}), 409)
-    const mine = await expectStatus(await send('GET', '/api/v1/memberships', customer), 200)
+    await expectJson(await send('POST', `/api/v1/memberships/${membershipId}/renew`, customer, {}), 409)
+    const mine = await expectJson(await send('GET', '/api/v1/memberships', customer), 200)
     expect(mine.data.map((m: { id: string }) => m.id)).toEqual([membershipId])
   })
 })
@@ -396,7 +374,7 @@ describe('member fees', () => {
       }),
     ])
     await payAndLeave(second)
-    const usage = await expectStatus(
+    const usage = await expectJson(
       await send('GET', `/api/v1/memberships/${membership.id}/usage`, customer),
       200,
     )
@@ -420,7 +398,7 @@ describe('member fees', () => {
     const stranger = await enteredAgo(other.plate, 55)
     expect(await fee(stranger.id)).toMatchObject({ total: HOURLY })
     await payAndLeave(session)
-    const usage = await expectStatus(
+    const usage = await expectJson(
       await send('GET', `/api/v1/memberships/${membership.id}/usage`, customer),
       200,
     )
@@ -446,13 +424,13 @@ describe('a membership that ends while the car is parked', () => {
     await backdate(membership.id)
     const session = await enteredAgo(car.plate, 55)
     const lateSession = await enteredAgo(late.plate, 55)
-    await expectStatus(
+    await expectJson(
       await send('POST', `/api/v1/memberships/${membership.id}/vehicles`, customer, { vehicle_id: late.id }),
       200,
     )
     expect(membershipLines(await fee(lateSession.id))).toEqual([])
 
-    await expectStatus(
+    await expectJson(
       await send('POST', `/api/v1/memberships/${membership.id}/cancel`, customer, { immediately: true }),
       200,
     )
@@ -464,7 +442,7 @@ describe('a membership that ends while the car is parked', () => {
     ])
     expect(membershipLines(await fee(lateSession.id))).toEqual([])
     await payAndLeave(session)
-    const usage = await expectStatus(
+    const usage = await expectJson(
       await send('GET', `/api/v1/memberships/${membership.id}/usage`, customer),
       200,
     )
@@ -486,7 +464,7 @@ describe('a membership that ends while the car is parked', () => {
     // The period ended 10 minutes ago, after the entry.
     await shiftPeriods(membership.id, Date.now() - 10 * 60_000 - Date.parse(membership.periods[0].ends_at))
     await platform.scheduler.runNow('memberships.renewals')
-    const ended = await expectStatus(await send('GET', `/api/v1/memberships/${membership.id}`, customer), 200)
+    const ended = await expectJson(await send('GET', `/api/v1/memberships/${membership.id}`, customer), 200)
     expect(ended).toMatchObject({ status: 'expired', vehicle_ids: [] })
     const quote = await fee(session.id)
     expect(quote).toMatchObject({ base_fee: 2 * HOURLY, total: 0 })
@@ -500,7 +478,7 @@ describe('a membership that ends while the car is parked', () => {
 describe('included hours are used only where they took money off the fee', () => {
   it('uses none within the grace period', async () => {
     const graceLot = await createLot(platform, admin, { spaces: { STANDARD: 5 } })
-    await expectStatus(
+    await expectJson(
       await send('POST', '/api/v1/rates', admin, {
         name: 'Hourly with grace',
         lot_id: graceLot.lotId,
@@ -520,7 +498,7 @@ describe('included hours are used only where they took money off the fee', () =>
     const quote = await fee(session.id)
     expect(quote).toMatchObject({ base_fee: 0, total: 0 })
     await payAndLeave(session)
-    const usage = await expectStatus(
+    const usage = await expectJson(
       await send('GET', `/api/v1/memberships/${membership.id}/usage`, customer),
       200,
     )
@@ -534,7 +512,7 @@ describe('included hours are used only where they took money off the fee', () =>
     const membership = await cashMembership(customer, plan, [car.id])
     await backdate(membership.id)
     const start = Math.ceil(Date.now() / 60_000) * 60_000 + 10 * 60_000
-    const booked = await expectStatus(
+    const booked = await expectJson(
       await send('POST', '/api/v1/reservations', customer, {
         vehicle_id: car.id,
         zone_id: lot.zoneId,
@@ -545,13 +523,13 @@ describe('included hours are used only where they took money off the fee', () =>
       201,
     )
     stripeSays.set(booked.payment.payment_intent_id, 'succeeded')
-    await expectStatus(
+    await expectJson(
       await send('POST', `/api/v1/reservations/${booked.reservation.id}/pay`, customer, {
         payment_method: 'pm_card_visa',
       }),
       200,
     )
-    const checkIn = await expectStatus(
+    const checkIn = await expectJson(
       await send('POST', '/api/v1/reservations/check-in', operator, {
         confirmation_number: booked.confirmation_number,
       }),
@@ -569,7 +547,7 @@ describe('included hours are used only where they took money off the fee', () =>
       ),
     ).toEqual([])
     await payAndLeave({ id: sessionId, ticket: checkIn.ticket_number })
-    const usage = await expectStatus(
+    const usage = await expectJson(
       await send('GET', `/api/v1/memberships/${membership.id}/usage`, customer),
       200,
     )
@@ -581,7 +559,7 @@ describe('limits under concurrency', () => {
   it('lets 2 of 10 concurrent vehicle additions through a limit of 2', async () => {
     const plan = await createPlan({ vehicle_limit: 2 })
     const { customer, vehicles } = await customerWithCars(10)
-    await expectStatus(
+    await expectJson(
       await send('POST', '/api/v1/memberships', operator, {
         plan_id: plan.id,
         vehicle_ids: vehicles.slice(0, 3).map((v) => v.id),
@@ -598,28 +576,28 @@ describe('limits under concurrency', () => {
     )
     const statuses = answers.map((res) => res.status).sort()
     expect(statuses).toEqual([200, 200, 422, 422, 422, 422, 422, 422, 422, 422])
-    const now = await expectStatus(await send('GET', `/api/v1/memberships/${membership.id}`, customer), 200)
+    const now = await expectJson(await send('GET', `/api/v1/memberships/${membership.id}`, customer), 200)
     expect(now.vehicle_ids).toHaveLength(2)
     expect(await count('membership_vehicles', { membership_id: membership.id })).toBe(2)
 
     // A vehicle of the membership is on no other; removed, it is free again.
     const taken = now.vehicle_ids[0] as string
-    await expectStatus(
+    await expectJson(
       await send('DELETE', `/api/v1/memberships/${membership.id}/vehicles/${taken}`, customer),
       204,
     )
-    await expectStatus(
+    await expectJson(
       await send('DELETE', `/api/v1/memberships/${membership.id}/vehicles/${taken}`, customer),
       404,
     )
     const free = vehicles.find((v) => !now.vehicle_ids.includes(v.id)) as { id: string }
-    await expectStatus(
+    await expectJson(
       await send('POST', `/api/v1/memberships/${membership.id}/vehicles`, customer, { vehicle_id: free.id }),
       200,
     )
     // Somebody else's vehicle is not found.
     const { vehicles: theirs } = await customerWithCars(1)
-    await expectStatus(
+    await expectJson(
       await send('POST', `/api/v1/memberships/${membership.id}/vehicles`, customer, {
         vehicle_id: (theirs[0] as { id: string }).id,
       }),
@@ -655,18 +633,18 @@ describe('limits under concurrency', () => {
         ...jsonBody(payload, { ...bearer(customer.token), 'Idempotency-Key': key }),
       })
     const key = `sub-${randomUUID()}`
-    const first = await expectStatus(await keyed(key, body), 201)
+    const first = await expectJson(await keyed(key, body), 201)
     // The answer was lost: the retry gets the same membership, not 409 already_member.
-    const again = await expectStatus(await keyed(key, body), 201)
+    const again = await expectJson(await keyed(key, body), 201)
     expect(again).toMatchObject({ id: first.id, status: 'pending_payment' })
     expect(again.periods[0].payment_intent_id).toBe(first.periods[0].payment_intent_id)
     expect(await count('memberships', { user_id: customer.id })).toBe(1)
     expect(await count('membership_periods', { membership_id: first.id })).toBe(1)
     // The same key with another body is refused.
-    const other = await expectStatus(await keyed(key, { ...body, auto_renew: true }), 422)
+    const other = await expectJson(await keyed(key, { ...body, auto_renew: true }), 422)
     expect(other.reason).toBe('idempotency_key_reused')
     // Another key is another subscription: the customer is a member already.
-    await expectStatus(await keyed(`sub-${randomUUID()}`, body), 409)
+    await expectJson(await keyed(`sub-${randomUUID()}`, body), 409)
   })
 
   it('renews exactly once of 20 concurrent renewals', async () => {
@@ -682,7 +660,7 @@ describe('limits under concurrency', () => {
     expect(statuses.filter((s) => s === 200)).toHaveLength(1)
     expect(statuses.filter((s) => s === 409)).toHaveLength(19)
     expect(await count('membership_periods', { membership_id: membership.id })).toBe(2)
-    const after = await expectStatus(await send('GET', `/api/v1/memberships/${membership.id}`, customer), 200)
+    const after = await expectJson(await send('GET', `/api/v1/memberships/${membership.id}`, customer), 200)
     expect(after.periods[1]).toMatchObject({ starts_at: membership.period_end, payment_status: 'paid' })
   })
 })
@@ -694,29 +672,29 @@ describe('the renewals job', () => {
     const membership = await cashMembership(customer, plan, [(vehicles[0] as { id: string }).id])
     await shiftPeriods(membership.id, -40 * DAY)
     for (let run = 0; run < 2; run++) await platform.scheduler.runNow('memberships.renewals')
-    const ended = await expectStatus(await send('GET', `/api/v1/memberships/${membership.id}`, customer), 200)
+    const ended = await expectJson(await send('GET', `/api/v1/memberships/${membership.id}`, customer), 200)
     expect(ended).toMatchObject({ status: 'expired', vehicle_ids: [] })
     expect(await count('membership_claims', { membership_id: membership.id })).toBe(0)
     expect(await count('membership_vehicles', { membership_id: membership.id })).toBe(0)
     expect(await count('membership_periods', { membership_id: membership.id })).toBe(1)
-    await expectStatus(
+    await expectJson(
       await send('GET', `/api/v1/memberships?status=expired&user_id=${customer.id}`, admin),
       200,
     ).then((page) => expect(page.data.map((m: { id: string }) => m.id)).toEqual([membership.id]))
     // The customer and the car may join again.
     await cashMembership(customer, plan, [(vehicles[0] as { id: string }).id])
-    await expectStatus(await send('POST', `/api/v1/memberships/${membership.id}/renew`, customer, {}), 409)
+    await expectJson(await send('POST', `/api/v1/memberships/${membership.id}/renew`, customer, {}), 409)
   })
 
   it('renews with the saved card once, and lets one without a card expire', async () => {
     const plan = await createPlan({ price: 3000 })
     const { customer } = await customerWithCars(0)
-    const subscribed = await expectStatus(
+    const subscribed = await expectJson(
       await send('POST', '/api/v1/memberships', customer, { plan_id: plan.id, auto_renew: true }),
       201,
     )
     stripeSays.set(subscribed.periods[0].payment_intent_id, 'succeeded')
-    await expectStatus(
+    await expectJson(
       await send('POST', `/api/v1/memberships/${subscribed.id}/pay`, customer, {
         payment_method: 'pm_card_visa',
       }),
@@ -734,15 +712,12 @@ describe('the renewals job', () => {
     } finally {
       stripeDefault = undefined
     }
-    const renewed = await expectStatus(
-      await send('GET', `/api/v1/memberships/${subscribed.id}`, customer),
-      200,
-    )
+    const renewed = await expectJson(await send('GET', `/api/v1/memberships/${subscribed.id}`, customer), 200)
     expect(renewed.periods).toHaveLength(2)
     expect(renewed.periods[1]).toMatchObject({ payment_method: 'stripe', payment_status: 'paid' })
     expect(await count('membership_periods', { membership_id: subscribed.id })).toBe(2)
 
-    const failed = await expectStatus(await send('GET', `/api/v1/memberships/${cash.id}`, cashCustomer), 200)
+    const failed = await expectJson(await send('GET', `/api/v1/memberships/${cash.id}`, cashCustomer), 200)
     expect(failed.periods.map((p: { payment_status: string }) => p.payment_status)).toEqual([
       'paid',
       'failed',
@@ -751,7 +726,7 @@ describe('the renewals job', () => {
     // Its period over: expired, not renewed again.
     await shiftPeriods(cash.id, -2 * HOUR)
     await platform.scheduler.runNow('memberships.renewals')
-    const expired = await expectStatus(await send('GET', `/api/v1/memberships/${cash.id}`, cashCustomer), 200)
+    const expired = await expectJson(await send('GET', `/api/v1/memberships/${cash.id}`, cashCustomer), 200)
     expect(expired).toMatchObject({ status: 'expired' })
     expect(expired.periods).toHaveLength(2)
   })
@@ -759,14 +734,14 @@ describe('the renewals job', () => {
   it('ends a subscription never paid after the payment timeout', async () => {
     const plan = await createPlan()
     const { customer } = await customerWithCars(0)
-    const subscribed = await expectStatus(
+    const subscribed = await expectJson(
       await send('POST', '/api/v1/memberships', customer, { plan_id: plan.id }),
       201,
     )
     await shiftPeriods(subscribed.id, -2 * HOUR)
     stripeSays.set(subscribed.periods[0].payment_intent_id, 'requires_payment_method')
     for (let run = 0; run < 2; run++) await platform.scheduler.runNow('memberships.renewals')
-    const ended = await expectStatus(await send('GET', `/api/v1/memberships/${subscribed.id}`, customer), 200)
+    const ended = await expectJson(await send('GET', `/api/v1/memberships/${subscribed.id}`, customer), 200)
     expect(ended).toMatchObject({ status: 'expired', periods: [{ payment_status: 'canceled' }] })
     expect(await count('membership_claims', { membership_id: subscribed.id })).toBe(0)
   })
@@ -820,12 +795,12 @@ describe('access', () => {
       vehicle_limit: 1,
     }
     for (const who of [owner, operator]) {
-      await expectStatus(await send('POST', '/api/v1/membership-plans', who, body), 403)
+      await expectJson(await send('POST', '/api/v1/membership-plans', who, body), 403)
       const { lot_id: _, ...terms } = body
-      await expectStatus(await send('PUT', `/api/v1/membership-plans/${plan.id}`, who, terms), 403)
+      await expectJson(await send('PUT', `/api/v1/membership-plans/${plan.id}`, who, terms), 403)
     }
     const { lot_id: _, ...terms } = body
-    const replaced = await expectStatus(
+    const replaced = await expectJson(
       await send('PUT', `/api/v1/membership-plans/${plan.id}`, admin, {
         ...terms,
         name: 'Renamed',
@@ -835,9 +810,9 @@ describe('access', () => {
     )
     expect(replaced).toMatchObject({ id: plan.id, name: 'Renamed', lot_id: lot.lotId, currency: 'EUR' })
     // Memberships keep the terms they bought.
-    const kept = await expectStatus(await send('GET', `/api/v1/memberships/${membership.id}`, owner), 200)
+    const kept = await expectJson(await send('GET', `/api/v1/memberships/${membership.id}`, owner), 200)
     expect(kept.plan_name).toBe(plan.name)
-    await expectStatus(
+    await expectJson(
       await send('POST', '/api/v1/membership-plans', admin, { ...body, lot_id: randomUUID() }),
       404,
     )
@@ -850,18 +825,18 @@ describe('access', () => {
       const res = await send(route.method, route.path, stranger, body)
       expect(res.status, `${route.method} ${route.path}`).toBe(404)
     }
-    const theirs = await expectStatus(await send('GET', '/api/v1/memberships', stranger), 200)
+    const theirs = await expectJson(await send('GET', '/api/v1/memberships', stranger), 200)
     expect(theirs.data).toEqual([])
     expect(
-      (await expectStatus(await send('GET', `/api/v1/memberships?user_id=${owner.id}`, operator), 200)).data,
+      (await expectJson(await send('GET', `/api/v1/memberships?user_id=${owner.id}`, operator), 200)).data,
     ).toHaveLength(1)
-    await expectStatus(await send('GET', `/api/v1/memberships/${membership.id}/usage`, operator), 200)
+    await expectJson(await send('GET', `/api/v1/memberships/${membership.id}/usage`, operator), 200)
     // Customers pay through Stripe only, and subscribe themselves only.
-    await expectStatus(
+    await expectJson(
       await send('POST', '/api/v1/memberships', stranger, { plan_id: plan.id, payment_method: 'cash' }),
       403,
     )
-    await expectStatus(
+    await expectJson(
       await send('POST', '/api/v1/memberships', stranger, { plan_id: plan.id, user_id: owner.id }),
       403,
     )
@@ -890,19 +865,19 @@ describe('access', () => {
       const res = await send(method, path, admin, body)
       expect(res.status, `${method} ${path}`).toBe(404)
     }
-    await expectStatus(
+    await expectJson(
       await send('POST', '/api/v1/memberships', admin, { plan_id: unknown, user_id: owner.id }),
       404,
     )
   })
 
   it('cancels at once, releasing the claims', async () => {
-    const canceled = await expectStatus(
+    const canceled = await expectJson(
       await send('POST', `/api/v1/memberships/${membership.id}/cancel`, owner, { immediately: true }),
       200,
     )
     expect(canceled).toMatchObject({ status: 'canceled', vehicle_ids: [] })
-    await expectStatus(await send('POST', `/api/v1/memberships/${membership.id}/cancel`, owner, {}), 409)
+    await expectJson(await send('POST', `/api/v1/memberships/${membership.id}/cancel`, owner, {}), 409)
     await cashMembership(owner, plan, [vehicleId])
   })
 })

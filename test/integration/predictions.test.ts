@@ -4,9 +4,9 @@ import { localTimeIn, predict } from '../../src/modules/analytics/forecast.ts'
 import { createPredictionsService } from '../../src/modules/analytics/predictions.service.ts'
 import { AppError } from '../../src/shared/errors.ts'
 import { connectDatabase, type Database } from '../../src/shared/mongo.ts'
-import { type Account, bearer, createAccount, signInAdmin, testAdmin } from '../harness/accounts.ts'
+import { type Account, createAccount, signInAdmin, testAdmin } from '../harness/accounts.ts'
 import { createLot, enterVehicle, type TestLot, uniquePlate } from '../harness/facility.ts'
-import { json } from '../harness/http.ts'
+import { json, requester } from '../harness/http.ts'
 import { startTestPlatform, type TestPlatform } from '../harness/platform.ts'
 
 // The forecast over real rollups: three weeks of 15-minute buckets written where the rollup job
@@ -102,10 +102,9 @@ afterAll(async () => {
   await platform?.stop()
 })
 
+const send = requester(() => platform)
 const get = (query: string, account: Account | null = operator) =>
-  platform.request(`/api/v1/analytics/predictions${query}`, {
-    headers: account ? bearer(account.token) : {},
-  })
+  send('GET', `/api/v1/analytics/predictions${query}`, account)
 
 describe('GET /analytics/predictions', () => {
   it.each(['zone', 'lot'] as const)(

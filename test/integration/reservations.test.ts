@@ -6,8 +6,8 @@ import type { Caller } from '../../src/modules/sessions/sessions.service.ts'
 import { AppError } from '../../src/shared/errors.ts'
 import { connectDatabase, type Database } from '../../src/shared/mongo.ts'
 import { type Account, bearer, createAccount, jsonBody, signInAdmin, testAdmin } from '../harness/accounts.ts'
-import { createLot, type TestLot, uniquePlate } from '../harness/facility.ts'
-import { type Json, json } from '../harness/http.ts'
+import { createHourlyRate, createLot, type TestLot, uniquePlate } from '../harness/facility.ts'
+import { expectJson, type Json, json, requester } from '../harness/http.ts'
 import { startTestPlatform, type TestPlatform } from '../harness/platform.ts'
 
 // Reservations on the real platform (FerretDB, Redis, stripe-mock), through the HTTP API and, where
@@ -79,17 +79,7 @@ beforeAll(async () => {
   admin = await signInAdmin(platform)
   operator = await createAccount(platform, admin, 'operator')
   lot = await createLot(platform, admin, { spaces: { STANDARD: 6, EV: 1 } })
-  await expectStatus(
-    await send('POST', '/api/v1/rates', admin, {
-      name: 'Hourly',
-      lot_id: lot.lotId,
-      rate_type: 'hourly',
-      amount: HOURLY,
-      grace_period_minutes: 0,
-      effective_from: '2024-01-01T00:00:00Z',
-    }),
-    201,
-  )
+  await createHourlyRate(platform, admin, lot.lotId, HOURLY)
 }, 120_000)
 
 afterAll(async () => {
@@ -100,19 +90,7 @@ afterAll(async () => {
 const service = () => platform.services.reservations
 const callerOf = (a: Account): Caller => ({ userId: a.id, role: a.role })
 
-function send(method: string, path: string, who?: Account, body?: unknown) {
-  const auth = who ? bearer(who.token) : {}
-  return platform.request(path, {
-    method,
-    ...(body === undefined ? { headers: auth } : jsonBody(body, auth)),
-  })
-}
-
-async function expectStatus(res: Response, status: number): Promise<Json> {
-  const text = await res.text()
-  expect(res.status, text).toBe(status)
-  return text ? JSON.parse(text) : undefined
-}
+const send = requester(() => platform)
 
 const iso = (ms: number) => new Date(ms).toISOString()
 /** Whole minutes from now. */
@@ -123,7 +101,7 @@ const atHour = (hours: number) => Math.ceil(Date.now() / HOUR) * HOUR + hours * 
 async function customerWithCar() {
   const customer = await createAccount(platform, admin, 'customer')
   const plate = uniquePlate()
-  const vehicle = await expectStatus(
+  const vehicle = await expectJson(
     await send('POST', '/api/v1/vehicles', customer, { license_plate: plate, vehicle_type_id: 'standard' }),
     201,
   )
@@ -138,7 +116,7 @@ async function oneSpaceLot() {
 }
 
 async function book(who: Account, body: Record<string, unknown>) {
-  return await expectStatus(await send('POST', '/api/v1/reservations', who, body), 201)
+  return await expectJson(await send('POST', '/api/v1/reservations', who, body), 201)
 }
 
 const count = (collection: string, filter: Record<string, unknown>) =>
@@ -149,7 +127,7 @@ describe('journey 2: availability, booking, check-in by code, the prepaid fee, e
     const { customer, vehicleId } = await customerWithCar()
     const start = inMinutes(10)
     const end = start + 2 * HOUR
-    const before = await expectStatus(
+    const before = await expectJson(
       await send(
         'GET',
         `/api/v1/reservations/availability?start_time=${iso(start)}&end_time=${iso(end)}&zone_id=${lot.zoneId}&space_type=STANDARD`,
@@ -191,20 +169,20 @@ describe('journey 2: availability, booking, check-in by code, the prepaid fee, e
     expect(during.spaces.map((s: Json) => s.space_number)).not.toContain('S-001')
 
     // Unpaid: the gate says 402.
-    await expectStatus(
+    await expectJson(
       await send('POST', '/api/v1/reservations/check-in', operator, {
         confirmation_number: created.confirmation_number,
       }),
       402,
     )
     stripeSays.set(intentId, 'succeeded')
-    const paid = await expectStatus(
+    const paid = await expectJson(
       await send('POST', `/api/v1/reservations/${id}/pay`, customer, { payment_method: 'pm_card_visa' }),
       200,
     )
     expect(paid).toMatchObject({ status: 'confirmed', payment_status: 'paid' })
 
-    const found = await expectStatus(
+    const found = await expectJson(
       await send(
         'GET',
         `/api/v1/reservations/confirmation/${created.confirmation_number.toLowerCase()}`,
@@ -218,7 +196,7 @@ describe('journey 2: availability, booking, check-in by code, the prepaid fee, e
     await service().tick()
     expect((await platform.occupancy.state.space(created.reservation.space_id))?.status).toBe('reserved')
 
-    const checkIn = await expectStatus(
+    const checkIn = await expectJson(
       await send('POST', '/api/v1/reservations/check-in', operator, {
         confirmation_number: created.confirmation_number,
       }),
@@ -237,7 +215,7 @@ describe('journey 2: availability, booking, check-in by code, the prepaid fee, e
         { _id: checkIn.session.id as never },
         { $set: { entry_at: new Date(Date.now() - 90 * MIN) } },
       )
-    const fee = await expectStatus(
+    const fee = await expectJson(
       await send('GET', `/api/v1/sessions/${checkIn.session.id}/calculate-fee`, customer),
       200,
     )
@@ -248,14 +226,14 @@ describe('journey 2: availability, booking, check-in by code, the prepaid fee, e
     })
     expect(fee.amount_due).toBe(0)
 
-    await expectStatus(
+    await expectJson(
       await send('POST', '/api/v1/sessions/exit', operator, { ticket_number: checkIn.ticket_number }),
       200,
     )
-    const after = await expectStatus(await send('GET', `/api/v1/reservations/${id}`, customer), 200)
+    const after = await expectJson(await send('GET', `/api/v1/reservations/${id}`, customer), 200)
     expect(after).toMatchObject({ status: 'completed', session_id: checkIn.session.id })
     // Checked in already: a second check-in is a conflict.
-    const again = await expectStatus(await send('POST', `/api/v1/reservations/${id}/check-in`, operator), 409)
+    const again = await expectJson(await send('POST', `/api/v1/reservations/${id}/check-in`, operator), 409)
     // The problem's own status stays the HTTP status; the reservation's is an extension.
     expect(again).toMatchObject({
       status: 409,
@@ -282,8 +260,8 @@ describe('Idempotency-Key on POST /reservations', () => {
         method: 'POST',
         ...jsonBody(b, { ...bearer(customer.token), 'Idempotency-Key': key }),
       })
-    const first = await expectStatus(await post(body), 201)
-    const retried = await expectStatus(await post(body), 201)
+    const first = await expectJson(await post(body), 201)
+    const retried = await expectJson(await post(body), 201)
     expect(retried.reservation.id).toBe(first.reservation.id)
     expect(retried.confirmation_number).toBe(first.confirmation_number)
     expect(retried.payment).toMatchObject({
@@ -292,15 +270,15 @@ describe('Idempotency-Key on POST /reservations', () => {
       currency: 'EUR',
     })
     expect(await count('reservations', { vehicle_id: vehicleId })).toBe(1)
-    const other = await expectStatus(await post({ ...body, end_time: iso(start + 2 * HOUR) }), 422)
+    const other = await expectJson(await post({ ...body, end_time: iso(start + 2 * HOUR) }), 422)
     expect(other.reason).toBe('idempotency_key_reused')
     expect(await count('reservations', { vehicle_id: vehicleId })).toBe(1)
     // Without a key, the same body is another booking.
     await book(customer, { ...body, start_time: iso(start + 2 * HOUR), end_time: iso(start + 3 * HOUR) })
     expect(await count('reservations', { vehicle_id: vehicleId })).toBe(2)
     // Not left unpaid for the expiry test's count.
-    for (const r of (await expectStatus(await send('GET', '/api/v1/reservations', customer), 200)).data)
-      await expectStatus(await send('DELETE', `/api/v1/reservations/${r.id}`, customer), 200)
+    for (const r of (await expectJson(await send('GET', '/api/v1/reservations', customer), 200)).data)
+      await expectJson(await send('DELETE', `/api/v1/reservations/${r.id}`, customer), 200)
   })
 })
 
@@ -401,17 +379,14 @@ describe('check-in window edges', () => {
       start_time: iso(start),
       end_time: iso(start + HOUR),
     })
-    await expectStatus(
-      await send('DELETE', `/api/v1/reservations/${cancelled.reservation.id}`, operator),
-      200,
-    )
-    const refused = await expectStatus(
+    await expectJson(await send('DELETE', `/api/v1/reservations/${cancelled.reservation.id}`, operator), 200)
+    const refused = await expectJson(
       await send('POST', `/api/v1/reservations/${cancelled.reservation.id}/check-in`, operator),
       409,
     )
     expect(refused).toMatchObject({ status: 409, reason: 'cancelled', reservation_status: 'cancelled' })
 
-    const byPlate = await expectStatus(
+    const byPlate = await expectJson(
       await send('POST', '/api/v1/reservations/check-in', operator, {
         license_plate: plate.toLowerCase(),
         lot_id: lot.lotId,
@@ -434,7 +409,7 @@ describe('a booked car at the ordinary gate', () => {
       end_time: iso(start + HOUR),
     })
     const id = created.reservation.id as string
-    const entry = await expectStatus(
+    const entry = await expectJson(
       await send('POST', '/api/v1/sessions/entry', operator, {
         license_plate: plate.toLowerCase(),
         lot_id: small.lotId,
@@ -443,11 +418,11 @@ describe('a booked car at the ordinary gate', () => {
     )
     expect(entry.session).toMatchObject({ reservation_id: id, space_id: small.spaceId })
     expect(entry.space_assigned.id).toBe(small.spaceId)
-    const view = await expectStatus(await send('GET', `/api/v1/reservations/${id}`, customer), 200)
+    const view = await expectJson(await send('GET', `/api/v1/reservations/${id}`, customer), 200)
     expect(view).toMatchObject({ status: 'checked_in', session_id: entry.session.id })
     // The gate's own check-in of it afterwards is a conflict, and no no-show follows.
     expect(await service().noShows(new Date(start + 31 * MIN))).toEqual({ no_shows: 0 })
-    const again = await expectStatus(await send('POST', `/api/v1/reservations/${id}/check-in`, operator), 409)
+    const again = await expectJson(await send('POST', `/api/v1/reservations/${id}/check-in`, operator), 409)
     expect(again.reason).toBe('already_checked_in')
   })
 
@@ -470,7 +445,7 @@ describe('a booked car at the ordinary gate', () => {
       end_time: iso(soon + HOUR),
       prepay: true,
     })
-    const walkIn = await expectStatus(
+    const walkIn = await expectJson(
       await send('POST', '/api/v1/sessions/entry', operator, {
         license_plate: unpaidPlate,
         lot_id: lot.lotId,
@@ -478,12 +453,12 @@ describe('a booked car at the ordinary gate', () => {
       201,
     )
     expect(walkIn.session.reservation_id).toBeNull()
-    await expectStatus(
+    await expectJson(
       await send('POST', '/api/v1/sessions/exit', operator, { ticket_number: walkIn.ticket_number }),
       402,
     )
     // Not left for the expiry test's count.
-    await expectStatus(await send('DELETE', `/api/v1/reservations/${unpaid.reservation.id}`, customer), 200)
+    await expectJson(await send('DELETE', `/api/v1/reservations/${unpaid.reservation.id}`, customer), 200)
   })
 })
 
@@ -518,15 +493,15 @@ describe('holds, no-shows and expiry', () => {
     expect(space?.status).not.toBe('reserved')
     expect(space?.sessionId).toBeNull()
     expect(await platform.occupancy.state.counts(small.zoneId)).toMatchObject({ reserved: 0 })
-    const view = await expectStatus(await send('GET', `/api/v1/reservations/${id}`, operator), 200)
+    const view = await expectJson(await send('GET', `/api/v1/reservations/${id}`, operator), 200)
     expect(view.status).toBe('no_show')
-    const refused = await expectStatus(await send('DELETE', `/api/v1/reservations/${id}`, operator), 409)
+    const refused = await expectJson(await send('DELETE', `/api/v1/reservations/${id}`, operator), 409)
     expect(refused.reason).toBe('no_show')
   })
 
   it('a hold waits while a car is on the space, and is placed on the next tick after it left', async () => {
     const small = await oneSpaceLot()
-    const walkIn = await expectStatus(
+    const walkIn = await expectJson(
       await send('POST', '/api/v1/sessions/entry', operator, {
         license_plate: uniquePlate(),
         lot_id: small.lotId,
@@ -542,14 +517,14 @@ describe('holds, no-shows and expiry', () => {
     })
     expect(await service().tick()).toMatchObject({ placed: 0 })
     expect((await platform.occupancy.state.space(small.spaceId))?.status).toBe('occupied')
-    await expectStatus(
+    await expectJson(
       await send('POST', '/api/v1/sessions/exit', operator, { ticket_number: walkIn.ticket_number }),
       200,
     )
     expect(await service().tick()).toMatchObject({ placed: 1 })
     expect(await service().tick()).toMatchObject({ placed: 0 })
     expect((await platform.occupancy.state.space(small.spaceId))?.status).toBe('reserved')
-    await expectStatus(await send('DELETE', `/api/v1/reservations/${created.reservation.id}`, operator), 200)
+    await expectJson(await send('DELETE', `/api/v1/reservations/${created.reservation.id}`, operator), 200)
     expect((await platform.occupancy.state.space(small.spaceId))?.status).not.toBe('reserved')
   })
 
@@ -569,9 +544,9 @@ describe('holds, no-shows and expiry', () => {
     expect(await service().expireUnpaid(later)).toEqual({ expired: 1 })
     expect(await service().expireUnpaid(later)).toEqual({ expired: 0 })
     expect(await count('reservation_slots', { reservation_id: id })).toBe(0)
-    const view = await expectStatus(await send('GET', `/api/v1/reservations/${id}`, customer), 200)
+    const view = await expectJson(await send('GET', `/api/v1/reservations/${id}`, customer), 200)
     expect(view.status).toBe('expired')
-    await expectStatus(await send('POST', `/api/v1/reservations/${id}/pay`, customer, {}), 409)
+    await expectJson(await send('POST', `/api/v1/reservations/${id}/pay`, customer, {}), 409)
   })
 
   it('the jobs page through every due row: 250 unpaid reservations expire in one run', async () => {
@@ -642,20 +617,20 @@ describe('holds, no-shows and expiry', () => {
       } as never)
     const again = await make()
     await crashed(again)
-    const checkedIn = await expectStatus(
+    const checkedIn = await expectJson(
       await send('POST', `/api/v1/reservations/${again}/check-in`, operator),
       201,
     )
     expect(checkedIn.session.reservation_id).toBe(again)
     // A check-in outcome that is recent (a check-in at work) or has its session stays.
     expect(await service().noShows(new Date(start + 31 * MIN))).toMatchObject({})
-    const kept = await expectStatus(await send('GET', `/api/v1/reservations/${again}`, operator), 200)
+    const kept = await expectJson(await send('GET', `/api/v1/reservations/${again}`, operator), 200)
     expect(kept.status).toBe('checked_in')
 
     const noShow = await make()
     await crashed(noShow)
     await service().noShows(new Date(start + 31 * MIN))
-    const view = await expectStatus(await send('GET', `/api/v1/reservations/${noShow}`, operator), 200)
+    const view = await expectJson(await send('GET', `/api/v1/reservations/${noShow}`, operator), 200)
     expect(view.status).toBe('no_show')
     expect(await count('reservation_slots', { reservation_id: noShow })).toBe(0)
   })
@@ -687,7 +662,7 @@ describe('holds, no-shows and expiry', () => {
     }
     const payload = JSON.stringify(event)
     const header = Stripe.webhooks.generateTestHeaderString({ payload, secret: WEBHOOK_SECRET })
-    await expectStatus(
+    await expectJson(
       await platform.request('/api/v1/webhooks/stripe', {
         method: 'POST',
         headers: { 'Content-Type': 'application/json', 'Stripe-Signature': header },
@@ -695,7 +670,7 @@ describe('holds, no-shows and expiry', () => {
       }),
       200,
     )
-    const view = await expectStatus(
+    const view = await expectJson(
       await send('GET', `/api/v1/reservations/${created.reservation.id}`, customer),
       200,
     )
@@ -717,13 +692,13 @@ describe('paying a prepaid reservation', () => {
     const id = created.reservation.id as string
     const intentId = created.payment.payment_intent_id as string
     stripeSays.set(intentId, 'requires_payment_method')
-    const declined = await expectStatus(
+    const declined = await expectJson(
       await send('POST', `/api/v1/reservations/${id}/pay`, customer, { payment_method: 'pm_card_visa' }),
       402,
     )
     expect(declined.intent_status).toBe('requires_payment_method')
     stripeSays.set(intentId, 'succeeded')
-    const paid = await expectStatus(
+    const paid = await expectJson(
       await send('POST', `/api/v1/reservations/${id}/pay`, customer, {
         payment_method: 'pm_card_mastercard',
       }),
@@ -749,7 +724,7 @@ describe('cancellation refunds against stripe-mock', () => {
       prepay: true,
     })
     stripeSays.set(created.payment.payment_intent_id, 'succeeded')
-    await expectStatus(
+    await expectJson(
       await send('POST', `/api/v1/reservations/${created.reservation.id}/pay`, customer, {}),
       200,
     )
@@ -764,16 +739,13 @@ describe('cancellation refunds against stripe-mock', () => {
 
   it('in full at least 24 hours ahead, once however often it is cancelled', async () => {
     const r = await paidReservation(48 * 60)
-    const cancelled = await expectStatus(
-      await send('DELETE', `/api/v1/reservations/${r.id}`, r.customer),
-      200,
-    )
+    const cancelled = await expectJson(await send('DELETE', `/api/v1/reservations/${r.id}`, r.customer), 200)
     expect(cancelled).toMatchObject({
       status: 'cancelled',
       payment_status: 'refunded',
       refund: { amount: 2 * HOURLY, currency: 'EUR', status: 'succeeded' },
     })
-    const again = await expectStatus(await send('DELETE', `/api/v1/reservations/${r.id}`, r.customer), 200)
+    const again = await expectJson(await send('DELETE', `/api/v1/reservations/${r.id}`, r.customer), 200)
     expect(again.refund.amount).toBe(2 * HOURLY)
     expect(refundsOf(r.intentId)).toHaveLength(1)
     expect(refundsOf(r.intentId)[0]?.idempotencyKey).toBe(`reservation-refund:${r.id}`)
@@ -781,10 +753,7 @@ describe('cancellation refunds against stripe-mock', () => {
 
   it('half later but before the start', async () => {
     const r = await paidReservation(2 * 60)
-    const cancelled = await expectStatus(
-      await send('DELETE', `/api/v1/reservations/${r.id}`, r.customer),
-      200,
-    )
+    const cancelled = await expectJson(await send('DELETE', `/api/v1/reservations/${r.id}`, r.customer), 200)
     expect(cancelled.refund).toMatchObject({ amount: HOURLY, status: 'succeeded' })
     expect(refundsOf(r.intentId)).toHaveLength(1)
   })
@@ -792,13 +761,10 @@ describe('cancellation refunds against stripe-mock', () => {
   it('a refund whose answer was lost stays in doubt and the tick asks again with the same key', async () => {
     const r = await paidReservation(72 * 60)
     loseNextRefund = true
-    const cancelled = await expectStatus(
-      await send('DELETE', `/api/v1/reservations/${r.id}`, r.customer),
-      200,
-    )
+    const cancelled = await expectJson(await send('DELETE', `/api/v1/reservations/${r.id}`, r.customer), 200)
     expect(cancelled.refund).toMatchObject({ amount: 2 * HOURLY, status: 'pending', refund_id: null })
     expect((await service().tick()).refunded).toBeGreaterThanOrEqual(1)
-    const view = await expectStatus(await send('GET', `/api/v1/reservations/${r.id}`, r.customer), 200)
+    const view = await expectJson(await send('GET', `/api/v1/reservations/${r.id}`, r.customer), 200)
     expect(view.refund).toMatchObject({ amount: 2 * HOURLY, status: 'succeeded' })
     expect(refundsOf(r.intentId).map((x) => x.idempotencyKey)).toEqual([
       `reservation-refund:${r.id}`,
@@ -820,7 +786,7 @@ describe('cancellation refunds against stripe-mock', () => {
     const intentId = created.payment.payment_intent_id as string
     // Paid at Stripe; the platform has not heard of it yet.
     stripeSays.set(intentId, 'succeeded')
-    const cancelled = await expectStatus(
+    const cancelled = await expectJson(
       await send('DELETE', `/api/v1/reservations/${created.reservation.id}`, customer),
       200,
     )
@@ -835,10 +801,7 @@ describe('cancellation refunds against stripe-mock', () => {
   it('a refund Stripe refuses is kept as refused and tried again by the tick after a backoff', async () => {
     const r = await paidReservation(96 * 60)
     refuseNextRefund = true
-    const cancelled = await expectStatus(
-      await send('DELETE', `/api/v1/reservations/${r.id}`, r.customer),
-      200,
-    )
+    const cancelled = await expectJson(await send('DELETE', `/api/v1/reservations/${r.id}`, r.customer), 200)
     expect(cancelled).toMatchObject({
       status: 'cancelled',
       payment_status: 'paid',
@@ -846,11 +809,11 @@ describe('cancellation refunds against stripe-mock', () => {
     })
     expect(cancelled.refund.failure_reason).toContain('disputed')
     // Cancelling again does not ask Stripe again; nor does the tick before the backoff.
-    await expectStatus(await send('DELETE', `/api/v1/reservations/${r.id}`, r.customer), 200)
+    await expectJson(await send('DELETE', `/api/v1/reservations/${r.id}`, r.customer), 200)
     await service().tick()
     expect(refundsOf(r.intentId)).toHaveLength(1)
     await service().tick(new Date(Date.now() + 6 * MIN))
-    const view = await expectStatus(await send('GET', `/api/v1/reservations/${r.id}`, r.customer), 200)
+    const view = await expectJson(await send('GET', `/api/v1/reservations/${r.id}`, r.customer), 200)
     expect(view).toMatchObject({
       payment_status: 'refunded',
       refund: { amount: 2 * HOURLY, status: 'succeeded', failure_reason: null },
@@ -888,14 +851,14 @@ describe('updates', () => {
       start_time: iso(ten + 2 * HOUR),
       end_time: iso(ten + 4 * HOUR),
     })
-    const conflict = await expectStatus(
+    const conflict = await expectJson(
       await send('PUT', `/api/v1/reservations/${a.reservation.id}`, operator, {
         end_time: iso(ten + 3 * HOUR),
       }),
       409,
     )
     expect(conflict.reason).toBe('slot_taken')
-    const unchanged = await expectStatus(
+    const unchanged = await expectJson(
       await send('GET', `/api/v1/reservations/${a.reservation.id}`, operator),
       200,
     )
@@ -903,7 +866,7 @@ describe('updates', () => {
     expect(await count('reservation_slots', { reservation_id: a.reservation.id })).toBe(8)
     expect(await count('reservation_slots', { reservation_id: b.reservation.id })).toBe(8)
 
-    const moved = await expectStatus(
+    const moved = await expectJson(
       await send('PUT', `/api/v1/reservations/${a.reservation.id}`, operator, {
         start_time: iso(ten - HOUR),
         end_time: iso(ten + HOUR),
@@ -937,12 +900,12 @@ describe('validation', () => {
     ]
     for (const [window, field, reason] of cases) {
       const query = new URLSearchParams({ ...window, lot_id: lot.lotId })
-      const problem = await expectStatus(
+      const problem = await expectJson(
         await send('GET', `/api/v1/reservations/availability?${query}`, operator),
         422,
       )
       expect(problem).toMatchObject({ reason, errors: [{ field, reason }] })
-      const created = await expectStatus(
+      const created = await expectJson(
         await send('POST', '/api/v1/reservations', operator, {
           ...window,
           lot_id: lot.lotId,
@@ -952,7 +915,7 @@ describe('validation', () => {
       )
       expect(created).toMatchObject({ reason, errors: [{ field, reason }] })
     }
-    const noPlace = await expectStatus(
+    const noPlace = await expectJson(
       await send(
         'GET',
         `/api/v1/reservations/availability?start_time=${iso(start)}&end_time=${iso(start + HOUR)}`,
@@ -961,7 +924,7 @@ describe('validation', () => {
       400,
     )
     expect(noPlace.errors[0].field).toBe('lot_id')
-    await expectStatus(
+    await expectJson(
       await send('POST', '/api/v1/reservations', operator, {
         lot_id: lot.lotId,
         start_time: iso(start),
@@ -986,7 +949,7 @@ describe('roles and ownership', () => {
     })
     const id = created.reservation.id as string
     // B may not book A's car, by id or by plate.
-    await expectStatus(
+    await expectJson(
       await send('POST', '/api/v1/reservations', b.customer, {
         vehicle_id: a.vehicleId,
         lot_id: lot.lotId,
@@ -995,7 +958,7 @@ describe('roles and ownership', () => {
       }),
       404,
     )
-    await expectStatus(
+    await expectJson(
       await send('POST', '/api/v1/reservations', b.customer, {
         license_plate: a.plate,
         lot_id: lot.lotId,
@@ -1012,26 +975,26 @@ describe('roles and ownership', () => {
       ['POST', `/api/v1/reservations/${id}/pay`, {}],
       ['POST', `/api/v1/reservations/${id}/check-in`, undefined],
     ] as const) {
-      await expectStatus(await send(method, path, b.customer, body), 404)
+      await expectJson(await send(method, path, b.customer, body), 404)
     }
-    const listB = await expectStatus(await send('GET', '/api/v1/reservations', b.customer), 200)
+    const listB = await expectJson(await send('GET', '/api/v1/reservations', b.customer), 200)
     expect(listB.data).toHaveLength(0)
-    const listA = await expectStatus(await send('GET', '/api/v1/reservations', a.customer), 200)
+    const listA = await expectJson(await send('GET', '/api/v1/reservations', a.customer), 200)
     expect(listA.data.map((r: Json) => r.id)).toEqual([id])
-    const staffList = await expectStatus(
+    const staffList = await expectJson(
       await send('GET', `/api/v1/reservations?lot_id=${lot.lotId}&status=confirmed&limit=100`, operator),
       200,
     )
     expect(staffList.data.map((r: Json) => r.id)).toContain(id)
     // Customers do not work the gate.
-    await expectStatus(
+    await expectJson(
       await send('POST', '/api/v1/reservations/check-in', a.customer, {
         confirmation_number: created.confirmation_number,
       }),
       403,
     )
-    await expectStatus(await send('GET', `/api/v1/reservations/${id}`, operator), 200)
-    const checkedIn = await expectStatus(
+    await expectJson(await send('GET', `/api/v1/reservations/${id}`, operator), 200)
+    const checkedIn = await expectJson(
       await send('POST', `/api/v1/reservations/${id}/check-in`, operator),
       201,
     )
@@ -1053,7 +1016,7 @@ describe('roles and ownership', () => {
     ['POST', `/api/v1/reservations/${randomUUID()}/pay`],
     ['POST', `/api/v1/reservations/${randomUUID()}/check-in`],
   ])('%s %s needs a signed-in caller', async (method, path) => {
-    await expectStatus(
+    await expectJson(
       await send(method, path, undefined, method === 'GET' || method === 'DELETE' ? undefined : {}),
       401,
     )
@@ -1068,15 +1031,12 @@ describe('roles and ownership', () => {
   ])('%s /reservations/{id}%s of no reservation is a 404', async (method, suffix) => {
     const body =
       method === 'PUT' ? { special_requests: 'x' } : method === 'POST' && suffix === '/pay' ? {} : undefined
-    await expectStatus(
-      await send(method, `/api/v1/reservations/${randomUUID()}${suffix}`, operator, body),
-      404,
-    )
+    await expectJson(await send(method, `/api/v1/reservations/${randomUUID()}${suffix}`, operator, body), 404)
   })
 
   it('an unknown confirmation number is a 404', async () => {
-    await expectStatus(await send('GET', '/api/v1/reservations/confirmation/RSV-ZZZZZZZZ', operator), 404)
-    await expectStatus(
+    await expectJson(await send('GET', '/api/v1/reservations/confirmation/RSV-ZZZZZZZZ', operator), 404)
+    await expectJson(
       await send('POST', '/api/v1/reservations/check-in', operator, { confirmation_number: 'RSV-ZZZZZZZZ' }),
       404,
     )

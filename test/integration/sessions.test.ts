@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { connectRedis } from '../../src/shared/redis.ts'
 import { type Account, bearer, createAccount, jsonBody, signInAdmin, testAdmin } from '../harness/accounts.ts'
 import { createLot, enterVehicle, type TestLot, uniquePlate } from '../harness/facility.ts'
-import { json } from '../harness/http.ts'
+import { json, requester } from '../harness/http.ts'
 import { startTestPlatform, type TestPlatform } from '../harness/platform.ts'
 
 let platform: TestPlatform
@@ -25,13 +25,7 @@ afterAll(async () => {
   await platform?.stop()
 })
 
-const send = (method: string, path: string, account: Account | undefined, body?: unknown) =>
-  platform.request(path, {
-    method,
-    ...(body === undefined
-      ? { headers: account ? bearer(account.token) : {} }
-      : jsonBody(body, account ? bearer(account.token) : {})),
-  })
+const send = requester(() => platform)
 
 const availability = async (lot: TestLot) =>
   await json(await send('GET', `/api/v1/zones/${lot.zoneId}/availability`, undefined))
