@@ -12,7 +12,7 @@ import { createIngestPipeline } from './ingest.pipeline.ts'
 import type { SpacePlacement } from './occupancy.contract.ts'
 import { createOccupancyRepository } from './occupancy.repository.ts'
 import { createOccupancyService, type FacilityLookup } from './occupancy.service.ts'
-import { createOccupancyState } from './occupancy.state.ts'
+import { type ChangeEvent, type Counts, createOccupancyState } from './occupancy.state.ts'
 import { createPersister } from './persister.ts'
 
 const SWEEP_EVERY_MS = 200
@@ -31,6 +31,8 @@ export async function startOccupancy(deps: {
   metrics: Metrics
   logger: Logger
   exists: FacilityLookup
+  /** Told each batch of changes the persister wrote, before it acknowledges them (see persister.ts). */
+  changesWritten?: (changes: readonly ChangeEvent[]) => Promise<void>
 }) {
   const { config, redis, logger } = deps
   const state = createOccupancyState(redis)
@@ -59,6 +61,7 @@ export async function startOccupancy(deps: {
     repo,
     metrics: deps.metrics,
     logger,
+    ...(deps.changesWritten ? { afterWrite: deps.changesWritten } : {}),
     settings: {
       consumer: clientId,
       batch: 1000,
@@ -171,6 +174,9 @@ export async function startOccupancy(deps: {
     index: state.index,
     service,
     spaces,
+    /** Counts of many lots at once (the commands go out together on one connection). */
+    lotCounts: (lotIds: readonly string[]): Promise<(Counts | null)[]> =>
+      Promise.all(lotIds.map((lotId) => state.counts(lotId))),
     sink: pipeline.sink,
     state,
     persister,

@@ -40,6 +40,11 @@ export function createPersister(deps: {
   metrics: Metrics
   logger: Logger
   settings: PersisterSettings
+  /**
+   * Told each batch after its write and before its acknowledgement (webhook events): when it
+   * throws, the batch is not acknowledged and comes again, with the same stream ids.
+   */
+  afterWrite?: (changes: readonly ChangeEvent[]) => Promise<void>
 }) {
   const { redis, repo, logger, settings } = deps
   const registers = [deps.metrics.registry]
@@ -91,6 +96,7 @@ export function createPersister(deps: {
     const now = new Date()
     const rows = events.map((e) => historyRow(e, now))
     await repo.persist(rows)
+    if (deps.afterWrite) await deps.afterWrite(events)
     const ids = entries.map(([id]) => id)
     await redis.xack(STREAM, GROUP, ...ids)
     persisted.inc(rows.length)

@@ -162,6 +162,17 @@ export function toReservationView(r: ReservationRecord, refund?: RefundRecord | 
 }
 export type ReservationView = ReturnType<typeof toReservationView>
 
+/**
+ * Told after the durable write of a booking, a cancel (with its refund, if any) and a check-in
+ * (with its session), once or more (a retry tells again): listeners must be idempotent. A
+ * listener's failure is logged and never fails the request.
+ */
+export type ReservationListener = {
+  created?(reservation: ReservationView): Promise<void>
+  cancelled?(reservation: ReservationView): Promise<void>
+  checkedIn?(reservation: ReservationView): Promise<void>
+}
+
 function paymentStatusOf(r: ReservationRecord): 'not_required' | 'pending' | 'paid' | 'refunded' {
   if (!r.prepay || !r.amount) return 'not_required'
   if (r.refund_amount && r.refund_amount > 0) return 'refunded'
@@ -188,8 +199,23 @@ export function createReservationsService(deps: {
   settings: ReservationSettings
   /** Told of a prepayment and of a refund Stripe took (analytics' day counters); failures only logged. */
   money?: (event: MoneyEvent) => Promise<void>
+  /** Told of bookings, cancels and check-ins (webhook events). */
+  listener?: ReservationListener
 }) {
   const { repo, facilities, settings, logger } = deps
+
+  async function tell(
+    what: keyof ReservationListener,
+    view: () => Promise<ReservationView> | ReservationView,
+  ) {
+    const told = deps.listener?.[what]
+    if (!told) return
+    try {
+      await told(await view())
+    } catch (error) {
+      logger.warn({ err: error, what }, 'a reservation listener failed')
+    }
+  }
   const slotMs = settings.slotMinutes * MINUTE
 
   const notFound = (what: string) => new AppError('NOT_FOUND', `No reservation ${what}`)
@@ -612,7 +638,10 @@ export function createReservationsService(deps: {
       const amount = refundAmountOf(r, outcome, paid)
       if (amount > 0) await refundOnce(r, paid, amount)
     }
-    return (await repo.findReservation(r._id)) ?? { ...r, ...fields }
+    const finished = (await repo.findReservation(r._id)) ?? { ...r, ...fields }
+    // Every path that finishes a cancel tells (a cancel that failed half-way is finished later).
+    if (outcome.outcome === 'cancelled') await tell('cancelled', () => withRefund(finished))
+    return finished
   }
 
   function stateConflict(r: ReservationRecord, outcome: OutcomeKind | ReservationStatus) {
@@ -755,7 +784,9 @@ export function createReservationsService(deps: {
       held: false,
     })
     const updated = (await repo.findReservation(r._id)) ?? r
-    return { ...entry, reservation: toReservationView(updated) }
+    const view = toReservationView(updated)
+    await tell('checkedIn', () => view)
+    return { ...entry, reservation: view }
   }
 
   async function withRefund(r: ReservationRecord) {
@@ -787,7 +818,11 @@ export function createReservationsService(deps: {
   /** The booking under a given id: a retry of the same id (an Idempotency-Key) answers what it made. */
   async function book(id: string, caller: Caller, input: ReservationInput, now: Date) {
     const existing = await repo.findReservation(id)
-    if (existing) return await createdView(existing)
+    if (existing) {
+      // A retry after a write whose listener may not have been told (a crash): told again.
+      await tell('created', () => toReservationView(existing))
+      return await createdView(existing)
+    }
     const { start, end } = windowOf(input.start_time, input.end_time, now, 'body')
     const vehicle = await vehicleOf(caller, input)
     const place = await placeOf(input)
@@ -899,6 +934,7 @@ export function createReservationsService(deps: {
         )
       if (reservation.status === 'confirmed' && now >= reservation.hold_from)
         await placeHold(reservation).catch(() => false)
+      await tell('created', () => toReservationView(reservation))
       return {
         reservation: toReservationView(reservation),
         confirmation_number: code,
