@@ -481,6 +481,99 @@ export const configSchema = z.object({
     .min(1)
     .default(48)
     .describe('Idempotency-Key records older than this are purged; a retry after that is a new request.'),
+  WEBHOOK_DISPATCH_ENABLED: bool
+    .default(true)
+    .describe(
+      'Deliver outbound webhooks from this instance (instances share the schedule in Redis; any number may deliver).',
+    ),
+  WEBHOOK_CONCURRENCY: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(256)
+    .default(8)
+    .describe('Webhook deliveries in flight at once per instance; a slow receiver occupies one slot.'),
+  WEBHOOK_TIMEOUT_MS: z.coerce
+    .number()
+    .int()
+    .min(100)
+    .max(120_000)
+    .default(10_000)
+    .describe(
+      'One webhook delivery attempt may take this long (connect, send, answer) before it counts as failed.',
+    ),
+  WEBHOOK_RETRY_BASE_MS: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .default(10_000)
+    .describe('Delay before the second webhook attempt; it doubles per attempt (with ±25 % jitter).'),
+  WEBHOOK_RETRY_MAX_MS: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .default(3_600_000)
+    .describe("The longest delay between two webhook attempts (also caps a receiver's Retry-After)."),
+  WEBHOOK_MAX_ATTEMPTS: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(50)
+    .default(8)
+    .describe(
+      'Attempts of one webhook delivery before it is failed (8: about 21 minutes with the defaults).',
+    ),
+  WEBHOOK_DISABLE_AFTER_FAILURES: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .default(20)
+    .describe(
+      'A webhook subscription is disabled after this many failed attempts in a row (no success between)...',
+    ),
+  WEBHOOK_DISABLE_AFTER_SECONDS: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .default(86_400)
+    .describe(
+      '...when the first of them is at least this old (a short outage under heavy traffic is not enough).',
+    ),
+  WEBHOOK_SECRET_OVERLAP_SECONDS: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .default(86_400)
+    .describe(
+      'After a secret rotation the old webhook signing secret keeps signing (a second v1=) this long.',
+    ),
+  WEBHOOK_POLL_MS: z.coerce
+    .number()
+    .int()
+    .min(10)
+    .max(60_000)
+    .default(250)
+    .describe(
+      'How often an idle webhook dispatcher looks for due deliveries (a publish in the instance wakes it).',
+    ),
+  WEBHOOK_REFRESH_MS: z.coerce
+    .number()
+    .int()
+    .min(100)
+    .default(5_000)
+    .describe(
+      'How often each instance reloads the enabled webhook subscriptions (changes made through it apply at once).',
+    ),
+  WEBHOOK_ALLOW_HTTP: bool
+    .optional()
+    .describe(
+      'Accept http:// webhook endpoint URLs. Default: yes, except with NODE_ENV=production (https only).',
+    ),
+  WEBHOOK_ALLOW_PRIVATE_HOSTS: bool
+    .optional()
+    .describe(
+      'Accept webhook endpoints on localhost, loopback, private and link-local addresses. Default: yes, except with NODE_ENV=production.',
+    ),
 })
 
 export type Config = z.output<typeof configSchema> & {

@@ -67,6 +67,8 @@ import { createSessionsRepository } from './modules/sessions/sessions.repository
 import { createSessionsService } from './modules/sessions/sessions.service.ts'
 import { createVehiclesRepository } from './modules/vehicles/vehicles.repository.ts'
 import { createVehiclesService } from './modules/vehicles/vehicles.service.ts'
+import { createWebhooksRepository } from './modules/webhooks/webhooks.repository.ts'
+import { createWebhooksService } from './modules/webhooks/webhooks.service.ts'
 import { DependencyDown } from './shared/errors.ts'
 import { createIdempotencyStore } from './shared/idempotency.ts'
 import type { Logger } from './shared/logger.ts'
@@ -154,6 +156,34 @@ export async function startPlatform(config: Config, urls: DependencyUrls, logger
     closers.push({ name: 'broker connection', close: () => broker.endAsync() })
 
     const metrics = createMetrics()
+    // Outbound webhooks: the event sink producers publish to, and this instance's delivery loop.
+    const webhooks = createWebhooksService({
+      repo: createWebhooksRepository(db),
+      redis,
+      // Facilities is made below; asked only when a subscription names a lot.
+      lotExists: (lotId) => facilities.exists('lot', lotId),
+      registry: metrics.registry,
+      logger,
+      settings: {
+        dispatch: config.WEBHOOK_DISPATCH_ENABLED,
+        concurrency: config.WEBHOOK_CONCURRENCY,
+        timeoutMs: config.WEBHOOK_TIMEOUT_MS,
+        retryBaseMs: config.WEBHOOK_RETRY_BASE_MS,
+        retryMaxMs: config.WEBHOOK_RETRY_MAX_MS,
+        maxAttempts: config.WEBHOOK_MAX_ATTEMPTS,
+        disableAfterFailures: config.WEBHOOK_DISABLE_AFTER_FAILURES,
+        disableAfterMs: config.WEBHOOK_DISABLE_AFTER_SECONDS * 1000,
+        secretOverlapMs: config.WEBHOOK_SECRET_OVERLAP_SECONDS * 1000,
+        pollMs: config.WEBHOOK_POLL_MS,
+        refreshMs: config.WEBHOOK_REFRESH_MS,
+        allowHttp: config.WEBHOOK_ALLOW_HTTP ?? config.NODE_ENV !== 'production',
+        allowPrivateHosts: config.WEBHOOK_ALLOW_PRIVATE_HOSTS ?? config.NODE_ENV !== 'production',
+        userAgent: `smart-parking-webhooks/${version}`,
+      },
+    })
+    await webhooks.start()
+    // Closed after the doors (reverse order): requests that publish finish first.
+    closers.push({ name: 'webhook dispatcher', close: () => webhooks.stop() })
     const tokens = createTokenService({
       repo: createTokensRepository(db),
       redis,
@@ -440,6 +470,7 @@ export async function startPlatform(config: Config, urls: DependencyUrls, logger
       exports,
       jobs: createJobsService({ scheduler: () => scheduler }),
       mailJobs,
+      webhooks,
       health: createHealthService({
         metrics,
         version,

@@ -15,6 +15,7 @@ import { reservationModels } from '../modules/reservations/reservations.model.ts
 import { sensorModels } from '../modules/sensors/sensors.model.ts'
 import { sessionModels } from '../modules/sessions/sessions.model.ts'
 import { vehicleModels } from '../modules/vehicles/vehicles.model.ts'
+import { webhookModels } from '../modules/webhooks/webhooks.model.ts'
 import { idempotencyModels } from '../shared/idempotency.ts'
 import type { ModelRegistration } from '../shared/mongo.ts'
 
@@ -41,4 +42,5 @@ export const modelRegistrations = [
   exportModels,
   jobModels,
   analyticsModels,
+  webhookModels,
 ] as unknown as readonly ModelRegistration[]

@@ -19,6 +19,7 @@ import type { ReservationsService } from '../modules/reservations/reservations.s
 import type { DeviceCaller, SensorsService } from '../modules/sensors/sensors.service.ts'
 import type { SessionsService } from '../modules/sessions/sessions.service.ts'
 import type { VehiclesService } from '../modules/vehicles/vehicles.service.ts'
+import type { WebhooksService } from '../modules/webhooks/webhooks.service.ts'
 import type { Logger } from '../shared/logger.ts'
 import type { Metrics } from '../shared/metrics.ts'
 import type { DocumentStorage } from '../shared/storage.ts'
@@ -49,6 +50,7 @@ export type Services = {
   exports: ExportsService
   jobs: JobsService
   mailJobs: MailJobsService
+  webhooks: WebhooksService
 }
 
 export type AppEnv = {

@@ -1,0 +1,136 @@
+import type { Model, QueryFilter } from 'mongoose'
+import { type Database, insertOnce, readNumbered, trusted } from '../../shared/mongo.ts'
+import {
+  type AttemptRecord,
+  type DeliveryRecord,
+  type DeliveryStatus,
+  type EventRecord,
+  type SubscriptionRecord,
+  webhookModels,
+} from './webhooks.model.ts'
+
+export type WebhooksRepository = ReturnType<typeof createWebhooksRepository>
+
+/**
+ * Unordered insert of many documents; answers the indexes refused as duplicates (already
+ * recorded). Any other failure is thrown.
+ */
+async function insertManyOnce<T extends { _id: string }>(model: Model<T>, docs: T[]): Promise<Set<number>> {
+  const duplicates = new Set<number>()
+  if (docs.length === 0) return duplicates
+  try {
+    await model.collection.insertMany(docs as never[], { ordered: false })
+  } catch (error) {
+    const writeErrors = (error as { writeErrors?: unknown }).writeErrors
+    if (!writeErrors) throw error
+    for (const failure of [writeErrors].flat() as { index: number; code?: number }[]) {
+      if (failure.code !== 11000) throw error
+      duplicates.add(failure.index)
+    }
+  }
+  return duplicates
+}
+
+export function createWebhooksRepository(db: Database) {
+  const { subscriptions, events, deliveries, attempts } = webhookModels(db)
+  return {
+    async insertSubscription(record: SubscriptionRecord): Promise<void> {
+      await subscriptions.create(record)
+    },
+
+    async findSubscription(id: string): Promise<SubscriptionRecord | undefined> {
+      return (await subscriptions.findById(id).lean<SubscriptionRecord>()) ?? undefined
+    },
+
+    async updateSubscription(id: string, fields: Partial<Omit<SubscriptionRecord, '_id'>>): Promise<boolean> {
+      const result = await subscriptions.updateOne({ _id: id }, { $set: fields })
+      return result.matchedCount > 0
+    },
+
+    async deleteSubscription(id: string): Promise<boolean> {
+      return (await subscriptions.deleteOne({ _id: id })).deletedCount > 0
+    },
+
+    /** A page of subscriptions, oldest first. */
+    async listSubscriptions(filter: { limit: number; after?: string | undefined }) {
+      const query: QueryFilter<SubscriptionRecord> = {}
+      if (filter.after) query._id = trusted({ $gt: filter.after })
+      return await subscriptions.find(query).sort({ _id: 1 }).limit(filter.limit).lean<SubscriptionRecord[]>()
+    },
+
+    /** Every enabled subscription (a few per deployment; the sink's cache). */
+    async enabledSubscriptions(): Promise<SubscriptionRecord[]> {
+      return await subscriptions
+        .find({ enabled: true })
+        .sort({ _id: 1 })
+        .limit(10_000)
+        .lean<SubscriptionRecord[]>()
+    },
+
+    /** Inserts the events not recorded yet; answers the stored copies of those that were. */
+    async recordEvents(records: EventRecord[]): Promise<Map<string, EventRecord>> {
+      const duplicates = await insertManyOnce(events, records)
+      const stored = new Map<string, EventRecord>()
+      await Promise.all(
+        [...duplicates].map(async (index) => {
+          const id = records[index]?._id
+          if (!id) return
+          const found = await events.findById(id).lean<EventRecord>()
+          if (found) stored.set(id, found)
+        }),
+      )
+      return stored
+    },
+
+    async findEvent(id: string): Promise<EventRecord | undefined> {
+      return (await events.findById(id).lean<EventRecord>()) ?? undefined
+    },
+
+    /** Inserts deliveries; one recorded already (the same event and subscription) stays as it is. */
+    async insertDeliveries(records: DeliveryRecord[]): Promise<void> {
+      await insertManyOnce(deliveries, records)
+    },
+
+    async findDelivery(id: string): Promise<DeliveryRecord | undefined> {
+      return (await deliveries.findById(id).lean<DeliveryRecord>()) ?? undefined
+    },
+
+    /** Only the holder of the delivery's lease writes. */
+    async updateDelivery(id: string, fields: Partial<Omit<DeliveryRecord, '_id'>>): Promise<void> {
+      await deliveries.updateOne({ _id: id }, { $set: fields })
+    },
+
+    /** A subscription's deliveries, newest first (`_id`s start with the event time). */
+    async listDeliveries(filter: {
+      subscriptionId: string
+      status?: DeliveryStatus | undefined
+      limit: number
+      before?: string | undefined
+    }): Promise<DeliveryRecord[]> {
+      const query: QueryFilter<DeliveryRecord> = { subscription_id: filter.subscriptionId }
+      if (filter.status) query.status = filter.status
+      if (filter.before) query._id = trusted({ $lt: filter.before })
+      return await deliveries.find(query).sort({ _id: -1 }).limit(filter.limit).lean<DeliveryRecord[]>()
+    },
+
+    /** A page of pending deliveries (all, or one subscription's), oldest first. */
+    async pendingDeliveries(filter: {
+      subscriptionId?: string | undefined
+      limit: number
+      after?: string | undefined
+    }): Promise<DeliveryRecord[]> {
+      const query: QueryFilter<DeliveryRecord> = { status: 'pending' }
+      if (filter.subscriptionId) query.subscription_id = filter.subscriptionId
+      if (filter.after) query._id = trusted({ $gt: filter.after })
+      return await deliveries.find(query).sort({ _id: 1 }).limit(filter.limit).lean<DeliveryRecord[]>()
+    },
+
+    /** false when the attempt number is taken already (a crashed holder recorded it). */
+    recordAttempt: (record: AttemptRecord) => insertOnce(attempts, record),
+
+    async attemptsOf(deliveryId: string): Promise<AttemptRecord[]> {
+      const found = await readNumbered((id) => attempts.findById(id).lean<AttemptRecord>().exec(), deliveryId)
+      return found.map(({ fact }) => fact)
+    },
+  }
+}
