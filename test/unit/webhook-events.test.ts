@@ -373,10 +373,9 @@ describe('the producers', () => {
     const { occupancy, calls } = reads()
     const producers = createEventProducers({
       sink: () => sink,
-      occupancy: () => occupancy,
       settings: { staleAfterSeconds: 60 },
     })
-    await producers.changesWritten(batch)
+    await producers.changesWritten(batch, occupancy)
     await producers.sessionListener.sessionStarted?.(session)
     await producers.reservationListener.created?.(reservation())
     expect(published).toEqual([])
@@ -393,10 +392,9 @@ describe('the producers', () => {
     const { occupancy, calls } = reads()
     const producers = createEventProducers({
       sink: () => sink,
-      occupancy: () => occupancy,
       settings: { staleAfterSeconds: 60 },
     })
-    await producers.changesWritten(batch)
+    await producers.changesWritten(batch, occupancy)
     expect(published.map((e) => e.type)).toEqual([
       'space.state_changed',
       'space.state_changed',
@@ -418,18 +416,15 @@ describe('the producers', () => {
     const { occupancy } = reads()
     const producers = createEventProducers({
       sink: () => sink,
-      occupancy: () => occupancy,
       settings: { staleAfterSeconds: 60 },
     })
-    await expect(producers.changesWritten(batch)).rejects.toThrow('database down')
+    await expect(producers.changesWritten(batch, occupancy)).rejects.toThrow('database down')
   })
 
   it('publishes a session close and a payment when wanted', async () => {
     const { sink, published } = fakeSink(['session.closed', 'payment.refunded'])
-    const { occupancy } = reads()
     const producers = createEventProducers({
       sink: () => sink,
-      occupancy: () => occupancy,
       settings: { staleAfterSeconds: 60 },
     })
     await producers.sessionListener.sessionStarted?.(session)

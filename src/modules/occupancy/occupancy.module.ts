@@ -9,11 +9,17 @@ import type { WorkerPool } from '../../shared/worker-pool.ts'
 import { createFeedHub } from './feeds.ts'
 import { defaultIngestClientId, openIngestDoor } from './ingest.door.ts'
 import { createIngestPipeline } from './ingest.pipeline.ts'
-import type { SpacePlacement } from './occupancy.contract.ts'
+import type { DeviceHealth, SpacePlacement } from './occupancy.contract.ts'
 import { createOccupancyRepository } from './occupancy.repository.ts'
 import { createOccupancyService, type FacilityLookup } from './occupancy.service.ts'
 import { type ChangeEvent, type Counts, createOccupancyState } from './occupancy.state.ts'
 import { createPersister } from './persister.ts'
+
+/** What a listener of written changes may read after a batch: the touched lots' counts, devices' health. */
+export type ChangeReads = {
+  lotCounts(lotIds: readonly string[]): Promise<(Counts | null)[]>
+  deviceHealth(deviceIds: readonly string[]): Promise<DeviceHealth[]>
+}
 
 const SWEEP_EVERY_MS = 200
 const DRAIN_TIMEOUT_MS = 5_000
@@ -31,8 +37,11 @@ export async function startOccupancy(deps: {
   metrics: Metrics
   logger: Logger
   exists: FacilityLookup
-  /** Told each batch of changes the persister wrote, before it acknowledges them (see persister.ts). */
-  changesWritten?: (changes: readonly ChangeEvent[]) => Promise<void>
+  /**
+   * Told each batch of changes the persister wrote, before it acknowledges them (see persister.ts),
+   * with what it may read of the hot state after the batch.
+   */
+  changesWritten?: (changes: readonly ChangeEvent[], reads: ChangeReads) => Promise<void>
 }) {
   const { config, redis, logger } = deps
   const state = createOccupancyState(redis)
@@ -55,13 +64,21 @@ export async function startOccupancy(deps: {
     },
   })
   const clientId = config.INGEST_CLIENT_ID ?? defaultIngestClientId(config.PORT)
+  const { changesWritten } = deps
+  const reads: ChangeReads = {
+    // The commands go out together on one connection: one round trip.
+    lotCounts: (lotIds) => Promise.all(lotIds.map((lotId) => state.counts(lotId))),
+    deviceHealth: (deviceIds) => state.index.deviceHealth(deviceIds),
+  }
   const persister = createPersister({
     redis,
     state,
     repo,
     metrics: deps.metrics,
     logger,
-    ...(deps.changesWritten ? { afterWrite: deps.changesWritten } : {}),
+    ...(changesWritten
+      ? { afterWrite: (changes: readonly ChangeEvent[]) => changesWritten(changes, reads) }
+      : {}),
     settings: {
       consumer: clientId,
       batch: 1000,
@@ -174,9 +191,6 @@ export async function startOccupancy(deps: {
     index: state.index,
     service,
     spaces,
-    /** Counts of many lots at once (the commands go out together on one connection). */
-    lotCounts: (lotIds: readonly string[]): Promise<(Counts | null)[]> =>
-      Promise.all(lotIds.map((lotId) => state.counts(lotId))),
     sink: pipeline.sink,
     state,
     persister,

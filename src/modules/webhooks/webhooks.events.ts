@@ -252,7 +252,6 @@ export type OccupancyReads = {
  */
 export function createEventProducers(deps: {
   sink: () => EventSink
-  occupancy: () => OccupancyReads
   settings: { staleAfterSeconds: number }
 }) {
   const wants = (type: WebhookEventType) => deps.sink().wants(type)
@@ -261,7 +260,7 @@ export function createEventProducers(deps: {
    * After the persister wrote a batch of changes, before it acknowledges them: a failure here
    * throws, the batch is not acknowledged and comes again (the same stream ids, the same events).
    */
-  async function changesWritten(changes: readonly ChangeEvent[]): Promise<void> {
+  async function changesWritten(changes: readonly ChangeEvent[], occupancy: OccupancyReads): Promise<void> {
     if (changes.length === 0) return
     const sink = deps.sink()
     const events: PlatformEvent[] = []
@@ -273,7 +272,7 @@ export function createEventProducers(deps: {
     if (sink.wants('sensor.stale')) {
       const stale = changes.filter((change) => change.kind === 'stale')
       if (stale.length > 0) {
-        const health = await deps.occupancy().deviceHealth([...new Set(stale.map((c) => c.device))])
+        const health = await occupancy.deviceHealth([...new Set(stale.map((c) => c.device))])
         const lastSeen = new Map(health.map((h) => [h.deviceId, h.lastSeenAt]))
         for (const change of stale) {
           const event = sensorStale(
@@ -290,7 +289,7 @@ export function createEventProducers(deps: {
       const touched = lotsTouched(changes)
       if (touched.size > 0) {
         const lotIds = [...touched.keys()]
-        const counts = await deps.occupancy().lotCounts(lotIds)
+        const counts = await occupancy.lotCounts(lotIds)
         const byLot = new Map(lotIds.map((lotId, i) => [lotId, counts[i] ?? null]))
         await sink.availability(availabilityOf(touched, byLot, new Date()))
       }
