@@ -2,17 +2,20 @@ import { randomBytes } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import Stripe from 'stripe'
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest'
+import type { components } from '../../src/client/index.ts'
 import type { GatewayIntent } from '../../src/modules/payments/stripe.gateway.ts'
 import { connectDatabase, type Database } from '../../src/shared/mongo.ts'
-import { type Account, bearer, createAccount, jsonBody, signInAdmin, testAdmin } from '../harness/accounts.ts'
-import { createLot, enterVehicle, type TestLot, uniquePlate } from '../harness/facility.ts'
-import { type Json, json } from '../harness/http.ts'
+import { type Account, createAccount, signInAdmin, testAdmin } from '../harness/accounts.ts'
+import { clientFor, expectData, expectProblem } from '../harness/client.ts'
+import { createLot, type TestLot, uniquePlate } from '../harness/facility.ts'
 import { startTestPlatform, type TestPlatform } from '../harness/platform.ts'
 
 // The money path end to end, through the HTTP API only, on the real capabilities as
 // src/platform.ts wires them: sessions, pricing (fees in the worker pool), discounts and payments
 // on FerretDB, Redis and stripe-mock. The database is read directly only to count the facts that
 // "exactly once" is about (settlements, refunds), and to move a session's entry back in time.
+// The calls go through the typed client (src/client), so that tsc checks them against the routes;
+// Stripe's webhooks, which Stripe sends and no client of ours, are signed raw bodies.
 //
 // stripe-mock keeps no state: it answers every confirmation with the same status. Where a test
 // needs what Stripe would answer for a card that works, platform.stripe (the gateway the payments
@@ -54,16 +57,20 @@ beforeAll(async () => {
     currency: 'USD',
     timeZone: 'America/New_York',
   })
-  const rate = await send('POST', '/api/v1/rates', admin, {
-    name: 'Hourly with lost ticket',
-    lot_id: lot.lotId,
-    rate_type: 'hourly',
-    amount: HOURLY,
-    grace_period_minutes: 0,
-    lost_ticket_fee: LOST_TICKET_FEE,
-    effective_from: '2024-01-01T00:00:00Z',
-  })
-  expect(rate.status).toBe(201)
+  await expectData(
+    api(admin).POST('/api/v1/rates', {
+      body: {
+        name: 'Hourly with lost ticket',
+        lot_id: lot.lotId,
+        rate_type: 'hourly',
+        amount: HOURLY,
+        grace_period_minutes: 0,
+        lost_ticket_fee: LOST_TICKET_FEE,
+        effective_from: '2024-01-01T00:00:00Z',
+      },
+    }),
+    201,
+  )
 }, 120_000)
 
 afterAll(async () => {
@@ -71,63 +78,49 @@ afterAll(async () => {
   await platform?.stop()
 })
 
-function sendOn(
-  on: TestPlatform,
-  method: string,
-  path: string,
-  who?: Account,
-  body?: unknown,
-  headers: Record<string, string> = {},
-) {
-  const auth = who ? bearer(who.token) : {}
-  return on.request(path, {
-    method,
-    ...(body === undefined ? { headers: { ...auth, ...headers } } : jsonBody(body, { ...auth, ...headers })),
-  })
-}
-
-const send = (
-  method: string,
-  path: string,
-  who?: Account,
-  body?: unknown,
-  headers?: Record<string, string>,
-) => sendOn(platform, method, path, who, body, headers)
-
-/** The JSON of a response that must have the status; its body is in the failure message. */
-async function expectStatus(res: Response, status: number): Promise<Json> {
-  const text = await res.text()
-  expect(res.status, text).toBe(status)
-  return text ? JSON.parse(text) : undefined
-}
+/** The typed client as `who` (nobody: a kiosk or gate) on the main platform or another. */
+const api = (who?: Account, on: TestPlatform = platform) => clientFor(on, who)
 
 /** A customer with a registered car: their sessions are theirs (user_id), so they may pay in the app. */
 async function customerWithCar() {
   const customer = await createAccount(platform, admin, 'customer')
   const plate = uniquePlate()
-  await expectStatus(
-    await send('POST', '/api/v1/vehicles', customer, { license_plate: plate, vehicle_type_id: 'standard' }),
+  await expectData(
+    api(customer).POST('/api/v1/vehicles', { body: { license_plate: plate, vehicle_type_id: 'standard' } }),
     201,
   )
   return { customer, plate }
 }
 
 async function enter(plate = uniquePlate(), on: TestPlatform = platform, lotId = lot.lotId, by = operator) {
-  const entry = await enterVehicle(on, by, { license_plate: plate, lot_id: lotId })
-  return { id: entry.session.id as string, ticket: entry.ticket_number as string, plate, entry }
+  const entry = await expectData(
+    api(by, on).POST('/api/v1/sessions/entry', { body: { license_plate: plate, lot_id: lotId } }),
+    201,
+  )
+  return { id: entry.session.id, ticket: entry.ticket_number, plate, entry }
 }
 
 const fee = async (sessionId: string, who: Account = operator) =>
-  await expectStatus(await send('GET', `/api/v1/sessions/${sessionId}/calculate-fee`, who), 200)
+  await expectData(
+    api(who).GET('/api/v1/sessions/{id}/calculate-fee', { params: { path: { id: sessionId } } }),
+  )
 
 const validateExit = async (ticket: string, on: TestPlatform = platform) =>
-  await expectStatus(
-    await sendOn(on, 'POST', '/api/v1/payments/validate-exit', undefined, { ticket_number: ticket }),
-    200,
+  await expectData(
+    api(undefined, on).POST('/api/v1/payments/validate-exit', { body: { ticket_number: ticket } }),
   )
 
 const exitByTicket = (ticket: string, on: TestPlatform = platform, by = operator) =>
-  sendOn(on, 'POST', '/api/v1/sessions/exit', by, { ticket_number: ticket, exit_gate: 'Exit A' })
+  api(by, on).POST('/api/v1/sessions/exit', { body: { ticket_number: ticket, exit_gate: 'Exit A' } })
+
+/** When a payment that took the money was settled. */
+function settledAt(payment: { settled_at: string | null }): number {
+  expect(payment.settled_at).toEqual(expect.any(String))
+  return Date.parse(payment.settled_at ?? '')
+}
+
+const payments = (sessionId: string, limit: number) =>
+  api(operator).GET('/api/v1/payments', { params: { query: { session_id: sessionId, limit } } })
 
 const count = (collection: string, filter: Record<string, unknown>, on: Database = db) =>
   on.collection(collection).countDocuments(filter)
@@ -148,12 +141,17 @@ function signedEvent(type: string, intentId: string, status: string) {
 
 const uniqueCode = (stem: string) => `${stem}${randomBytes(4).toString('hex')}`.toUpperCase()
 
-async function createDiscount(body: Record<string, unknown>) {
-  return await expectStatus(
-    await send('POST', '/api/v1/discounts', admin, {
-      name: `Test ${body.code}`,
-      valid_from: '2024-01-01T00:00:00Z',
-      ...body,
+/** A discount's body without its name (each kind of discount has its own shape). */
+type DiscountBody = components['schemas']['DiscountCreate'] extends infer Kind
+  ? Kind extends unknown
+    ? Omit<Kind, 'name'>
+    : never
+  : never
+
+async function createDiscount(body: DiscountBody) {
+  return await expectData(
+    api(admin).POST('/api/v1/discounts', {
+      body: { name: `Test ${body.code}`, valid_from: '2024-01-01T00:00:00Z', ...body },
     }),
     201,
   )
@@ -168,8 +166,8 @@ describe('the Stripe app path on a real session', () => {
     // The customer pays what the fee says, in the app.
     const owed = await fee(session.id, customer)
     expect(owed).toMatchObject({ total: HOURLY, amount_due: HOURLY, amount_paid: 0, currency: 'USD' })
-    const intent = await expectStatus(
-      await send('POST', '/api/v1/payments/create-intent', customer, { session_id: session.id }),
+    const intent = await expectData(
+      api(customer).POST('/api/v1/payments/create-intent', { body: { session_id: session.id } }),
       201,
     )
     expect(intent).toMatchObject({
@@ -180,18 +178,16 @@ describe('the Stripe app path on a real session', () => {
     })
     // Another customer cannot pay (or see) it.
     const stranger = await createAccount(platform, admin, 'customer')
-    await expectStatus(
-      await send('POST', '/api/v1/payments/create-intent', stranger, { session_id: session.id }),
+    await expectProblem(
+      api(stranger).POST('/api/v1/payments/create-intent', { body: { session_id: session.id } }),
       404,
     )
 
     stripeSays.set(intent.payment_intent_id, 'succeeded')
-    const confirmed = await expectStatus(
-      await send('POST', '/api/v1/payments/confirm', customer, {
-        payment_intent_id: intent.payment_intent_id,
-        payment_method: 'pm_card_visa',
+    const confirmed = await expectData(
+      api(customer).POST('/api/v1/payments/confirm', {
+        body: { payment_intent_id: intent.payment_intent_id, payment_method: 'pm_card_visa' },
       }),
-      200,
     )
     expect(confirmed).toMatchObject({
       id: intent.payment_id,
@@ -206,7 +202,7 @@ describe('the Stripe app path on a real session', () => {
       can_exit: true,
       amount_due: 0,
     })
-    const exited = await expectStatus(await exitByTicket(session.ticket), 200)
+    const exited = await expectData(exitByTicket(session.ticket))
     expect(exited).toMatchObject({ session: { status: 'closed', fee_total: HOURLY }, amount_paid: HOURLY })
 
     // Stripe's webhook for the same intent comes after the car has left: received, no effect.
@@ -221,9 +217,8 @@ describe('the Stripe app path on a real session', () => {
     }
     expect(await count('settlements', { session_id: session.id })).toBe(1)
     expect(await count('refunds', { session_id: session.id })).toBe(0)
-    const payment = await expectStatus(
-      await send('GET', `/api/v1/payments/${intent.payment_id}`, customer),
-      200,
+    const payment = await expectData(
+      api(customer).GET('/api/v1/payments/{id}', { params: { path: { id: intent.payment_id } } }),
     )
     expect(payment).toMatchObject({
       status: 'succeeded',
@@ -231,10 +226,7 @@ describe('the Stripe app path on a real session', () => {
       refunded_amount: 0,
       receipt_number: confirmed.receipt_number,
     })
-    const list = await expectStatus(
-      await send('GET', `/api/v1/payments?session_id=${session.id}&limit=10`, operator),
-      200,
-    )
+    const list = await expectData(payments(session.id, 10))
     expect(list.data).toHaveLength(1)
     expect(await fee(session.id, customer)).toMatchObject({ amount_paid: HOURLY, amount_due: 0 })
   })
@@ -244,20 +236,19 @@ describe('app payments that do not take the money', () => {
   it('a processing payment keeps the gate closed, and its late failure leaves the session owing', async () => {
     const { customer, plate } = await customerWithCar()
     const session = await enter(plate)
-    const intent = await expectStatus(
-      await send('POST', '/api/v1/payments/create-intent', customer, { session_id: session.id }),
+    const intent = await expectData(
+      api(customer).POST('/api/v1/payments/create-intent', { body: { session_id: session.id } }),
       201,
     )
     stripeSays.set(intent.payment_intent_id, 'processing')
-    const processing = await expectStatus(
-      await send('POST', '/api/v1/payments/confirm', customer, {
-        payment_intent_id: intent.payment_intent_id,
+    const processing = await expectData(
+      api(customer).POST('/api/v1/payments/confirm', {
+        body: { payment_intent_id: intent.payment_intent_id },
       }),
-      200,
     )
     expect(processing).toMatchObject({ status: 'processing' })
     expect(await validateExit(session.ticket)).toMatchObject({ is_paid: false, amount_due: HOURLY })
-    await expectStatus(await exitByTicket(session.ticket), 402)
+    await expectProblem(exitByTicket(session.ticket), 402)
 
     const failed = signedEvent(
       'payment_intent.payment_failed',
@@ -271,39 +262,38 @@ describe('app payments that do not take the money', () => {
     })
     expect(res.status).toBe(200)
     expect(await count('settlements', { session_id: session.id })).toBe(0)
-    await expectStatus(await exitByTicket(session.ticket), 402)
-    await expectStatus(
-      await send('POST', '/api/v1/payments', operator, { session_id: session.id, payment_method: 'cash' }),
+    await expectProblem(exitByTicket(session.ticket), 402)
+    await expectData(
+      api(operator).POST('/api/v1/payments', { body: { session_id: session.id, payment_method: 'cash' } }),
       201,
     )
-    expect(await expectStatus(await exitByTicket(session.ticket), 200)).toMatchObject({ amount_paid: HOURLY })
+    expect(await expectData(exitByTicket(session.ticket))).toMatchObject({ amount_paid: HOURLY })
   })
 
   it('an intent made before a full validation is not charged: confirm answers 409 with the new due', async () => {
     const { customer, plate } = await customerWithCar()
     const session = await enter(plate)
-    const intent = await expectStatus(
-      await send('POST', '/api/v1/payments/create-intent', customer, { session_id: session.id }),
+    const intent = await expectData(
+      api(customer).POST('/api/v1/payments/create-intent', { body: { session_id: session.id } }),
       201,
     )
-    await expectStatus(
-      await send('POST', `/api/v1/sessions/${session.id}/validations`, operator, {
-        merchant: 'Cinema',
-        kind: 'full',
-        reference: 'ticket 4712',
+    await expectData(
+      api(operator).POST('/api/v1/sessions/{id}/validations', {
+        params: { path: { id: session.id } },
+        body: { merchant: 'Cinema', kind: 'full', reference: 'ticket 4712' },
       }),
       201,
     )
     stripeSays.set(intent.payment_intent_id, 'succeeded')
-    const refused = await expectStatus(
-      await send('POST', '/api/v1/payments/confirm', customer, {
-        payment_intent_id: intent.payment_intent_id,
+    const refused = await expectProblem(
+      api(customer).POST('/api/v1/payments/confirm', {
+        body: { payment_intent_id: intent.payment_intent_id },
       }),
       409,
     )
     expect(refused).toMatchObject({ reason: 'amount_changed', amount_due: 0 })
     expect(await count('settlements', { session_id: session.id })).toBe(0)
-    const exited = await expectStatus(await exitByTicket(session.ticket), 200)
+    const exited = await expectData(exitByTicket(session.ticket))
     expect(exited).toMatchObject({ session: { fee_total: 0 }, amount_paid: 0 })
   })
 })
@@ -313,30 +303,26 @@ describe('concurrent cash payments of one real session', () => {
     const session = await enter()
     const results = await Promise.all(
       Array.from({ length: 50 }, (_, i) =>
-        send(
-          'POST',
-          '/api/v1/payments',
-          operator,
-          { session_id: session.id, payment_method: 'cash', amount: HOURLY, tendered: 1000 },
-          // Fifty kiosks, fifty keys: none of them is a retry of another.
-          { 'Idempotency-Key': `cash-${session.id}-${i}` },
-        ).then(async (res) => ({ status: res.status, body: await json(res) })),
+        api(operator)
+          .POST('/api/v1/payments', {
+            // Fifty kiosks, fifty keys: none of them is a retry of another.
+            params: { header: { 'idempotency-key': `cash-${session.id}-${i}` } },
+            body: { session_id: session.id, payment_method: 'cash', amount: HOURLY, tendered: 1000 },
+          })
+          .then(({ response, error }) => ({ status: response.status, problem: error })),
       ),
     )
     const statuses = results.map((r) => r.status)
     expect(statuses.filter((s) => s === 201)).toHaveLength(1)
     expect(statuses.filter((s) => s !== 201 && s !== 409)).toEqual([])
     for (const loser of results.filter((r) => r.status === 409)) {
-      expect(loser.body).toMatchObject({ code: 'CONFLICT', reason: 'already_paid', amount_due: 0 })
+      expect(loser.problem).toMatchObject({ code: 'CONFLICT', reason: 'already_paid', amount_due: 0 })
     }
     expect(await count('settlements', { session_id: session.id })).toBe(1)
 
-    const exited = await expectStatus(await exitByTicket(session.ticket), 200)
+    const exited = await expectData(exitByTicket(session.ticket))
     expect(exited).toMatchObject({ session: { status: 'closed' }, amount_paid: HOURLY })
-    const list = await expectStatus(
-      await send('GET', `/api/v1/payments?session_id=${session.id}&limit=100`, operator),
-      200,
-    )
+    const list = await expectData(payments(session.id, 100))
     expect(list.data).toHaveLength(1)
     expect(list.data[0]).toMatchObject({
       status: 'succeeded',
@@ -355,9 +341,11 @@ describe('discounts on a real session', () => {
     const code = uniqueCode('twenty')
     await createDiscount({ code, discount_type: 'percentage', value: 20 })
 
-    const redeemed = await expectStatus(
-      await send('POST', `/api/v1/sessions/${session.id}/discount`, customer, { code: code.toLowerCase() }),
-      200,
+    const redeemed = await expectData(
+      api(customer).POST('/api/v1/sessions/{id}/discount', {
+        params: { path: { id: session.id } },
+        body: { code: code.toLowerCase() },
+      }),
     )
     expect(redeemed).toMatchObject({ kind: 'percentage', value: 20, source: 'discount', ref: code })
     const after = await fee(session.id, customer)
@@ -372,38 +360,44 @@ describe('discounts on a real session', () => {
       expect.objectContaining({ kind: 'discount', amount: -HOURLY / 5 }),
     ])
     // The gate asks for the reduced amount, and takes it.
-    await expectStatus(await exitByTicket(session.ticket), 402).then((problem) =>
-      expect(problem).toMatchObject({ code: 'PAYMENT_REQUIRED', amount_due: HOURLY - HOURLY / 5 }),
-    )
-    await expectStatus(
-      await send('POST', '/api/v1/payments', operator, { session_id: session.id, payment_method: 'card' }),
+    expect(await expectProblem(exitByTicket(session.ticket), 402)).toMatchObject({
+      code: 'PAYMENT_REQUIRED',
+      amount_due: HOURLY - HOURLY / 5,
+    })
+    const payment = await expectData(
+      api(operator).POST('/api/v1/payments', { body: { session_id: session.id, payment_method: 'card' } }),
       201,
-    ).then((payment) => expect(payment.amount).toBe(HOURLY - HOURLY / 5))
-    await expectStatus(await exitByTicket(session.ticket), 200)
+    )
+    expect(payment.amount).toBe(HOURLY - HOURLY / 5)
+    await expectData(exitByTicket(session.ticket))
   })
 
   it('lets a car out without paying when free hours cover the stay', async () => {
     const session = await enter()
     const code = uniqueCode('free')
     await createDiscount({ code, discount_type: 'free_hours', value: 1 })
-    await expectStatus(await exitByTicket(session.ticket), 402)
-    await expectStatus(await send('POST', `/api/v1/sessions/${session.id}/discount`, operator, { code }), 200)
+    await expectProblem(exitByTicket(session.ticket), 402)
+    await expectData(
+      api(operator).POST('/api/v1/sessions/{id}/discount', {
+        params: { path: { id: session.id } },
+        body: { code },
+      }),
+    )
     const covered = await fee(session.id)
     expect(covered).toMatchObject({ base_fee: HOURLY, total: 0, amount_due: 0, amount_paid: 0 })
     expect(covered.breakdown).toContainEqual(expect.objectContaining({ kind: 'discount', amount: -HOURLY }))
     expect(await validateExit(session.ticket)).toMatchObject({ is_paid: true, can_exit: true, amount_due: 0 })
-    const exited = await expectStatus(await exitByTicket(session.ticket), 200)
+    const exited = await expectData(exitByTicket(session.ticket))
     expect(exited).toMatchObject({ session: { status: 'closed', fee_total: 0 }, amount_paid: 0 })
     expect(await count('payments', { session_id: session.id })).toBe(0)
   })
 
   it("lets a car out without paying when a merchant's full validation covers the fee", async () => {
     const session = await enter()
-    const validation = await expectStatus(
-      await send('POST', `/api/v1/sessions/${session.id}/validations`, operator, {
-        merchant: 'Cinema',
-        kind: 'full',
-        reference: 'ticket 4711',
+    const validation = await expectData(
+      api(operator).POST('/api/v1/sessions/{id}/validations', {
+        params: { path: { id: session.id } },
+        body: { merchant: 'Cinema', kind: 'full', reference: 'ticket 4711' },
       }),
       201,
     )
@@ -411,7 +405,7 @@ describe('discounts on a real session', () => {
     const covered = await fee(session.id)
     expect(covered).toMatchObject({ base_fee: HOURLY, total: 0, amount_due: 0 })
     expect(covered.breakdown).toContainEqual(expect.objectContaining({ kind: 'validation', amount: -HOURLY }))
-    const exited = await expectStatus(await exitByTicket(session.ticket), 200)
+    const exited = await expectData(exitByTicket(session.ticket))
     expect(exited).toMatchObject({ session: { status: 'closed', fee_total: 0 }, amount_paid: 0 })
   })
 
@@ -422,23 +416,21 @@ describe('discounts on a real session', () => {
     for (let i = 0; i < 20; i++) sessions.push(await enter())
     const results = await Promise.all(
       sessions.map((s) =>
-        send('POST', `/api/v1/sessions/${s.id}/discount`, operator, { code }).then(async (res) => ({
-          session: s,
-          status: res.status,
-          body: await json(res),
-        })),
+        api(operator)
+          .POST('/api/v1/sessions/{id}/discount', { params: { path: { id: s.id } }, body: { code } })
+          .then(({ response, error }) => ({ session: s, status: response.status, problem: error })),
       ),
     )
     const winners = results.filter((r) => r.status === 200)
     expect(winners).toHaveLength(1)
     const losers = results.filter((r) => r.status !== 200)
-    expect(losers.map((r) => [r.status, r.body.reason])).toEqual(
+    expect(losers.map((r) => [r.status, r.problem?.reason])).toEqual(
       Array.from({ length: 19 }, () => [422, 'limit_reached']),
     )
     expect(await count('discount_redemptions', { code })).toBe(1)
-    expect(await expectStatus(await send('GET', `/api/v1/discounts/${code}`, admin), 200)).toMatchObject({
-      times_used: 1,
-    })
+    expect(
+      await expectData(api(admin).GET('/api/v1/discounts/{id}', { params: { path: { id: code } } })),
+    ).toMatchObject({ times_used: 1 })
     // Only the winner's fee is reduced.
     const fees = await Promise.all(sessions.map((s) => fee(s.id)))
     const reduced = fees.filter((f) => f.discounts > 0)
@@ -446,8 +438,8 @@ describe('discounts on a real session', () => {
     // Let the cars out, so the lot has room for the rest of the file.
     await Promise.all(
       sessions.map(async (s) => {
-        await send('POST', '/api/v1/payments', operator, { session_id: s.id, payment_method: 'card' })
-        await expectStatus(await exitByTicket(s.ticket), 200)
+        await api(operator).POST('/api/v1/payments', { body: { session_id: s.id, payment_method: 'card' } })
+        await expectData(exitByTicket(s.ticket))
       }),
     )
   })
@@ -457,24 +449,24 @@ describe('the lost ticket', () => {
   it('asks for the lost-ticket fee at the exit by plate, takes it, and itemises it', async () => {
     const session = await enter()
     const byPlate = () =>
-      send('POST', '/api/v1/sessions/exit', operator, { license_plate: session.plate, lost_ticket: true })
-    const refused = await expectStatus(await byPlate(), 402)
+      api(operator).POST('/api/v1/sessions/exit', {
+        body: { license_plate: session.plate, lost_ticket: true },
+      })
+    const refused = await expectProblem(byPlate(), 402)
     expect(refused).toMatchObject({
       code: 'PAYMENT_REQUIRED',
       amount_due: HOURLY + LOST_TICKET_FEE,
       currency: 'USD',
       session_id: session.id,
     })
-    const payment = await expectStatus(
-      await send('POST', '/api/v1/payments', operator, {
-        session_id: session.id,
-        payment_method: 'cash',
-        amount: HOURLY + LOST_TICKET_FEE,
+    const payment = await expectData(
+      api(operator).POST('/api/v1/payments', {
+        body: { session_id: session.id, payment_method: 'cash', amount: HOURLY + LOST_TICKET_FEE },
       }),
       201,
     )
     expect(payment.amount).toBe(HOURLY + LOST_TICKET_FEE)
-    const exited = await expectStatus(await byPlate(), 200)
+    const exited = await expectData(byPlate())
     expect(exited).toMatchObject({
       session: { status: 'closed', lost_ticket: true, fee_total: HOURLY + LOST_TICKET_FEE },
       amount_paid: HOURLY + LOST_TICKET_FEE,
@@ -482,9 +474,8 @@ describe('the lost ticket', () => {
     const line = { kind: 'lost_ticket', amount: LOST_TICKET_FEE }
     expect(exited.fee.breakdown).toContainEqual(expect.objectContaining(line))
     expect((await fee(session.id)).breakdown).toContainEqual(expect.objectContaining(line))
-    const receipt = await expectStatus(
-      await send('GET', `/api/v1/payments/${payment.id}/receipt`, operator),
-      200,
+    const receipt = await expectData(
+      api(operator).GET('/api/v1/payments/{id}/receipt', { params: { path: { id: payment.id } } }),
     )
     expect(receipt.lines).toContainEqual(expect.objectContaining(line))
   })
@@ -507,14 +498,16 @@ describe('the exit window', () => {
     const root = await signInAdmin(windowless)
     staff = await createAccount(windowless, root, 'operator')
     shortLot = await createLot(windowless, root, { spaces: { STANDARD: 2 }, currency: 'USD' })
-    await expectStatus(
-      await sendOn(windowless, 'POST', '/api/v1/rates', root, {
-        name: 'By the minute',
-        lot_id: shortLot.lotId,
-        rate_type: 'hourly',
-        amount: STEP,
-        step_minutes: 1,
-        effective_from: '2024-01-01T00:00:00Z',
+    await expectData(
+      api(root, windowless).POST('/api/v1/rates', {
+        body: {
+          name: 'By the minute',
+          lot_id: shortLot.lotId,
+          rate_type: 'hourly',
+          amount: STEP,
+          step_minutes: 1,
+          effective_from: '2024-01-01T00:00:00Z',
+        },
       }),
       201,
     )
@@ -531,14 +524,13 @@ describe('the exit window', () => {
     await windowlessDb
       .collection('sessions')
       .updateOne({ _id: session.id as never }, { $set: { entry_at: new Date(enteredAt) } })
-    const paid = await expectStatus(
-      await sendOn(windowless, 'POST', '/api/v1/payments', staff, {
-        session_id: session.id,
-        payment_method: 'cash',
+    const paid = await expectData(
+      api(staff, windowless).POST('/api/v1/payments', {
+        body: { session_id: session.id, payment_method: 'cash' },
       }),
       201,
     )
-    const paidAt = Date.parse(paid.settled_at)
+    const paidAt = settledAt(paid)
     // One started minute, unless this machine took 5 s to take the payment.
     const stepsPaid = paid.amount / STEP
     expect(stepsPaid).toBe(Math.ceil((paidAt - enteredAt) / 60_000))
@@ -561,30 +553,29 @@ describe('the exit window', () => {
       amount_due: STEP,
       time_remaining_minutes: 0,
     })
-    const refused = await expectStatus(await exitByTicket(session.ticket, windowless, staff), 402)
+    const refused = await expectProblem(exitByTicket(session.ticket, windowless, staff), 402)
     expect(refused).toMatchObject({ code: 'PAYMENT_REQUIRED', amount_due: STEP, currency: 'USD' })
     // The difference is a second settlement of the session; then the gate opens.
-    const more = await expectStatus(
-      await sendOn(windowless, 'POST', '/api/v1/payments', staff, {
-        session_id: session.id,
-        payment_method: 'card',
+    const more = await expectData(
+      api(staff, windowless).POST('/api/v1/payments', {
+        body: { session_id: session.id, payment_method: 'card' },
       }),
       201,
     )
     expect(more.amount).toBe(STEP)
     expect(await count('settlements', { session_id: session.id }, windowlessDb)).toBe(2)
-    const exited = await expectStatus(await exitByTicket(session.ticket, windowless, staff), 200)
+    const exited = await expectData(exitByTicket(session.ticket, windowless, staff))
     expect(exited).toMatchObject({ amount_paid: (stepsPaid + 1) * STEP, session: { status: 'closed' } })
     // Up to a minute of waiting when a loaded machine took more than 5 s to take the payment.
   }, 100_000)
 
   it('keeps the paid fee for the 15 minutes of the default window, and only then lets it grow', async () => {
     const session = await enter()
-    const paid = await expectStatus(
-      await send('POST', '/api/v1/payments', operator, { session_id: session.id, payment_method: 'cash' }),
+    const paid = await expectData(
+      api(operator).POST('/api/v1/payments', { body: { session_id: session.id, payment_method: 'cash' } }),
       201,
     )
-    const paidAt = Date.parse(paid.settled_at)
+    const paidAt = settledAt(paid)
     const port = platform.services.sessions.port
     const inWindow = await port.amountDue(session.id, new Date(paidAt + 14 * 60_000))
     expect(inWindow).toMatchObject({ due: 0, paid: HOURLY })
@@ -593,7 +584,7 @@ describe('the exit window', () => {
     const entryAt = Date.parse(session.entry.session.entry_time)
     expect((await port.amountDue(session.id, new Date(entryAt + 61 * 60_000))).due).toBe(HOURLY)
     expect(await validateExit(session.ticket)).toMatchObject({ is_paid: true, time_remaining_minutes: 15 })
-    await expectStatus(await exitByTicket(session.ticket), 200)
+    await expectData(exitByTicket(session.ticket))
   })
 })
 
