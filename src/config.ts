@@ -467,6 +467,14 @@ export const configSchema = z.object({
     .min(1)
     .default(7)
     .describe('A CSV export (its file and its record) is purged this many days after it was requested.'),
+  AUDIT_RETENTION_DAYS: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .default(365)
+    .describe(
+      'Audit log records (operator and admin actions) are purged this many days after they were recorded.',
+    ),
   INACTIVE_REMINDER_DAYS: z.coerce
     .number()
     .int()

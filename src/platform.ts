@@ -23,6 +23,8 @@ import { createTokenService } from './modules/accounts/tokens.service.ts'
 import { createAnalyticsRepository } from './modules/analytics/analytics.repository.ts'
 import { createAnalyticsService } from './modules/analytics/analytics.service.ts'
 import { createPredictionsService } from './modules/analytics/predictions.service.ts'
+import { createAuditRepository } from './modules/audit/audit.repository.ts'
+import { createAuditService } from './modules/audit/audit.service.ts'
 import { createDiscountsRepository } from './modules/discounts/discounts.repository.ts'
 import { createDiscountsService } from './modules/discounts/discounts.service.ts'
 import { createEvRepository } from './modules/ev/ev.repository.ts'
@@ -423,12 +425,21 @@ export async function startPlatform(config: Config, urls: DependencyUrls, logger
       logger,
       settings: { retentionDays: config.EXPORT_RETENTION_DAYS },
     })
+    // The audit log of operator and admin actions: written by the HTTP door, purged by data.purge.
+    const audit = createAuditService({
+      repo: createAuditRepository(db),
+      actorEmail: async (userId) => (await unlessNotFound(accounts.admin.get(userId)))?.email ?? null,
+      logger,
+      registry: metrics.registry,
+      settings: { retentionDays: config.AUDIT_RETENTION_DAYS },
+    })
     const mailJobs = createMailJobsService({
       repo: createJobsRepository(db),
       mailer,
       accounts: (role, cursor) => accounts.admin.list({ role, status: 'active', limit: 100, cursor }),
       lots: (cursor) => facilities.listLots({ limit: 100, cursor }),
       purgeExports: (now) => exports.purgeExpired(now),
+      purgeAuditLog: (now) => audit.purgeExpired(now),
       publicUrl,
       logger,
       settings: {
@@ -470,6 +481,7 @@ export async function startPlatform(config: Config, urls: DependencyUrls, logger
       exports,
       jobs: createJobsService({ scheduler: () => scheduler }),
       mailJobs,
+      audit,
       webhooks,
       health: createHealthService({
         metrics,

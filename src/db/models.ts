@@ -1,6 +1,7 @@
 import { accountModels } from '../modules/accounts/accounts.model.ts'
 import { tokenModels } from '../modules/accounts/tokens.model.ts'
 import { analyticsModels } from '../modules/analytics/analytics.model.ts'
+import { auditModels } from '../modules/audit/audit.model.ts'
 import { discountModels } from '../modules/discounts/discounts.model.ts'
 import { evModels } from '../modules/ev/ev.model.ts'
 import { exportModels } from '../modules/exports/exports.model.ts'
@@ -42,5 +43,6 @@ export const modelRegistrations = [
   exportModels,
   jobModels,
   analyticsModels,
+  auditModels,
   webhookModels,
 ] as unknown as readonly ModelRegistration[]

@@ -12,6 +12,8 @@ import { secureHeaders } from 'hono/secure-headers'
 import { mountAccounts } from '../modules/accounts/accounts.handlers.ts'
 import { mountAnalytics } from '../modules/analytics/analytics.handlers.ts'
 import { mountPredictions } from '../modules/analytics/predictions.handlers.ts'
+import { mountAudit } from '../modules/audit/audit.handlers.ts'
+import { auditRecorder } from '../modules/audit/audit.recorder.ts'
 import { mountDiscounts } from '../modules/discounts/discounts.handlers.ts'
 import { mountEv } from '../modules/ev/ev.handlers.ts'
 import { mountExports } from '../modules/exports/exports.handlers.ts'
@@ -81,6 +83,8 @@ export function createHttpApp(services: Services, logger: Logger, options: HttpO
   const uploads = new Map(Object.entries(uploadLimits).map(([path, bytes]) => [path, limit(bytes)]))
   app.use((c, next) => (uploads.get(c.req.path) ?? defaultLimit)(c, next))
   app.use(concretePathsFirst(app))
+  // After the body limit: the recorder may read a refused request's body.
+  app.use('/api/v1/*', auditRecorder(app, { trustProxy: options.trustProxy }))
 
   mountHealth(app, { metricsToken: options.metricsToken })
   mountProblems(app)
@@ -102,6 +106,7 @@ export function createHttpApp(services: Services, logger: Logger, options: HttpO
   mountPredictions(app)
   mountExports(app)
   mountJobs(app)
+  mountAudit(app)
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearerAuth', {
     type: 'http',
@@ -174,6 +179,11 @@ export function createHttpApp(services: Services, logger: Logger, options: HttpO
           "A customer's CSV export of their parking history: request, status, download, e-mail when ready",
       },
       { name: 'Reports', description: 'Dashboard, analytics and the monthly activity report, for admins' },
+      {
+        name: 'Audit',
+        description:
+          'The audit log of operator and admin actions (who, what, when, before and after), for admins',
+      },
       {
         name: 'Jobs',
         description: 'Scheduled jobs: schedules, last and next runs, failures, and a run on demand',

@@ -2,6 +2,7 @@ import type { AccountsService } from '../modules/accounts/accounts.service.ts'
 import type { TokenService } from '../modules/accounts/tokens.service.ts'
 import type { AnalyticsService } from '../modules/analytics/analytics.service.ts'
 import type { PredictionsService } from '../modules/analytics/predictions.service.ts'
+import type { AuditService } from '../modules/audit/audit.service.ts'
 import type { DiscountsService } from '../modules/discounts/discounts.service.ts'
 import type { EvService } from '../modules/ev/ev.service.ts'
 import type { ExportsService } from '../modules/exports/exports.service.ts'
@@ -50,6 +51,7 @@ export type Services = {
   exports: ExportsService
   jobs: JobsService
   mailJobs: MailJobsService
+  audit: AuditService
   webhooks: WebhooksService
 }
 

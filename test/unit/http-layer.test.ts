@@ -48,6 +48,7 @@ function testApp(
     exports: {} as never,
     jobs: {} as never,
     mailJobs: {} as never,
+    audit: {} as never,
     webhooks: {} as never,
     health: createHealthService({
       metrics,

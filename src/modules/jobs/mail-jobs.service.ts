@@ -32,6 +32,8 @@ export function createMailJobsService(deps: {
   lots: (cursor: string | undefined) => Promise<Page<Lot>>
   /** Expired exports: file and record (exports.purgeExpired). */
   purgeExports: (now: Date) => Promise<number>
+  /** Audit log records past their retention (audit.purgeExpired). */
+  purgeAuditLog?: (now: Date) => Promise<number>
   publicUrl: () => string
   logger: Logger
   settings: {
@@ -278,6 +280,7 @@ export function createMailJobsService(deps: {
           new Date(t - settings.idempotencyRetentionHours * 3_600_000),
         ),
         exports: await deps.purgeExports(now),
+        audit_log: (await deps.purgeAuditLog?.(now)) ?? 0,
         reservation_slots: (
           await repo.purgeSlots(new Date(t - DAY_MS), settings.reservationSlotMinutes * 60_000)
         ).deleted,
