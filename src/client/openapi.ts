@@ -2506,6 +2506,48 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/audit-log": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The audit log of operator and admin actions, newest first
+         * @description Access: admin (approved accounts).
+         *
+         *     Every POST, PUT, PATCH and DELETE an operator or admin makes on a signed-in operation, whatever its outcome: who, what, when, the target, the body sent, the state before and after. Filters combine; a `since` not before `until` is a 422 `empty_range`.
+         */
+        get: operations["listAuditLog"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/audit-log/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * One audit record
+         * @description Access: admin (approved accounts).
+         */
+        get: operations["getAuditRecord"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -5158,6 +5200,68 @@ export interface components {
             /** @description What the job reported (its counts), as JSON. */
             result?: unknown;
             error: string | null;
+        };
+        AuditRecordList: {
+            data: components["schemas"]["AuditRecord"][];
+            next_cursor: string | null;
+        };
+        AuditRecord: {
+            /** @example 0193a5c2-7f1e-7b3c-9a41-2f0c8e1d4b6a */
+            id: string;
+            /**
+             * Format: date-time
+             * @description When the request arrived.
+             */
+            at: string;
+            actor: {
+                user_id: string;
+                /** @enum {string} */
+                role: "operator" | "admin";
+                /** @description The account's address when it acted. */
+                email: string | null;
+            };
+            /**
+             * @description The operationId of the operation.
+             * @example replaceLot
+             */
+            action: string;
+            /** @enum {string} */
+            method: "POST" | "PUT" | "PATCH" | "DELETE";
+            /** @example /api/v1/lots/0193a5c2-7f1e-7b3c-9a41-2f0c8e1d4b6a */
+            path: string;
+            /** @example /api/v1/lots/{id} */
+            route: string;
+            /** @description What was acted on: the path's first id (/lots/{id}, /registration-requests/{id}/approve), or for a create the id of what was made. */
+            target: {
+                /**
+                 * @description The collection in the path.
+                 * @example lots
+                 */
+                type: string;
+                id: string | null;
+            } | null;
+            /** @description The HTTP status of the answer. */
+            status: number;
+            /**
+             * @description succeeded (2xx), refused (4xx: denied, invalid, conflicting), failed (5xx).
+             * @enum {string}
+             */
+            outcome: "succeeded" | "refused" | "failed";
+            /** @description The problem `code` of a refusal or failure. */
+            error_code: string | null;
+            /** @description The X-Request-Id of the request, as in the logs. */
+            request_id: string;
+            /** @description The client address (X-Forwarded-For when TRUST_PROXY is on). */
+            ip: string;
+            user_agent: string | null;
+            /** @description The JSON body sent, secrets redacted; null for none. */
+            request_body?: unknown;
+            /** @description The resource as its GET showed it just before the action (same caller); null for a create or when it has no GET. */
+            before?: unknown;
+            /** @description The JSON answer of a successful action; null otherwise. */
+            after?: unknown;
+            /** @description Snapshots longer than 16 KiB: kept as their first 16 KiB of JSON text, a string. */
+            truncated: ("request_body" | "before" | "after")[];
         };
     };
     responses: never;
@@ -16587,6 +16691,152 @@ export interface operations {
                 };
                 content: {
                     "text/html": string;
+                };
+            };
+            /** @description The request is malformed or fails validation */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller may not do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unexpected error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    listAuditLog: {
+        parameters: {
+            query?: {
+                limit?: number;
+                /** @description The `next_cursor` of the previous page. */
+                cursor?: string;
+                /** @description Only the actions of this account. */
+                actor_id?: string;
+                /** @description An operationId, e.g. replaceLot. */
+                action?: string;
+                target_type?: string;
+                target_id?: string;
+                /** @description Recorded at or after this instant. */
+                since?: string;
+                /** @description Recorded before this instant. */
+                until?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of audit records */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AuditRecordList"];
+                };
+            };
+            /** @description The request is malformed or fails validation */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller may not do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Well-formed, but cannot be carried out as asked */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unexpected error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    getAuditRecord: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The audit record */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AuditRecord"];
                 };
             };
             /** @description The request is malformed or fails validation */
