@@ -69,6 +69,7 @@ import { createSessionsRepository } from './modules/sessions/sessions.repository
 import { createSessionsService } from './modules/sessions/sessions.service.ts'
 import { createVehiclesRepository } from './modules/vehicles/vehicles.repository.ts'
 import { createVehiclesService } from './modules/vehicles/vehicles.service.ts'
+import { createEventProducers } from './modules/webhooks/webhooks.events.ts'
 import { createWebhooksRepository } from './modules/webhooks/webhooks.repository.ts'
 import { createWebhooksService } from './modules/webhooks/webhooks.service.ts'
 import { DependencyDown } from './shared/errors.ts'
@@ -186,6 +187,11 @@ export async function startPlatform(config: Config, urls: DependencyUrls, logger
     await webhooks.start()
     // Closed after the doors (reverse order): requests that publish finish first.
     closers.push({ name: 'webhook dispatcher', close: () => webhooks.stop() })
+    // What occupancy, sessions, payments and reservations tell, as webhook events for its sink.
+    const events = createEventProducers({
+      sink: () => webhooks.sink,
+      settings: { staleAfterSeconds: config.SENSOR_STALE_AFTER_SECONDS },
+    })
     const tokens = createTokenService({
       repo: createTokensRepository(db),
       redis,
@@ -229,6 +235,7 @@ export async function startPlatform(config: Config, urls: DependencyUrls, logger
       logger,
       // Asked at request time only, when Redis has no counts of a scope.
       exists: (kind, id) => facilities.exists(kind, id),
+      changesWritten: events.changesWritten,
     })
     closers.push({ name: 'occupancy (ingest, persister, feeds)', close: () => occupancy.stop() })
     const occupancyIndex = occupancy.index
@@ -277,6 +284,7 @@ export async function startPlatform(config: Config, urls: DependencyUrls, logger
       },
     })
     const sessionsPort = sessions.port
+    sessionListeners.push(events.sessionListener)
     // Reservations: made before the hot state opens (its holds are rebuilt with the sessions').
     const reservations = createReservationsService({
       repo: createReservationsRepository(db),
@@ -290,6 +298,7 @@ export async function startPlatform(config: Config, urls: DependencyUrls, logger
       logger,
       // Analytics is made further down; told only once the platform runs.
       money: (event) => analytics.moneyMoved(event),
+      listener: events.reservationListener,
       settings: {
         slotMinutes: config.RESERVATION_SLOT_MINUTES,
         maxHours: config.RESERVATION_MAX_HOURS,
@@ -383,6 +392,7 @@ export async function startPlatform(config: Config, urls: DependencyUrls, logger
     })
     sessionListeners.push(analytics.sessionListener)
     payments.onSettled((event) => analytics.moneyMoved(event))
+    payments.onSettled(events.moneyMoved)
     // Forecasts read the rollups through the analytics port, bound late.
     const predictions = createPredictionsService({
       series: () => analytics.series,

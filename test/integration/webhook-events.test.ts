@@ -1,0 +1,470 @@
+import { createHmac, timingSafeEqual } from 'node:crypto'
+import { createServer, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import mqtt from 'mqtt'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import type { EventSink } from '../../src/modules/webhooks/webhooks.contract.ts'
+import { type Account, createAccount, signInAdmin, testAdmin } from '../harness/accounts.ts'
+import { createHourlyRate, createLot, enterVehicle, type TestLot, uniquePlate } from '../harness/facility.ts'
+import { expectJson, type Json, requester } from '../harness/http.ts'
+import { startTestPlatform, type TestPlatform } from '../harness/platform.ts'
+
+// What happens in the platform reaches a subscriber as signed webhook deliveries: sensor messages
+// over the real broker become space.state_changed and threshold crossings, a silent sensor
+// sensor.stale, a walk-in's entry, payment and exit session and payment events, a booking and its
+// cancel reservation events. A local receiver on 127.0.0.1 records every delivery.
+
+type Delivery = { path: string; id: string; timestamp: string; signature: string; raw: string; body: Json }
+
+type Receiver = { url: string; deliveries: Delivery[]; close(): Promise<void> }
+
+async function startReceiver(): Promise<Receiver> {
+  const deliveries: Delivery[] = []
+  const server: Server = createServer((req, res) => {
+    const chunks: Buffer[] = []
+    req.on('data', (chunk: Buffer) => chunks.push(chunk))
+    req.on('end', () => {
+      const raw = Buffer.concat(chunks).toString('utf8')
+      deliveries.push({
+        path: req.url ?? '',
+        id: String(req.headers['webhook-id'] ?? ''),
+        timestamp: String(req.headers['webhook-timestamp'] ?? ''),
+        signature: String(req.headers['webhook-signature'] ?? ''),
+        raw,
+        body: JSON.parse(raw),
+      })
+      res.writeHead(204).end()
+    })
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const { port } = server.address() as AddressInfo
+  return {
+    url: `http://127.0.0.1:${port}`,
+    deliveries,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections()
+        server.close(() => resolve())
+      }),
+  }
+}
+
+/** The receiver's check: one of the `v1=` signatures is the HMAC of "<timestamp>.<raw body>". */
+function signedBy(secret: string, delivery: Delivery): boolean {
+  const expected = createHmac('sha256', secret).update(`${delivery.timestamp}.${delivery.raw}`).digest()
+  return delivery.signature.split(' ').some((part) => {
+    const given = Buffer.from(part.replace(/^v1=/, ''), 'hex')
+    return given.length === expected.length && timingSafeEqual(given, expected)
+  })
+}
+
+async function until<T>(read: () => T | Promise<T>, ok: (value: T) => boolean, what: string, ms = 20_000) {
+  const deadline = Date.now() + ms
+  for (;;) {
+    const value = await read()
+    if (ok(value)) return value
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}: ${JSON.stringify(value)}`)
+    await new Promise((resolve) => setTimeout(resolve, 25))
+  }
+}
+
+/** Deliveries to one subscription's path, of one type, matching `data`. */
+const deliveriesOf = (receiver: Receiver, path: string, type: string, data: Record<string, unknown> = {}) =>
+  receiver.deliveries.filter(
+    (d) =>
+      d.path === path &&
+      d.body.type === type &&
+      Object.entries(data).every(([key, value]) => d.body.data?.[key] === value),
+  )
+
+/** Every delivered event came once, under its own id, and signed with the subscription's secret. */
+function expectOnceEach(deliveries: readonly Delivery[], secret: string) {
+  const ids = deliveries.map((d) => d.id)
+  expect(new Set(ids).size, `duplicate deliveries: ${ids.join(', ')}`).toBe(ids.length)
+  for (const d of deliveries) {
+    expect(d.body.id).toBe(d.id)
+    expect(signedBy(secret, d)).toBe(true)
+  }
+}
+
+const quickWebhooks = {
+  WEBHOOK_POLL_MS: '20',
+  WEBHOOK_RETRY_BASE_MS: '50',
+  WEBHOOK_RETRY_MAX_MS: '500',
+  WEBHOOK_REFRESH_MS: '500',
+}
+
+const reading = (device: string, seq: number, occupied: boolean) => ({
+  device_id: device,
+  boot_id: 'boot-1',
+  seq,
+  measured_at: Date.now(),
+  occupied,
+  battery: 90,
+  signal: -70,
+})
+
+async function subscribe(
+  platform: TestPlatform,
+  admin: Account,
+  receiver: Receiver,
+  path: string,
+  body: Record<string, unknown>,
+): Promise<{ id: string; secret: string }> {
+  const send = requester(() => platform)
+  const created = await expectJson(
+    send('POST', '/api/v1/webhooks/subscriptions', admin, { url: `${receiver.url}${path}`, ...body }),
+    201,
+  )
+  expect(created.secret).toEqual(expect.any(String))
+  return { id: created.id, secret: created.secret }
+}
+
+/** The lot's spaces, each bound to a sensor of its own in the hot state (the sensors API has tests of its own). */
+async function sensedLot(platform: TestPlatform, admin: Account, spaces: number) {
+  const send = requester(() => platform)
+  const lot = await createLot(platform, admin, { spaces: { STANDARD: spaces } })
+  const listed = await expectJson(send('GET', `/api/v1/spaces?zone_id=${lot.zoneId}&limit=100`, admin))
+  const spaceIds = (listed.data as { id: string; number: string }[])
+    .sort((a, b) => a.number.localeCompare(b.number))
+    .map((s) => s.id)
+  const devices = spaceIds.map((_, i) => `wh-${lot.lotId.slice(-8)}-${i}`)
+  for (const [i, spaceId] of spaceIds.entries())
+    await platform.occupancy.index.bindDevice(devices[i] ?? '', spaceId)
+  return { lot, spaceIds, devices }
+}
+
+describe('webhook events from the platform', () => {
+  let platform: TestPlatform
+  let broker: mqtt.MqttClient
+  let receiver: Receiver
+  let admin: Account
+  let operator: Account
+  const send = requester(() => platform)
+  const publish = async (device: string, seq: number, occupied: boolean) =>
+    await broker.publishAsync(
+      `parking/sensors/${device}/state`,
+      JSON.stringify(reading(device, seq, occupied)),
+      {
+        qos: 1,
+      },
+    )
+  const freeSpaces = async (lot: TestLot) =>
+    (await expectJson(send('GET', `/api/v1/lots/${lot.lotId}/availability`))).available as number
+
+  beforeAll(async () => {
+    receiver = await startReceiver()
+    platform = await startTestPlatform({
+      ...testAdmin,
+      ...quickWebhooks,
+      INGEST_ENABLED: 'true',
+      OCCUPANCY_DWELL_MS: '0',
+    })
+    broker = await mqtt.connectAsync(platform.urls.mqtt, { protocolVersion: 5 })
+    admin = await signInAdmin(platform)
+    operator = await createAccount(platform, admin, 'operator')
+  }, 120_000)
+  afterAll(async () => {
+    await broker?.endAsync()
+    await platform?.stop()
+    await receiver?.close()
+  })
+
+  it('sensor messages become space.state_changed and threshold crossings, each once though a batch ran twice', async () => {
+    const { lot, spaceIds, devices } = await sensedLot(platform, admin, 3)
+    const [d1, d2] = devices as [string, string, string]
+    const [s1, s2] = spaceIds as [string, string]
+    // Every space free, written, before anyone subscribes.
+    for (const d of devices) await publish(d, 1, false)
+    await until(
+      () => freeSpaces(lot),
+      (free) => free === 3,
+      'three free spaces',
+    )
+    await until(
+      () => platform.occupancy.persister.backlog(),
+      (n) => n === 0,
+      'the persister to catch up',
+    )
+
+    const { secret } = await subscribe(platform, admin, receiver, '/occupancy', {
+      event_types: ['space.state_changed', 'lot.availability_threshold_crossed'],
+      lot_id: lot.lotId,
+      threshold_free_spaces: 2,
+    })
+
+    // The first batch after the subscription fails once after its events were recorded: it is
+    // not acknowledged, the persister writes it again and tells its events again.
+    const sink = platform.services.webhooks.sink as EventSink
+    const realAvailability = sink.availability
+    let availabilityCalls = 0
+    sink.availability = async (lots) => {
+      availabilityCalls++
+      if (availabilityCalls === 1) throw new Error('lost the connection after publishing')
+      return await realAvailability.call(sink, lots)
+    }
+    try {
+      // 3 -> 2 free: the first observation for the subscription (not below 2), no crossing.
+      await publish(d1, 2, true)
+      const [occupied] = await until(
+        () => deliveriesOf(receiver, '/occupancy', 'space.state_changed', { space_id: s1 }),
+        (found) => found.length > 0,
+        'the first space change',
+      )
+      await until(
+        () => availabilityCalls,
+        (n) => n >= 2,
+        'the batch to run again',
+      )
+      expect(occupied?.body).toMatchObject({
+        type: 'space.state_changed',
+        lot_id: lot.lotId,
+        data: {
+          space_id: s1,
+          lot_id: lot.lotId,
+          level_id: lot.levelId,
+          zone_id: lot.zoneId,
+          number: expect.any(String),
+          type: 'STANDARD',
+          kind: 'sensor',
+          status_from: 'free',
+          status_to: 'occupied',
+          sensed_from: 'free',
+          sensed_to: 'occupied',
+          overlay: null,
+          device_id: d1,
+          session_id: null,
+          changed_at: expect.any(String),
+        },
+      })
+    } finally {
+      sink.availability = realAvailability
+    }
+
+    // 2 -> 1 free: below the threshold; 1 -> 2: back at it.
+    await publish(d2, 2, true)
+    await until(
+      () => deliveriesOf(receiver, '/occupancy', 'lot.availability_threshold_crossed'),
+      (found) => found.length === 1,
+      'the crossing below',
+    )
+    await publish(d2, 3, false)
+    const crossings = await until(
+      () => deliveriesOf(receiver, '/occupancy', 'lot.availability_threshold_crossed'),
+      (found) => found.length === 2,
+      'the crossing back above',
+    )
+    expect(crossings.map((d) => d.body.data)).toEqual([
+      expect.objectContaining({ lot_id: lot.lotId, threshold: 2, direction: 'below', free: 1, total: 3 }),
+      expect.objectContaining({ lot_id: lot.lotId, threshold: 2, direction: 'above', free: 2, total: 3 }),
+    ])
+    const changes = await until(
+      () => deliveriesOf(receiver, '/occupancy', 'space.state_changed'),
+      (found) => found.length >= 3,
+      'three space changes',
+    )
+    // Deliveries may overtake each other: in the stream's order.
+    const streamOrder = (d: Delivery) =>
+      String(d.body.data.change_id).split('-').map(Number) as [number, number]
+    const sorted = [...changes].sort((a, b) => {
+      const [am, as] = streamOrder(a)
+      const [bm, bs] = streamOrder(b)
+      return am - bm || as - bs
+    })
+    expect(sorted.map((d) => [d.body.data.space_id, d.body.data.status_to])).toEqual([
+      [s1, 'occupied'],
+      [s2, 'occupied'],
+      [s2, 'free'],
+    ])
+    expectOnceEach(
+      receiver.deliveries.filter((d) => d.path === '/occupancy'),
+      secret,
+    )
+  })
+
+  it('a walk-in entry, its payment and exit become session.started, payment.succeeded and session.closed', async () => {
+    const lot = await createLot(platform, admin, { spaces: { STANDARD: 2 } })
+    await createHourlyRate(platform, admin, lot.lotId, 500)
+    const { secret } = await subscribe(platform, admin, receiver, '/money', {
+      event_types: ['session.started', 'session.closed', 'payment.succeeded'],
+      lot_id: lot.lotId,
+    })
+    const plate = uniquePlate()
+    const entry = await enterVehicle(platform, operator, { license_plate: plate, lot_id: lot.lotId })
+    const sessionId = entry.session.id as string
+    const payment = await expectJson(
+      send(
+        'POST',
+        '/api/v1/payments',
+        operator,
+        { session_id: sessionId, payment_method: 'cash', amount: 500, tendered: 500 },
+        { 'Idempotency-Key': `webhook-${sessionId}` },
+      ),
+      201,
+    )
+    await expectJson(send('POST', '/api/v1/sessions/exit', operator, { ticket_number: entry.ticket_number }))
+
+    const delivered = await until(
+      () => receiver.deliveries.filter((d) => d.path === '/money'),
+      (found) => found.length >= 3,
+      'the session and payment events',
+    )
+    const byType = (type: string) => delivered.filter((d) => d.body.type === type)
+    expect(byType('session.started')).toHaveLength(1)
+    expect(byType('session.started')[0]?.body).toMatchObject({
+      lot_id: lot.lotId,
+      data: {
+        session_id: sessionId,
+        ticket_number: entry.ticket_number,
+        lot_id: lot.lotId,
+        license_plate: plate,
+        status: 'active',
+        entry_at: expect.any(String),
+      },
+    })
+    expect(byType('payment.succeeded')).toHaveLength(1)
+    expect(byType('payment.succeeded')[0]?.body.data).toMatchObject({
+      payment_id: payment.id,
+      lot_id: lot.lotId,
+      method: 'cash',
+      amount: 500,
+      currency: lot.currency,
+      settled_at: expect.any(String),
+    })
+    expect(byType('session.closed')).toHaveLength(1)
+    const closed = byType('session.closed')[0]?.body.data
+    expect(closed).toMatchObject({
+      session_id: sessionId,
+      status: 'closed',
+      fee: { amount: 500, currency: lot.currency },
+      duration_minutes: expect.any(Number),
+    })
+    expect(Date.parse(closed.exit_at)).toBeGreaterThanOrEqual(Date.parse(closed.entry_at))
+    expectOnceEach(delivered, secret)
+  })
+
+  it('a booking and its cancel become reservation.created and reservation.cancelled', async () => {
+    const lot = await createLot(platform, admin, { spaces: { STANDARD: 2 } })
+    const { secret } = await subscribe(platform, admin, receiver, '/reservations', {
+      event_types: ['reservation.created', 'reservation.cancelled'],
+      lot_id: lot.lotId,
+    })
+    const hour = 3_600_000
+    const start = Math.ceil(Date.now() / hour) * hour + 24 * hour
+    const booked = await expectJson(
+      send('POST', '/api/v1/reservations', operator, {
+        lot_id: lot.lotId,
+        license_plate: uniquePlate(),
+        start_time: new Date(start).toISOString(),
+        end_time: new Date(start + 2 * hour).toISOString(),
+      }),
+      201,
+    )
+    const id = booked.reservation.id as string
+    await expectJson(send('DELETE', `/api/v1/reservations/${id}`, operator))
+
+    const delivered = await until(
+      () => receiver.deliveries.filter((d) => d.path === '/reservations'),
+      (found) => found.length >= 2,
+      'the reservation events',
+    )
+    const [created, cancelled] = [
+      delivered.filter((d) => d.body.type === 'reservation.created'),
+      delivered.filter((d) => d.body.type === 'reservation.cancelled'),
+    ]
+    expect(created).toHaveLength(1)
+    expect(created[0]?.body).toMatchObject({
+      lot_id: lot.lotId,
+      data: {
+        reservation_id: id,
+        status: 'confirmed',
+        lot_id: lot.lotId,
+        space_id: booked.reservation.space_id,
+        start_time: new Date(start).toISOString(),
+        end_time: new Date(start + 2 * hour).toISOString(),
+        payment_status: 'not_required',
+      },
+    })
+    expect(cancelled).toHaveLength(1)
+    expect(cancelled[0]?.body.data).toMatchObject({
+      reservation_id: id,
+      status: 'cancelled',
+      cancelled_at: expect.any(String),
+      refund: null,
+    })
+    // The confirmation number checks a car in at the gate: it never leaves in an event.
+    for (const d of delivered) expect(d.raw).not.toContain(booked.confirmation_number)
+    expectOnceEach(delivered, secret)
+  })
+})
+
+describe('sensor.stale', () => {
+  let platform: TestPlatform
+  let broker: mqtt.MqttClient
+  let receiver: Receiver
+
+  beforeAll(async () => {
+    receiver = await startReceiver()
+    platform = await startTestPlatform({
+      ...testAdmin,
+      ...quickWebhooks,
+      INGEST_ENABLED: 'true',
+      OCCUPANCY_DWELL_MS: '0',
+      SENSOR_STALE_AFTER_SECONDS: '5',
+    })
+    broker = await mqtt.connectAsync(platform.urls.mqtt, { protocolVersion: 5 })
+  }, 120_000)
+  afterAll(async () => {
+    await broker?.endAsync()
+    await platform?.stop()
+    await receiver?.close()
+  })
+
+  it('a sensor silent for longer than the staleness window becomes one sensor.stale', async () => {
+    const admin = await signInAdmin(platform)
+    const { lot, spaceIds, devices } = await sensedLot(platform, admin, 1)
+    const [device] = devices as [string]
+    const [space] = spaceIds as [string]
+    const { secret } = await subscribe(platform, admin, receiver, '/stale', {
+      event_types: ['sensor.stale'],
+      lot_id: lot.lotId,
+    })
+    await broker.publishAsync(`parking/sensors/${device}/state`, JSON.stringify(reading(device, 1, true)), {
+      qos: 1,
+    })
+    const [stale] = await until(
+      () => deliveriesOf(receiver, '/stale', 'sensor.stale'),
+      (found) => found.length > 0,
+      'sensor.stale',
+      30_000,
+    )
+    expect(stale?.body).toMatchObject({
+      type: 'sensor.stale',
+      lot_id: lot.lotId,
+      data: {
+        device_id: device,
+        space_id: space,
+        lot_id: lot.lotId,
+        stale_after_seconds: 5,
+        status_from: 'occupied',
+        status_to: 'unknown',
+        last_seen_at: expect.any(String),
+        detected_at: expect.any(String),
+      },
+    })
+    const silentMs = Date.parse(stale?.body.data.detected_at) - Date.parse(stale?.body.data.last_seen_at)
+    // The silent-sensor index may lag the last message by a tenth of the window.
+    expect(silentMs).toBeGreaterThanOrEqual(4_500)
+    // The space is unknown now; nothing more to say until the sensor speaks again.
+    await until(
+      () => platform.occupancy.persister.backlog(),
+      (n) => n === 0,
+      'the persister to catch up',
+    )
+    expectOnceEach(
+      receiver.deliveries.filter((d) => d.path === '/stale'),
+      secret,
+    )
+    expect(deliveriesOf(receiver, '/stale', 'sensor.stale')).toHaveLength(1)
+  })
+})
