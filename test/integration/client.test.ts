@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { clientTypesPath, renderClientTypes } from '../../scripts/generate-client.ts'
+import { clientTypesPath, documentFromRoutes, renderClientTypes } from '../../scripts/generate-client.ts'
 import { createParkingClient, isProblem, problemOf } from '../../src/client/index.ts'
 import { type Account, createAccount, signInAdmin, testAdmin } from '../harness/accounts.ts'
 import { clientFor, expectData, expectProblem } from '../harness/client.ts'
@@ -45,6 +45,13 @@ describe('the generated types', () => {
         ? ''
         : `src/client/openapi.ts is out of date with the API: run npm run client:generate\n${firstDifference(committed, generated)}`,
     ).toBe(true)
+  })
+
+  it('come from a document that the route definitions alone give as the started platform does', async () => {
+    // npm run client:generate starts no services: were its document another one, it would write
+    // types that the check above rejects.
+    const live = await json(await platform.request('/openapi.json'))
+    expect(await documentFromRoutes()).toEqual(live)
   })
 })
 
