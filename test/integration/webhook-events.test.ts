@@ -282,11 +282,11 @@ describe('webhook events from the platform', () => {
     )
   })
 
-  it('a walk-in entry, its payment and exit become session.started, payment.succeeded and session.closed', async () => {
+  it('a walk-in entry, its payment, exit and a refund become session.started, payment.succeeded, session.closed and payment.refunded', async () => {
     const lot = await createLot(platform, admin, { spaces: { STANDARD: 2 } })
     await createHourlyRate(platform, admin, lot.lotId, 500)
     const { secret } = await subscribe(platform, admin, receiver, '/money', {
-      event_types: ['session.started', 'session.closed', 'payment.succeeded'],
+      event_types: ['session.started', 'session.closed', 'payment.succeeded', 'payment.refunded'],
       lot_id: lot.lotId,
     })
     const plate = uniquePlate()
@@ -303,10 +303,14 @@ describe('webhook events from the platform', () => {
       201,
     )
     await expectJson(send('POST', '/api/v1/sessions/exit', operator, { ticket_number: entry.ticket_number }))
+    const refund = await expectJson(
+      send('POST', `/api/v1/payments/${payment.id}/refunds`, admin, { amount: 100, reason: 'goodwill' }),
+      201,
+    )
 
     const delivered = await until(
       () => receiver.deliveries.filter((d) => d.path === '/money'),
-      (found) => found.length >= 3,
+      (found) => found.length >= 4,
       'the session and payment events',
     )
     const byType = (type: string) => delivered.filter((d) => d.body.type === type)
@@ -340,6 +344,14 @@ describe('webhook events from the platform', () => {
       duration_minutes: expect.any(Number),
     })
     expect(Date.parse(closed.exit_at)).toBeGreaterThanOrEqual(Date.parse(closed.entry_at))
+    expect(byType('payment.refunded')).toHaveLength(1)
+    expect(byType('payment.refunded')[0]?.body.data).toMatchObject({
+      payment_id: payment.id,
+      refund_id: refund.id,
+      amount: 100,
+      currency: lot.currency,
+      refunded_at: expect.any(String),
+    })
     expectOnceEach(delivered, secret)
   })
 
@@ -394,6 +406,49 @@ describe('webhook events from the platform', () => {
     })
     // The confirmation number checks a car in at the gate: it never leaves in an event.
     for (const d of delivered) expect(d.raw).not.toContain(booked.confirmation_number)
+    expectOnceEach(delivered, secret)
+  })
+
+  it('a check-in becomes reservation.checked_in with its session, and session.started with the reservation', async () => {
+    const lot = await createLot(platform, admin, { spaces: { STANDARD: 2 } })
+    const { secret } = await subscribe(platform, admin, receiver, '/check-in', {
+      event_types: ['reservation.checked_in', 'session.started'],
+      lot_id: lot.lotId,
+    })
+    // The next 15-minute slot: check-in opens 30 minutes before its start, so it is open now.
+    const slot = 15 * 60_000
+    const start = Math.ceil(Date.now() / slot) * slot
+    const booked = await expectJson(
+      send('POST', '/api/v1/reservations', operator, {
+        lot_id: lot.lotId,
+        license_plate: uniquePlate(),
+        start_time: new Date(start).toISOString(),
+        end_time: new Date(start + 4 * slot).toISOString(),
+      }),
+      201,
+    )
+    const id = booked.reservation.id as string
+    const checkedIn = await expectJson(send('POST', `/api/v1/reservations/${id}/check-in`, operator), 201)
+    const sessionId = checkedIn.session.id as string
+
+    const delivered = await until(
+      () => receiver.deliveries.filter((d) => d.path === '/check-in'),
+      (found) => found.length >= 2,
+      'the check-in events',
+    )
+    const [reservation, session] = [
+      delivered.filter((d) => d.body.type === 'reservation.checked_in'),
+      delivered.filter((d) => d.body.type === 'session.started'),
+    ]
+    expect(reservation).toHaveLength(1)
+    expect(reservation[0]?.body.data).toMatchObject({
+      reservation_id: id,
+      status: 'checked_in',
+      session_id: sessionId,
+      checked_in_at: expect.any(String),
+    })
+    expect(session).toHaveLength(1)
+    expect(session[0]?.body.data).toMatchObject({ session_id: sessionId, reservation_id: id })
     expectOnceEach(delivered, secret)
   })
 })
