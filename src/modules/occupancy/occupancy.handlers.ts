@@ -29,6 +29,18 @@ export function mountOccupancy(app: OpenAPIHono<AppEnv>) {
     c.json(await c.var.services.occupancy.spaceState(c.req.valid('param').id), 200),
   )
 
+  app.openapi(routes.lotSpaceStates, async (c) => {
+    const { id } = c.req.valid('param')
+    const { services } = c.var
+    // The lot's space ids are the registry's (facilities); their states are the hot state's.
+    const page = await services.facilities.listSpaces({ lot_id: id, ...c.req.valid('query') })
+    const ids = page.data.map((space) => space.id)
+    return c.json(
+      { data: await services.occupancy.lotSpaceStates(id, ids), next_cursor: page.next_cursor },
+      200,
+    )
+  })
+
   app.openapi(routes.spaceHistory, async (c) =>
     c.json(await c.var.services.occupancy.history(c.req.valid('param').id, c.req.valid('query')), 200),
   )

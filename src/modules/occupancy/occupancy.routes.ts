@@ -12,6 +12,8 @@ import {
   LevelAvailabilitySchema,
   LotAvailabilitySchema,
   ScopeIdParamSchema,
+  SpaceLiveStatePageSchema,
+  SpaceLiveStateQuerySchema,
   SpaceStateSchema,
   ZoneAvailabilitySchema,
 } from './occupancy.schemas.ts'
@@ -62,6 +64,25 @@ export const spaceState = defineRoute(access.public, {
   request: { params: ScopeIdParamSchema },
   responses: {
     200: jsonResponse(SpaceStateSchema, 'The space state'),
+    ...problemResponses('VALIDATION_FAILED', 'NOT_FOUND', 'DEPENDENCY_UNAVAILABLE'),
+  },
+})
+
+export const lotSpaceStates = defineRoute(access.roles('operator', 'admin'), {
+  method: 'get',
+  path: '/api/v1/lots/{id}/spaces/states',
+  operationId: 'listLotSpaceStates',
+  summary: "A lot's spaces with their live state and their sensor's health, a page at a time",
+  description: [
+    "For a console's map: up to 500 spaces a page, in the registry's order (oldest first), each with",
+    'its state as `GET /spaces/{id}/state` answers it and its bound sensor’s battery, signal, last',
+    'contact and staleness. The states come from the hot state in Redis; follow the lot’s feed',
+    '(`/lots/{id}/feed` or `/live`) for the changes after the read.',
+  ].join(' '),
+  tags,
+  request: { params: ScopeIdParamSchema, query: SpaceLiveStateQuerySchema },
+  responses: {
+    200: jsonResponse(SpaceLiveStatePageSchema, 'A page of spaces'),
     ...problemResponses('VALIDATION_FAILED', 'NOT_FOUND', 'DEPENDENCY_UNAVAILABLE'),
   },
 })

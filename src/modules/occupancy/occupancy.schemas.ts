@@ -62,6 +62,33 @@ export const SpaceStateSchema = z
   })
   .openapi('SpaceState')
 
+export const SpaceLiveStateSchema = SpaceStateSchema.extend({
+  device: z
+    .object({
+      id: z.string(),
+      battery: z.number().nullable().openapi({ description: 'Percent, 0..100, as last reported.' }),
+      signal: z.number().nullable().openapi({ description: 'dBm, as last reported.' }),
+      last_seen_at: z.iso
+        .datetime()
+        .nullable()
+        .openapi({ description: 'When the platform last heard from it; null if never.' }),
+      stale: z.boolean().openapi({ description: 'Silent for longer than the staleness window.' }),
+    })
+    .nullable()
+    .openapi({ description: "The bound sensor's health; null when no sensor is bound." }),
+}).openapi('SpaceLiveState')
+
+export const SpaceLiveStatePageSchema = pageSchema(SpaceLiveStateSchema, 'SpaceLiveStatePage')
+
+export const SpaceLiveStateQuerySchema = z.object({
+  limit: z.coerce.number().int().min(1).max(500).default(500),
+  cursor: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]{1,400}$/)
+    .optional()
+    .openapi({ description: 'The `next_cursor` of the previous page.' }),
+})
+
 const flag = z.enum(['true', 'false']).transform((v) => v === 'true')
 
 export const FreeSpacesQuerySchema = z.object({

@@ -130,6 +130,33 @@ export function createOccupancyService(deps: {
       return spaceStateView(found)
     },
 
+    /**
+     * Spaces of a lot (ids from a page of the registry) with their live state and their sensor's
+     * health, for a console's map: two round trips to the hot state. Spaces of other lots and
+     * spaces the hot state does not know yet are left out.
+     */
+    async lotSpaceStates(lotId: string, spaceIds: readonly string[]) {
+      await countsOf('lot', lotId)
+      const spaces = (await state.spaces(spaceIds)).filter((s) => s.lotId === lotId)
+      const devices = [...new Set(spaces.flatMap((s) => (s.deviceId ? [s.deviceId] : [])))]
+      const health = new Map((await state.index.deviceHealth(devices)).map((d) => [d.deviceId, d]))
+      return spaces.map((s) => {
+        const device = s.deviceId ? health.get(s.deviceId) : undefined
+        return {
+          ...spaceStateView(s),
+          device: device
+            ? {
+                id: device.deviceId,
+                battery: device.battery,
+                signal: device.signal,
+                last_seen_at: device.lastSeenAt?.toISOString() ?? null,
+                stale: device.stale,
+              }
+            : null,
+        }
+      })
+    },
+
     async history(
       id: string,
       query: {
