@@ -63,6 +63,7 @@ if (platform && embedded && !stopping && config.NODE_ENV !== 'production') {
       `smart-parking ${version} is running`,
       `  API        ${base}/api/v1`,
       `  docs       ${base}/docs  (OpenAPI document: ${base}/openapi.json)`,
+      `  console    ${base}/console  (operators and admins sign in; the lot live)`,
       `  health     ${base}/health  readiness: ${base}/ready`,
       `  metrics    ${base}/metrics`,
       where('mqtt', 'broker'),

@@ -9,6 +9,7 @@ import { HTTPException } from 'hono/http-exception'
 import { requestId } from 'hono/request-id'
 import { matchedRoutes } from 'hono/route'
 import { secureHeaders } from 'hono/secure-headers'
+import { consoleRoutes, mountConsole } from '../console/console.routes.ts'
 import { mountAccounts } from '../modules/accounts/accounts.handlers.ts'
 import { mountAnalytics } from '../modules/analytics/analytics.handlers.ts'
 import { mountPredictions } from '../modules/analytics/predictions.handlers.ts'
@@ -51,8 +52,8 @@ export type HttpOptions = {
   trustProxy: boolean
 }
 
-/** Routes that serve the documentation itself and are therefore not in it. */
-export const undocumentedRoutes = ['/openapi.json', '/docs', '/docs/assets/:file']
+/** Routes that serve the documentation itself, and the operator console's pages: not in the document. */
+export const undocumentedRoutes = ['/openapi.json', '/docs', '/docs/assets/:file', ...consoleRoutes]
 
 export function createHttpApp(services: Services, logger: Logger, options: HttpOptions) {
   const app = new OpenAPIHono<AppEnv>({ defaultHook: rejectInvalidInput })
@@ -192,6 +193,7 @@ export function createHttpApp(services: Services, logger: Logger, options: HttpO
     ],
   })
   mountDocs(app)
+  mountConsole(app)
 
   const allowedMethods = methodIndex(app)
   app.notFound((c) => {
