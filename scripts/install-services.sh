@@ -4,7 +4,7 @@
 # virtual environment are cached outside the clone, keyed by version, so later runs take seconds.
 #
 #   scripts/install-services.sh          core: redis, mosquitto, ferretdb, stripe-mock (what `npm start` needs)
-#   scripts/install-services.sh --all    core + versitygw, schemathesis, k6 with MQTT (what `npm test` needs)
+#   scripts/install-services.sh --all    core + versitygw, schemathesis, k6 with MQTT, chromium (what `npm test` needs)
 #
 # Prints nothing but a line per tool it actually had to install.
 set -euo pipefail
@@ -37,6 +37,11 @@ apt_packages=()
 command -v redis-server >/dev/null 2>&1 || apt_packages+=(redis-server)
 command -v mosquitto >/dev/null 2>&1 || apt_packages+=(mosquitto)
 command -v mosquitto_ctrl >/dev/null 2>&1 || apt_packages+=(mosquitto-clients)
+# The console's browser test drives Debian's chromium (playwright-core cannot download a browser here).
+if $want_all; then
+  [[ -x /usr/bin/chromium ]] || apt_packages+=(chromium)
+  [[ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]] || apt_packages+=(fonts-dejavu-core)
+fi
 if ((${#apt_packages[@]})); then
   need apt-get "missing ${apt_packages[*]}: install them with your package manager (Debian: apt-get install ${apt_packages[*]})"
   [[ $(id -u) == 0 ]] || die "missing ${apt_packages[*]}: run 'sudo apt-get install -y ${apt_packages[*]}' once, then try again"
