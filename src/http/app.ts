@@ -32,6 +32,7 @@ import { mountReservations } from '../modules/reservations/reservations.handlers
 import { mountSensors } from '../modules/sensors/sensors.handlers.ts'
 import { mountSessions } from '../modules/sessions/sessions.handlers.ts'
 import { mountVehicles } from '../modules/vehicles/vehicles.handlers.ts'
+import { mountWebhooks } from '../modules/webhooks/webhooks.handlers.ts'
 import {
   AppError,
   errorCodes,
@@ -107,6 +108,7 @@ export function createHttpApp(services: Services, logger: Logger, options: HttpO
   mountPredictions(app)
   mountExports(app)
   mountJobs(app)
+  mountWebhooks(app)
   mountAudit(app)
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearerAuth', {
@@ -188,6 +190,11 @@ export function createHttpApp(services: Services, logger: Logger, options: HttpO
       {
         name: 'Jobs',
         description: 'Scheduled jobs: schedules, last and next runs, failures, and a run on demand',
+      },
+      {
+        name: 'Webhooks',
+        description:
+          'Outbound webhooks: subscriptions of endpoints to events, signed deliveries with retries, the delivery log and replays, for admins',
       },
       { name: 'Operations', description: 'Health, readiness, metrics and problem types' },
     ],

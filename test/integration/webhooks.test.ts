@@ -1,48 +1,67 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto'
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { eventId } from '../../src/modules/webhooks/webhooks.contract.ts'
+import { eventId, type PlatformEvent } from '../../src/modules/webhooks/webhooks.contract.ts'
+import { type Account, createAccount, signInAdmin, testAdmin } from '../harness/accounts.ts'
+import { createLot, type TestLot } from '../harness/facility.ts'
+import { expectJson, requester } from '../harness/http.ts'
 import { startTestPlatform, type TestPlatform } from '../harness/platform.ts'
-import { testAdmin } from '../harness/accounts.ts'
 
-/** A delivery as the receiver saw it. */
-type Received = { id: string; timestamp: string; signature: string; body: string; status: number }
+// Outbound webhooks against the real platform and a real receiver (node:http on 127.0.0.1):
+// signatures are checked here with the README's recipe (node:crypto), not with the server's
+// signer. Subscriptions to hosts that do not answer here are made disabled. Events are published through services.webhooks (the producers' port) so that each
+// case controls its events; the producers' own tests cover what the capabilities publish.
+// Retry timings are small (config overrides); nothing asserts on durations.
 
-/** A real HTTP receiver on 127.0.0.1; `answer` decides each response. */
+type Received = {
+  path: string
+  id: string
+  timestamp: string
+  signature: string
+  body: string
+  status: number
+}
+type Answer = (req: IncomingMessage, res: ServerResponse, got: Received) => void
+
+const ok: Answer = (_req, res) => res.writeHead(200, { 'Content-Type': 'text/plain' }).end('thanks')
+
+/** One HTTP server; each test gets its own path with its own answer. */
 async function startReceiver() {
   const received: Received[] = []
-  let answer: (req: IncomingMessage, res: ServerResponse, body: string) => void = (_req, res) => {
-    res.writeHead(200).end('ok')
-  }
-  const server: Server = createServer((req, res) => {
+  const answers = new Map<string, Answer>()
+  const server = createServer((req, res) => {
     const chunks: Buffer[] = []
-    req.on('data', (c: Buffer) => chunks.push(c))
+    req.on('data', (chunk: Buffer) => chunks.push(chunk))
     req.on('end', () => {
-      const body = Buffer.concat(chunks).toString('utf8')
-      const entry: Received = {
+      const got: Received = {
+        path: req.url ?? '',
         id: String(req.headers['webhook-id']),
         timestamp: String(req.headers['webhook-timestamp']),
         signature: String(req.headers['webhook-signature']),
-        body,
+        body: Buffer.concat(chunks).toString('utf8'),
         status: 0,
       }
-      received.push(entry)
-      const end = res.end.bind(res)
-      res.end = ((...args: Parameters<typeof res.end>) => {
-        entry.status = res.statusCode
-        return end(...args)
-      }) as typeof res.end
-      answer(req, res, body)
+      received.push(got)
+      res.on('finish', () => {
+        got.status = res.statusCode
+      })
+      ;(answers.get(got.path) ?? ok)(req, res, got)
     })
   })
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
   const { port } = server.address() as AddressInfo
   return {
-    url: `http://127.0.0.1:${port}/hook`,
     received,
-    setAnswer(fn: typeof answer) {
-      answer = fn
+    /** A fresh endpoint path (and its URL) answered by `answer`. */
+    endpoint(answer: Answer = ok) {
+      const path = `/hook/${randomBytes(6).toString('hex')}`
+      answers.set(path, answer)
+      return {
+        url: `http://127.0.0.1:${port}${path}`,
+        got: () => received.filter((r) => r.path === path),
+        answer: (next: Answer) => answers.set(path, next),
+      }
     },
     close: () =>
       new Promise<void>((resolve) => {
@@ -52,8 +71,15 @@ async function startReceiver() {
   }
 }
 
-/** The documented recipe, written here from the README (not the server's signer). */
-function verify(secret: string, headers: { timestamp: string; signature: string }, rawBody: string): boolean {
+/** The verification recipe of src/modules/webhooks/README.md, written out independently. */
+function verify(
+  secret: string,
+  headers: { timestamp: string; signature: string },
+  rawBody: string,
+  nowSeconds = Math.floor(Date.now() / 1000),
+): boolean {
+  const timestamp = Number(headers.timestamp)
+  if (!Number.isInteger(timestamp) || Math.abs(nowSeconds - timestamp) > 300) return false
   const expected = createHmac('sha256', secret).update(`${headers.timestamp}.${rawBody}`).digest()
   return headers.signature.split(' ').some((part) => {
     const [version, hex] = part.split('=')
@@ -63,18 +89,46 @@ function verify(secret: string, headers: { timestamp: string; signature: string 
   })
 }
 
-async function until<T>(what: string, probe: () => T | undefined | Promise<T | undefined>, ms = 20_000): Promise<T> {
-  const deadline = Date.now() + ms
+async function until<T>(what: string, probe: () => T | undefined | false | Promise<T | undefined | false>) {
+  const deadline = Date.now() + 20_000
   for (;;) {
     const value = await probe()
     if (value !== undefined && value !== false) return value
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 25))
+    await new Promise((r) => setTimeout(r, 20))
   }
 }
 
 let platform: TestPlatform
 let receiver: Awaited<ReturnType<typeof startReceiver>>
+let admin: Account
+let operator: Account
+let customer: Account
+let lot: TestLot
+
+const send = requester(() => platform)
+const base = '/api/v1/webhooks'
+
+function event(type: PlatformEvent['type'] = 'session.started', lotId: string | null = null): PlatformEvent {
+  const fact = randomBytes(8).toString('hex')
+  return { id: eventId(type, fact), type, occurred_at: new Date(), lot_id: lotId, data: { fact } }
+}
+
+async function subscribe(url: string, body: Record<string, unknown> = {}) {
+  return await expectJson(
+    send('POST', `${base}/subscriptions`, admin, { url, event_types: ['session.started'], ...body }),
+    201,
+  )
+}
+
+const deliveriesOf = async (subscriptionId: string, query = '') =>
+  (
+    await expectJson(
+      send('GET', `${base}/subscriptions/${subscriptionId}/deliveries?limit=100${query}`, admin),
+    )
+  ).data as { id: string; status: string; attempts: number; event_id: string; replay_of: string | null }[]
+
+const subscriptionView = (id: string) => expectJson(send('GET', `${base}/subscriptions/${id}`, admin))
 
 beforeAll(async () => {
   receiver = await startReceiver()
@@ -84,8 +138,16 @@ beforeAll(async () => {
     WEBHOOK_RETRY_BASE_MS: '20',
     WEBHOOK_RETRY_MAX_MS: '200',
     WEBHOOK_POLL_MS: '20',
-    WEBHOOK_TIMEOUT_MS: '5000',
+    WEBHOOK_MAX_ATTEMPTS: '4',
+    WEBHOOK_DISABLE_AFTER_FAILURES: '6',
+    WEBHOOK_DISABLE_AFTER_SECONDS: '0',
+    // Long: the slow receiver holds its answer until the test releases it.
+    WEBHOOK_TIMEOUT_MS: '60000',
   })
+  admin = await signInAdmin(platform)
+  operator = await createAccount(platform, admin, 'operator')
+  customer = await createAccount(platform, admin, 'customer')
+  lot = await createLot(platform, admin, { spaces: { STANDARD: 2 } })
 })
 
 afterAll(async () => {
@@ -93,16 +155,433 @@ afterAll(async () => {
   await receiver?.close()
 })
 
-describe('webhooks core', () => {
-  it('delivers a published event, signed', async () => {
-    const sub = await platform.services.webhooks.create({ url: receiver.url, event_types: ['session.started'] })
-    expect(sub.secret).toMatch(/^whsec_[\w-]{43}$/)
-    const id = eventId('session.started', randomBytes(6).toString('hex'))
-    await platform.services.webhooks.publish([
-      { id, type: 'session.started', occurred_at: new Date(), lot_id: null, data: { session_id: 's1' } },
-    ])
-    const got = await until('the delivery', () => receiver.received.find((r) => r.id === id))
+describe('subscriptions', () => {
+  it('are for admins only', async () => {
+    const body = { url: 'https://example.com/hook', event_types: ['session.started'] }
+    for (const who of [operator, customer]) {
+      await expectJson(send('POST', `${base}/subscriptions`, who, body), 403)
+      await expectJson(send('GET', `${base}/subscriptions`, who), 403)
+      await expectJson(send('GET', `${base}/event-types`, who), 403)
+    }
+    await expectJson(send('GET', `${base}/subscriptions`, null), 401)
+  })
+
+  it('list the event types with a description each', async () => {
+    const { data } = await expectJson(send('GET', `${base}/event-types`, admin))
+    expect(data.map((t: { type: string }) => t.type)).toContain('lot.availability_threshold_crossed')
+    for (const t of data) expect(t.description.length).toBeGreaterThan(10)
+  })
+
+  it('refuse invalid bodies with problem+json naming the field', async () => {
+    const cases: [Record<string, unknown>, string, number][] = [
+      [{ url: 'ftp://example.com/x', event_types: ['session.started'] }, 'url', 400],
+      [{ url: 'not a url', event_types: ['session.started'] }, 'url', 400],
+      [{ url: 'https://u:p@example.com/x', event_types: ['session.started'] }, 'url', 400],
+      [{ url: 'https://example.com/x', event_types: [] }, 'event_types', 400],
+      [{ url: 'https://example.com/x', event_types: ['session.exploded'] }, 'event_types.0', 400],
+      [{ url: 'https://example.com/x', event_types: ['session.started'], secret: 'mine' }, '', 400],
+      [
+        {
+          url: 'https://example.com/x',
+          event_types: ['lot.availability_threshold_crossed'],
+          lot_id: lot.lotId,
+        },
+        'threshold_free_spaces',
+        400,
+      ],
+      [
+        {
+          url: 'https://example.com/x',
+          event_types: ['lot.availability_threshold_crossed'],
+          threshold_free_spaces: 3,
+        },
+        'lot_id',
+        400,
+      ],
+      [
+        { url: 'https://example.com/x', event_types: ['session.started'], threshold_free_spaces: 3 },
+        'threshold_free_spaces',
+        400,
+      ],
+      [
+        { url: 'https://example.com/x', event_types: ['session.started'], threshold_free_spaces: -1 },
+        'threshold_free_spaces',
+        400,
+      ],
+    ]
+    for (const [body, field, status] of cases) {
+      const res = await send('POST', `${base}/subscriptions`, admin, body)
+      const problem = await expectJson(res, status)
+      expect(res.headers.get('content-type')).toContain('application/problem+json')
+      expect(problem.code).toBe('VALIDATION_FAILED')
+      expect(
+        problem.errors.map((e: { field: string }) => e.field),
+        JSON.stringify(body),
+      ).toContain(field)
+    }
+    const unknownLot = await send('POST', `${base}/subscriptions`, admin, {
+      url: 'https://example.com/x',
+      event_types: ['session.started'],
+      lot_id: '0193a5c2-7f1e-7b3c-9a41-2f0c8e1d4b6a',
+    })
+    expect((await expectJson(unknownLot, 404)).code).toBe('NOT_FOUND')
+    // PATCH applies the same rules to the result.
+    const sub = await subscribe('https://example.com/patched', { enabled: false })
+    const patched = await send('PATCH', `${base}/subscriptions/${sub.id}`, admin, {
+      event_types: ['lot.availability_threshold_crossed'],
+    })
+    expect((await expectJson(patched, 400)).errors[0].field).toBe('threshold_free_spaces')
+  })
+
+  it('show the secret only on create and on rotation', async () => {
+    const created = await subscribe('https://example.com/secret', { description: 'Signage', enabled: false })
+    expect(created.secret).toMatch(/^whsec_[A-Za-z0-9_-]{43}$/)
+    const one = await subscriptionView(created.id)
+    expect(one).toMatchObject({
+      id: created.id,
+      description: 'Signage',
+      enabled: false,
+      consecutive_failures: 0,
+    })
+    expect(JSON.stringify(one)).not.toContain('whsec_')
+    const list = await expectJson(send('GET', `${base}/subscriptions?limit=100`, admin))
+    expect(list.data.map((s: { id: string }) => s.id)).toContain(created.id)
+    expect(JSON.stringify(list)).not.toContain('whsec_')
+    const rotated = await expectJson(send('POST', `${base}/subscriptions/${created.id}/rotate-secret`, admin))
+    expect(rotated.secret).toMatch(/^whsec_/)
+    expect(rotated.secret).not.toBe(created.secret)
+    expect(rotated.previous_secret_expires_at).not.toBeNull()
+    expect(JSON.stringify(await subscriptionView(created.id))).not.toContain('whsec_')
+  })
+
+  it('are deleted', async () => {
+    const sub = await subscribe('https://example.com/deleted', { enabled: false })
+    await expectJson(send('DELETE', `${base}/subscriptions/${sub.id}`, admin), 204)
+    await expectJson(send('GET', `${base}/subscriptions/${sub.id}`, admin), 404)
+    await expectJson(send('DELETE', `${base}/subscriptions/${sub.id}`, admin), 404)
+  })
+})
+
+describe('delivery', () => {
+  it('POSTs the event with headers and a signature the documented recipe verifies', async () => {
+    const endpoint = receiver.endpoint()
+    const sub = await subscribe(endpoint.url)
+    const published = event()
+    await platform.services.webhooks.publish([published])
+    const [got] = await until('the delivery', () => endpoint.got().length > 0 && endpoint.got())
+    if (!got) throw new Error('no delivery')
+    expect(got.id).toBe(published.id)
     expect(verify(sub.secret, got, got.body)).toBe(true)
-    expect(JSON.parse(got.body)).toMatchObject({ id, type: 'session.started', data: { session_id: 's1' } })
+    expect(JSON.parse(got.body)).toEqual({
+      id: published.id,
+      type: 'session.started',
+      created_at: published.occurred_at.toISOString(),
+      lot_id: null,
+      data: published.data,
+    })
+    // Tampering with the body, the timestamp or the signature fails the recipe.
+    expect(verify(sub.secret, got, got.body.replace('"fact"', '"fakt"'))).toBe(false)
+    expect(verify(sub.secret, { ...got, timestamp: String(Number(got.timestamp) + 1) }, got.body)).toBe(false)
+    expect(
+      verify(
+        sub.secret,
+        { ...got, signature: got.signature.replace(/.$/, (c) => (c === '0' ? '1' : '0')) },
+        got.body,
+      ),
+    ).toBe(false)
+    expect(verify(`${sub.secret}x`, got, got.body)).toBe(false)
+    // An old timestamp is refused even with a valid signature (replay protection).
+    expect(verify(sub.secret, got, got.body, Number(got.timestamp) + 301)).toBe(false)
+
+    const [delivery] = await deliveriesOf(sub.id)
+    await until(
+      'the delivery to succeed',
+      async () => (await deliveriesOf(sub.id))[0]?.status === 'succeeded',
+    )
+    const detail = await expectJson(send('GET', `${base}/deliveries/${delivery?.id}`, admin))
+    expect(detail).toMatchObject({
+      event_id: published.id,
+      status: 'succeeded',
+      attempts: 1,
+      last_status_code: 200,
+    })
+    expect(detail.event).toEqual(JSON.parse(got.body))
+    expect(detail.attempt_log).toMatchObject([
+      { n: 1, succeeded: true, status_code: 200, response_body: 'thanks' },
+    ])
+  })
+
+  it('retries until the receiver accepts, and the receiver accepts each event once', async () => {
+    let failuresLeft = 3
+    const endpoint = receiver.endpoint((_req, res) => {
+      if (failuresLeft-- > 0) res.writeHead(500).end('down for maintenance')
+      else res.writeHead(204).end()
+    })
+    const sub = await subscribe(endpoint.url)
+    const published = event()
+    await platform.services.webhooks.publish([published])
+    await until('the accepted delivery', () => endpoint.got().some((r) => r.status === 204))
+    const [delivery] = await until('the delivery to succeed', async () => {
+      const list = await deliveriesOf(sub.id)
+      return list[0]?.status === 'succeeded' && list
+    })
+    const accepted = endpoint.got().filter((r) => r.status >= 200 && r.status < 300)
+    expect(accepted.map((r) => r.id)).toEqual([published.id])
+    expect(endpoint.got().map((r) => r.id)).toEqual(Array(4).fill(published.id))
+    const detail = await expectJson(send('GET', `${base}/deliveries/${delivery?.id}`, admin))
+    expect(detail.attempts).toBe(4)
+    expect(
+      detail.attempt_log.map((a: { n: number; status_code: number; succeeded: boolean }) => [
+        a.n,
+        a.status_code,
+        a.succeeded,
+      ]),
+    ).toEqual([
+      [1, 500, false],
+      [2, 500, false],
+      [3, 500, false],
+      [4, 204, true],
+    ])
+    expect(detail.attempt_log[0].response_body).toBe('down for maintenance')
+    // Each attempt was signed afresh with its own timestamp, all valid.
+    for (const got of endpoint.got()) expect(verify(sub.secret, got, got.body)).toBe(true)
+    expect((await subscriptionView(sub.id)).consecutive_failures).toBe(0)
+  })
+
+  it('fails a delivery after the last attempt', async () => {
+    const endpoint = receiver.endpoint((_req, res) => res.writeHead(502).end())
+    const sub = await subscribe(endpoint.url)
+    await platform.services.webhooks.publish([event()])
+    const [delivery] = await until('the delivery to fail', async () => {
+      const list = await deliveriesOf(sub.id)
+      return list[0]?.status === 'failed' && list
+    })
+    expect(delivery).toMatchObject({ attempts: 4 })
+    expect(endpoint.got()).toHaveLength(4)
+    // Four failures are not enough to disable it (six are).
+    expect((await subscriptionView(sub.id)).enabled).toBe(true)
+  })
+
+  it('records an event published twice (even at once) as one delivery', async () => {
+    const endpoint = receiver.endpoint()
+    const sub = await subscribe(endpoint.url)
+    const published = event()
+    const again = { ...published, occurred_at: new Date(published.occurred_at.getTime() + 5000) }
+    await Promise.all([
+      platform.services.webhooks.publish([published]),
+      platform.services.webhooks.publish([published, published]),
+    ])
+    await platform.services.webhooks.publish([again])
+    await until('the delivery', () => endpoint.got().length > 0)
+    await until(
+      'the delivery to succeed',
+      async () => (await deliveriesOf(sub.id))[0]?.status === 'succeeded',
+    )
+    // A later event of the same subscription proves the queue moved on past any duplicate.
+    const later = event()
+    await platform.services.webhooks.publish([later])
+    await until('the later delivery', () => endpoint.got().some((r) => r.id === later.id))
+    expect(endpoint.got().filter((r) => r.id === published.id)).toHaveLength(1)
+    const list = await deliveriesOf(sub.id)
+    expect(list.filter((d) => d.event_id === published.id)).toHaveLength(1)
+    // The body carries the first telling of the event.
+    const body = JSON.parse(endpoint.got().find((r) => r.id === published.id)?.body ?? '{}')
+    expect(body.created_at).toBe(published.occurred_at.toISOString())
+  })
+
+  it('sends only the types and the lot a subscription asks for', async () => {
+    const endpoint = receiver.endpoint()
+    await subscribe(endpoint.url, { event_types: ['session.closed'], lot_id: lot.lotId })
+    const otherLot = event('session.closed', '0193a5c2-7f1e-7b3c-9a41-2f0c8e1d4b6a')
+    const otherType = event('session.started', lot.lotId)
+    const wanted = event('session.closed', lot.lotId)
+    await platform.services.webhooks.publish([otherLot, otherType, wanted])
+    await until('the wanted delivery', () => endpoint.got().length > 0)
+    // The three were recorded together: nothing else is coming for this endpoint.
+    await new Promise((r) => setTimeout(r, 200))
+    expect(endpoint.got().map((r) => r.id)).toEqual([wanted.id])
+    expect(platform.services.webhooks.wants('session.closed')).toBe(true)
+  })
+
+  it('a slow receiver holds one delivery slot, not the API nor other deliveries', async () => {
+    let release: () => void = () => {}
+    const released = new Promise<void>((resolve) => {
+      release = resolve
+    })
+    const slow = receiver.endpoint((_req, res) => {
+      void released.then(() => res.writeHead(200).end())
+    })
+    const fast = receiver.endpoint()
+    const slowSub = await subscribe(slow.url)
+    const hanging = event()
+    await platform.services.webhooks.publish([hanging])
+    await until('the slow receiver to hold the request', () => slow.got().length === 1)
+    // While it hangs: API calls are answered, a subscription is made, and its event delivered.
+    await expectJson(send('GET', `${base}/subscriptions?limit=5`, admin))
+    await expectJson(send('GET', '/api/v1/lots', admin))
+    const fastSub = await subscribe(fast.url, { event_types: ['session.closed'] })
+    const quick = event('session.closed')
+    await platform.services.webhooks.publish([quick])
+    await until('the fast delivery', () => fast.got().some((r) => r.status === 200))
+    const fastList = await until('the fast delivery to be recorded', async () => {
+      const list = await deliveriesOf(fastSub.id)
+      return list[0]?.status === 'succeeded' && list
+    })
+    expect(fastList).toHaveLength(1)
+    // The slow one is still open all along: its answer was not sent, its delivery is pending.
+    expect(slow.got()[0]?.status).toBe(0)
+    expect((await deliveriesOf(slowSub.id))[0]?.status).toBe('pending')
+    release()
+    await until(
+      'the slow delivery to succeed',
+      async () => (await deliveriesOf(slowSub.id))[0]?.status === 'succeeded',
+    )
+    expect(slow.got()).toHaveLength(1)
+  })
+})
+
+describe('replay', () => {
+  it('sends the same event again as a new delivery, listed first', async () => {
+    const endpoint = receiver.endpoint()
+    const sub = await subscribe(endpoint.url)
+    const published = event()
+    await platform.services.webhooks.publish([published])
+    const [first] = await until('the delivery to succeed', async () => {
+      const list = await deliveriesOf(sub.id)
+      return list[0]?.status === 'succeeded' && list
+    })
+    const replay = await expectJson(send('POST', `${base}/deliveries/${first?.id}/replay`, admin), 202)
+    expect(replay).toMatchObject({
+      event_id: published.id,
+      replay_of: first?.id,
+      status: 'pending',
+      attempts: 0,
+    })
+    expect(replay.id).not.toBe(first?.id)
+    await until('the replayed delivery', () => endpoint.got().length === 2)
+    const [original, again] = endpoint.got()
+    expect(again?.id).toBe(published.id)
+    expect(again?.body).toBe(original?.body)
+    expect(verify(sub.secret, again ?? original ?? ({} as Received), again?.body ?? '')).toBe(true)
+    const list = await until('the replay to succeed', async () => {
+      const l = await deliveriesOf(sub.id)
+      return l[0]?.status === 'succeeded' && l
+    })
+    expect(list.map((d) => d.id)).toEqual([replay.id, first?.id])
+    expect(await deliveriesOf(sub.id, '&status=pending')).toEqual([])
+    await expectJson(
+      send('POST', `${base}/deliveries/whd_00000000000000000000000000000000/replay`, admin),
+      404,
+    )
+  })
+
+  it('signs with the old and the new secret during a rotation', async () => {
+    const endpoint = receiver.endpoint()
+    const sub = await subscribe(endpoint.url)
+    const rotated = await expectJson(send('POST', `${base}/subscriptions/${sub.id}/rotate-secret`, admin))
+    await platform.services.webhooks.publish([event()])
+    const [got] = await until('the delivery', () => endpoint.got().length > 0 && endpoint.got())
+    if (!got) throw new Error('no delivery')
+    expect(got.signature.split(' ')).toHaveLength(2)
+    expect(verify(rotated.secret, got, got.body)).toBe(true)
+    expect(verify(sub.secret, got, got.body)).toBe(true)
+  })
+})
+
+describe('auto-disable', () => {
+  it('disables a subscription after persistent failure, holds its deliveries, and resumes on enable', async () => {
+    let healthy = false
+    const endpoint = receiver.endpoint((_req, res) => res.writeHead(healthy ? 200 : 500).end())
+    const sub = await subscribe(endpoint.url)
+    const events = [event(), event()]
+    await platform.services.webhooks.publish(events)
+    const disabled = await until('the auto-disable', async () => {
+      const view = await subscriptionView(sub.id)
+      return !view.enabled && view
+    })
+    expect(disabled.disabled_reason).toMatch(/failed attempts in a row/)
+    expect(disabled.disabled_at).not.toBeNull()
+    expect(disabled.consecutive_failures).toBeGreaterThanOrEqual(6)
+    expect(platform.services.webhooks.wants('session.started')).toBe(true) // other subscriptions
+    // Settled: nothing in flight for it any more.
+    await until('attempts to stop', async () => {
+      const before = endpoint.got().length
+      await new Promise((r) => setTimeout(r, 150))
+      return endpoint.got().length === before
+    })
+    const held = await deliveriesOf(sub.id, '&status=pending')
+    expect(held.length).toBeGreaterThanOrEqual(1)
+    expect(endpoint.got().every((r) => r.status === 500)).toBe(true)
+    // A replay of a disabled subscription's delivery is refused.
+    const refused = await expectJson(send('POST', `${base}/deliveries/${held[0]?.id}/replay`, admin), 409)
+    expect(refused.code).toBe('CONFLICT')
+    // A new event for it is not recorded while it is disabled.
+    const meanwhile = event()
+    await platform.services.webhooks.publish([meanwhile])
+
+    healthy = true
+    const enabled = await expectJson(send('POST', `${base}/subscriptions/${sub.id}/enable`, admin))
+    expect(enabled).toMatchObject({ enabled: true, disabled_reason: null, consecutive_failures: 0 })
+    await until('the held deliveries to succeed', async () => {
+      const list = await deliveriesOf(sub.id)
+      return held.every((h) => list.find((d) => d.id === h.id)?.status === 'succeeded') && list
+    })
+    const accepted = endpoint.got().filter((r) => r.status === 200)
+    expect(accepted.map((r) => r.id).sort()).toEqual(held.map((h) => h.event_id).sort())
+    expect(accepted.map((r) => r.id)).not.toContain(meanwhile.id)
+  })
+
+  it('disables at once on 410 Gone', async () => {
+    const endpoint = receiver.endpoint((_req, res) => res.writeHead(410).end())
+    const sub = await subscribe(endpoint.url)
+    await platform.services.webhooks.publish([event()])
+    const view = await until('the disable', async () => {
+      const v = await subscriptionView(sub.id)
+      return !v.enabled && v
+    })
+    expect(view.disabled_reason).toMatch(/410/)
+    expect(endpoint.got()).toHaveLength(1)
+    expect((await deliveriesOf(sub.id))[0]).toMatchObject({ status: 'pending', attempts: 1 })
+  })
+})
+
+describe('availability thresholds', () => {
+  it('sends a crossing to the subscription whose threshold was crossed, once per flip', async () => {
+    const endpoint = receiver.endpoint()
+    const other = receiver.endpoint()
+    const sub = await subscribe(endpoint.url, {
+      event_types: ['lot.availability_threshold_crossed'],
+      lot_id: lot.lotId,
+      threshold_free_spaces: 5,
+    })
+    await subscribe(other.url, {
+      event_types: ['lot.availability_threshold_crossed'],
+      lot_id: lot.lotId,
+      threshold_free_spaces: 1,
+    })
+    const at = new Date()
+    const counts = (change: string, free: number) => [
+      { lot_id: lot.lotId, after_change: change, at, total: 20, free },
+    ]
+    const sink = platform.services.webhooks
+    await sink.availability(counts('1000-0', 8)) // first observation: recorded, no event
+    await sink.availability(counts('1001-0', 6)) // same side
+    await sink.availability(counts('1002-0', 4)) // below 5
+    await sink.availability(counts('1002-0', 4)) // the same change again
+    await sink.availability(counts('1001-5', 9)) // older than the last one seen: ignored
+    await sink.availability(counts('1003-0', 3)) // still below
+    await sink.availability(counts('1004-0', 5)) // back to at least 5
+    await until('two crossings', () => endpoint.got().length === 2)
+    const bodies = endpoint.got().map((r) => JSON.parse(r.body))
+    expect(bodies.map((b) => b.data)).toEqual([
+      { lot_id: lot.lotId, threshold: 5, direction: 'below', free: 4, total: 20 },
+      { lot_id: lot.lotId, threshold: 5, direction: 'above', free: 5, total: 20 },
+    ])
+    expect(
+      bodies.every((b) => b.type === 'lot.availability_threshold_crossed' && b.lot_id === lot.lotId),
+    ).toBe(true)
+    expect(bodies[0].id).toBe(eventId('lot.availability_threshold_crossed', sub.id, lot.lotId, '1002-0'))
+    // Threshold 1 was never crossed (free stayed >= 1).
+    expect(other.got()).toEqual([])
   })
 })

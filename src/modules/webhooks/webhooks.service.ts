@@ -70,7 +70,7 @@ export type SubscriptionInput = {
   enabled?: boolean | undefined
 }
 
-export type SubscriptionPatch = Partial<SubscriptionInput>
+export type SubscriptionPatch = { [K in keyof SubscriptionInput]?: SubscriptionInput[K] | undefined }
 
 export type SubscriptionView = ReturnType<typeof toSubscriptionView>
 export type DeliveryView = ReturnType<typeof toDeliveryView>
@@ -551,6 +551,8 @@ export function createWebhooksService(deps: {
         throw new AppError('NOT_FOUND', `No webhook subscription ${id}`)
       await queue.forget(id, current.lot_id ? [current.lot_id] : [])
       await refresh()
+      // Its pending deliveries (held ones too) are failed by the dispatcher when due.
+      if ((await enqueuePending(id)) > 0) dispatcher.wake()
     },
 
     /** A new current secret; the old one keeps signing (a second `v1=`) for the overlap. */
@@ -599,7 +601,7 @@ export function createWebhooksService(deps: {
       return {
         ...toDeliveryView(record),
         event: event ? payloadOf(event) : null,
-        attempts: attempts.map(toAttemptView),
+        attempt_log: attempts.map(toAttemptView),
       }
     },
 
