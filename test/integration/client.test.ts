@@ -109,6 +109,23 @@ describe('the client', () => {
     await expectProblem(client.GET('/api/v1/auth/me'), 401)
   })
 
+  it('is checked by tsc: an unknown path, a wrong body or a missing path parameter does not compile', () => {
+    // Never called: `npm run check` fails on an unused @ts-expect-error, so types that decayed to
+    // `any` (or a client that stopped checking) would fail here.
+    const api = clientFor(platform, admin)
+    const misuses = () => [
+      // @ts-expect-error no such path
+      api.GET('/api/v1/no-such-thing'),
+      // @ts-expect-error the body lacks lot_id and the rest of a rate
+      api.POST('/api/v1/rates', { body: { name: 'Hourly' } }),
+      // @ts-expect-error limit is a number
+      api.GET('/api/v1/lots', { params: { query: { limit: 'ten' } } }),
+      // @ts-expect-error the path parameter is missing
+      api.GET('/api/v1/lots/{id}', {}),
+    ]
+    expect(typeof misuses).toBe('function')
+  })
+
   it('tells problems from other error bodies', () => {
     expect(
       isProblem({ type: '/problems/not-found', status: 404, code: 'NOT_FOUND', title: 'Not found' }),
