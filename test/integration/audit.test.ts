@@ -271,6 +271,27 @@ describe('the audit log of a scripted admin session', () => {
     await expectJson(send('GET', `/api/v1/audit-log/${any.id}`, operator), 403)
   })
 
+  it('answers as usual when the record cannot be written, and counts the failure', async () => {
+    const { audit, metrics } = platform.services
+    const failures = async () =>
+      (await metrics.registry.getSingleMetric('audit_log_write_failures_total')?.get())?.values[0]?.value ?? 0
+    const record = audit.record
+    const before = await failures()
+    audit.record = async () => {
+      throw new Error('the audit store is down')
+    }
+    try {
+      const zone = await expectJson(
+        send('POST', '/api/v1/zones', admin, { level_id: ids.level, name: 'Z2' }),
+        201,
+      )
+      expect(zone).toMatchObject({ level_id: ids.level, name: 'Z2' })
+    } finally {
+      audit.record = record
+    }
+    expect(await failures()).toBe(before + 1)
+  })
+
   it('is purged by data.purge after its retention', async () => {
     const before = (await allRecords()).length
     const now = await platform.services.mailJobs.purge(new Date())

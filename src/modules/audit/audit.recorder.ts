@@ -127,8 +127,9 @@ export function auditRecorder(
     }
   }
 
-  return async (c, next) => {
-    if (!MUTATING.has(c.req.method)) return await next()
+  /** What a request will be recorded as, once answered; undefined: not an audited request. */
+  async function plan(c: Context<AppEnv>) {
+    if (!MUTATING.has(c.req.method)) return undefined
     const authorization = c.req.header('authorization') ?? ''
     const token = /^Bearer\s+(\S+)$/i.exec(authorization)?.[1]
     // The token's claimed role only decides whether to look closer (and read `before`): who is
@@ -137,26 +138,33 @@ export function auditRecorder(
     try {
       claimed = token ? decodeJwt(token).role : undefined
     } catch {}
-    if (!token || typeof claimed !== 'string' || !STAFF.has(claimed)) return await next()
+    if (!token || typeof claimed !== 'string' || !STAFF.has(claimed)) return undefined
     index ??= auditedRoutes(app)
     const matched = matchedRoutes(c).find((r) => r.method !== 'ALL')
     const route = matched && index.get(`${c.req.method} ${openApiPath(matched.path)}`)
-    if (!route) return await next()
+    if (!route) return undefined
 
     const path = c.req.path
     let before: unknown
     if (route.beforeSegments !== undefined) {
       // Read through the API itself, with the caller's own token: what this caller could see.
       const resource = path.split('/').slice(0, route.beforeSegments).join('/')
-      const answer = await app.request(resource, {
-        headers: { authorization, 'x-request-id': c.var.requestId },
-      })
-      before = answer.status === 200 ? await jsonOf(answer) : undefined
+      try {
+        const answer = await app.request(resource, {
+          headers: { authorization, 'x-request-id': c.var.requestId },
+        })
+        before = answer.status === 200 ? await jsonOf(answer) : undefined
+      } catch (error) {
+        c.var.logger.warn({ err: error }, 'audit: the state before the action could not be read')
+      }
     }
-    const at = new Date()
+    return { token, route, path, before, at: new Date() }
+  }
 
-    await next()
-
+  async function entryOf(
+    c: Context<AppEnv>,
+    { token, route, path, before, at }: NonNullable<Awaited<ReturnType<typeof plan>>>,
+  ): Promise<AuditEntry | undefined> {
     let actor = c.var.principal && { userId: c.var.principal.userId, role: c.var.principal.role }
     if (!actor) {
       // Refused before the guard let it through (a role outside the rule): the token says who.
@@ -164,10 +172,10 @@ export function auditRecorder(
         const claims = await c.var.services.tokens.verifyAccess(token)
         actor = { userId: claims.userId, role: claims.role }
       } catch {
-        return
+        return undefined
       }
     }
-    if (actor.role !== 'operator' && actor.role !== 'admin') return
+    if (actor.role !== 'operator' && actor.role !== 'admin') return undefined
 
     const status = c.res.status
     const answer = await jsonOf(c.res)
@@ -179,7 +187,7 @@ export function auditRecorder(
       // Read by the validator already (Hono caches it), or read now for a request refused earlier.
       requestBody = await c.req.json().catch(() => undefined)
     }
-    await c.var.services.audit.record({
+    return {
       at,
       actor: { userId: actor.userId, role: actor.role },
       action: route.action,
@@ -195,6 +203,23 @@ export function auditRecorder(
       requestBody,
       before,
       after,
-    })
+    }
+  }
+
+  return async (c, next) => {
+    const planned = await plan(c)
+    await next()
+    if (!planned) return
+    // Whatever goes wrong here, the answer made stays the answer.
+    try {
+      const entry = await entryOf(c, planned)
+      if (entry) await c.var.services.audit.record(entry)
+    } catch (error) {
+      c.var.services.audit.reportFailure(error, {
+        action: planned.route.action,
+        path: planned.path,
+        requestId: c.var.requestId,
+      })
+    }
   }
 }

@@ -116,10 +116,16 @@ export function createAuditService(deps: {
     registers: [deps.registry],
   })
 
+  /** Logged with what identifies the action (the log keeps what the collection lost), and counted. */
+  function reportFailure(error: unknown, action: Record<string, unknown>): void {
+    writeFailures.inc()
+    logger.error({ err: error, audit: action }, 'audit record not written')
+  }
+
   return {
     /**
-     * Writes one record. Never throws: a failed write is logged (with the whole entry, so the
-     * log keeps what the collection lost) and counted, and the caller's request goes on.
+     * Writes one record. Never throws: a failed write is logged and counted (reportFailure), and the
+     * caller's request goes on.
      */
     async record(entry: AuditEntry): Promise<string | undefined> {
       try {
@@ -156,23 +162,18 @@ export function createAuditService(deps: {
         await repo.insert(record)
         return record._id
       } catch (error) {
-        writeFailures.inc()
-        logger.error(
-          {
-            err: error,
-            audit: {
-              actor: entry.actor,
-              action: entry.action,
-              path: entry.path,
-              status: entry.status,
-              requestId: entry.requestId,
-            },
-          },
-          'audit record not written',
-        )
+        reportFailure(error, {
+          actor: entry.actor,
+          action: entry.action,
+          path: entry.path,
+          status: entry.status,
+          requestId: entry.requestId,
+        })
         return undefined
       }
     },
+
+    reportFailure,
 
     async list(query: AuditListQuery) {
       const since = query.since ? Date.parse(query.since) : undefined

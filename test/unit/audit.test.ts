@@ -1,7 +1,15 @@
+import { Registry } from 'prom-client'
 import { describe, expect, it } from 'vitest'
-import { outcomeOf, timeBound } from '../../src/modules/audit/audit.service.ts'
+import type { AuditRepository } from '../../src/modules/audit/audit.repository.ts'
+import {
+  type AuditEntry,
+  createAuditService,
+  outcomeOf,
+  timeBound,
+} from '../../src/modules/audit/audit.service.ts'
 import { fromSnapshot, REDACTED, redact, snapshot } from '../../src/modules/audit/audit.snapshot.ts'
 import { uuidv7 } from '../../src/shared/ids.ts'
+import { createLogger } from '../../src/shared/logger.ts'
 
 describe('audit snapshots', () => {
   it('replaces secrets at any depth, whatever their type, and keeps the rest', () => {
@@ -67,5 +75,75 @@ describe('audit snapshots', () => {
       expect(id >= timeBound(t), `${id} vs ${timeBound(t)}`).toBe(true)
       expect(id < timeBound(t + 1), `${id} vs ${timeBound(t + 1)}`).toBe(true)
     }
+  })
+})
+
+describe('the audit service', () => {
+  const entry: AuditEntry = {
+    at: new Date('2026-03-01T10:00:00Z'),
+    actor: { userId: 'u1', role: 'admin' },
+    action: 'createUser',
+    method: 'POST',
+    path: '/api/v1/users',
+    route: '/api/v1/users',
+    target: { type: 'users', id: 'u2' },
+    status: 201,
+    errorCode: null,
+    requestId: 'r1',
+    ip: '203.0.113.9',
+    userAgent: null,
+    requestBody: { email: 'a@example.com', password: 'hunter22' },
+    before: undefined,
+    after: { id: 'u2', email: 'a@example.com' },
+  }
+
+  function serviceWith(insert: AuditRepository['insert']) {
+    const registry = new Registry()
+    const logLines: string[] = []
+    const service = createAuditService({
+      repo: { insert } as AuditRepository,
+      actorEmail: async () => 'admin@example.com',
+      logger: createLogger('error', {}, { write: (line: string) => void logLines.push(line) }),
+      registry,
+      settings: { retentionDays: 365 },
+    })
+    return { service, registry, logLines }
+  }
+
+  it('writes the record it was given, redacted, with an id of its time', async () => {
+    const written: unknown[] = []
+    const { service } = serviceWith(async (record) => void written.push(record))
+    const id = await service.record(entry)
+    expect(id).toBeDefined()
+    expect(id && id >= timeBound(entry.at.getTime()) && id < timeBound(entry.at.getTime() + 1)).toBe(true)
+    expect(written).toEqual([
+      expect.objectContaining({
+        _id: id,
+        actor_id: 'u1',
+        actor_email: 'admin@example.com',
+        outcome: 'succeeded',
+        target_type: 'users',
+        target_id: 'u2',
+        request_body: '{"email":"a@example.com","password":"[redacted]"}',
+        before: null,
+        after: '{"id":"u2","email":"a@example.com"}',
+        truncated: [],
+      }),
+    ])
+  })
+
+  it('never throws when the write fails: it logs and counts the failure', async () => {
+    const { service, registry, logLines } = serviceWith(async () => {
+      throw new Error('database unavailable')
+    })
+    await expect(service.record(entry)).resolves.toBeUndefined()
+    await expect(service.record(entry)).resolves.toBeUndefined()
+    const metric = await registry.getSingleMetric('audit_log_write_failures_total')?.get()
+    expect(metric?.values[0]?.value).toBe(2)
+    expect(logLines).toHaveLength(2)
+    expect(logLines[0]).toContain('audit record not written')
+    expect(logLines[0]).toContain('createUser')
+    expect(logLines[0]).toContain('r1')
+    expect(logLines.join('')).not.toContain('hunter22')
   })
 })
