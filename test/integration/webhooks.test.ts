@@ -1,12 +1,14 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto'
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import { Redis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { eventId, type PlatformEvent } from '../../src/modules/webhooks/webhooks.contract.ts'
+import { backoffMs, retryAfterMs } from '../../src/modules/webhooks/webhooks.dispatcher.ts'
 import { type Account, createAccount, signInAdmin, testAdmin } from '../harness/accounts.ts'
-import { createLot, type TestLot } from '../harness/facility.ts'
+import { createLot, enterVehicle, type TestLot, uniquePlate } from '../harness/facility.ts'
 import { expectJson, requester } from '../harness/http.ts'
-import { startTestPlatform, type TestPlatform } from '../harness/platform.ts'
+import { isolatedDatabase, startTestPlatform, type TestPlatform } from '../harness/platform.ts'
 
 // Outbound webhooks against the real platform and a real receiver (node:http on 127.0.0.1):
 // signatures are checked here with the README's recipe (node:crypto), not with the server's
@@ -403,7 +405,9 @@ describe('delivery', () => {
     expect(platform.services.webhooks.wants('session.closed')).toBe(true)
   })
 
-  it('a slow receiver holds one delivery slot, not the API nor other deliveries', async () => {
+  it('a slow receiver holds delivery slots, not the API nor other deliveries', async () => {
+    // The trigger is the real producer: a vehicle's entry through the API becomes session.started.
+    const gate = await createLot(platform, admin, { spaces: { STANDARD: 4 } })
     let release: () => void = () => {}
     const released = new Promise<void>((resolve) => {
       release = resolve
@@ -412,31 +416,43 @@ describe('delivery', () => {
       void released.then(() => res.writeHead(200).end())
     })
     const fast = receiver.endpoint()
-    const slowSub = await subscribe(slow.url)
-    const hanging = event()
-    await platform.services.webhooks.publish([hanging])
-    await until('the slow receiver to hold the request', () => slow.got().length === 1)
-    // While it hangs: API calls are answered, a subscription is made, and its event delivered.
+    const slowSub = await subscribe(slow.url, { lot_id: gate.lotId })
+    const first = await enterVehicle(platform, operator, { license_plate: uniquePlate(), lot_id: gate.lotId })
+    const held = await until("the slow receiver to hold the first entry's event", () =>
+      slow.got().find((r) => JSON.parse(r.body).data.session_id === first.session.id),
+    )
+    // While it hangs: another entry through the API is answered, and its event goes out too.
+    const second = await enterVehicle(platform, operator, {
+      license_plate: uniquePlate(),
+      lot_id: gate.lotId,
+    })
+    await until("the second entry's event", () =>
+      slow.got().some((r) => JSON.parse(r.body).data.session_id === second.session.id),
+    )
     await expectJson(send('GET', `${base}/subscriptions?limit=5`, admin))
-    await expectJson(send('GET', '/api/v1/lots', admin))
+    await expectJson(send('GET', `/api/v1/lots/${gate.lotId}`, admin))
+    // A subscription made meanwhile gets its event delivered and recorded.
     const fastSub = await subscribe(fast.url, { event_types: ['session.closed'] })
     const quick = event('session.closed')
     await platform.services.webhooks.publish([quick])
-    await until('the fast delivery', () => fast.got().some((r) => r.status === 200))
-    const fastList = await until('the fast delivery to be recorded', async () => {
+    await until('the fast delivery to be recorded', async () => {
       const list = await deliveriesOf(fastSub.id)
       return list[0]?.status === 'succeeded' && list
     })
-    expect(fastList).toHaveLength(1)
-    // The slow one is still open all along: its answer was not sent, its delivery is pending.
-    expect(slow.got()[0]?.status).toBe(0)
-    expect((await deliveriesOf(slowSub.id))[0]?.status).toBe('pending')
+    expect(fast.got().map((r) => r.id)).toEqual([quick.id])
+    // The slow ones were open all along: no answer sent, both deliveries pending.
+    expect(held.status).toBe(0)
+    expect(slow.got().every((r) => r.status === 0)).toBe(true)
+    expect((await deliveriesOf(slowSub.id)).map((d) => d.status)).toEqual(['pending', 'pending'])
+    expect(platform.services.webhooks.inFlight()).toBeGreaterThanOrEqual(2)
     release()
-    await until(
-      'the slow delivery to succeed',
-      async () => (await deliveriesOf(slowSub.id))[0]?.status === 'succeeded',
+    await until('the slow deliveries to succeed', async () =>
+      (await deliveriesOf(slowSub.id)).every((d) => d.status === 'succeeded'),
     )
-    expect(slow.got()).toHaveLength(1)
+    const ids = slow.got().map((r) => r.id)
+    expect(ids).toHaveLength(2)
+    expect(new Set(ids).size).toBe(2)
+    for (const got of slow.got()) expect(verify(slowSub.secret, got, got.body)).toBe(true)
   })
 })
 
@@ -583,5 +599,65 @@ describe('availability thresholds', () => {
     expect(bodies[0].id).toBe(eventId('lot.availability_threshold_crossed', sub.id, lot.lotId, '1002-0'))
     // Threshold 1 was never crossed (free stayed >= 1).
     expect(other.got()).toEqual([])
+  })
+})
+
+describe('the schedule', () => {
+  it('is rebuilt from MongoDB when Redis lost it, by any instance', async () => {
+    // Two instances on one database and one Redis prefix: one records without delivering.
+    const shared = {
+      ...testAdmin,
+      JOBS_ENABLED: 'false',
+      REDIS_KEY_PREFIX: `t_${randomBytes(4).toString('hex')}:`,
+      WEBHOOK_POLL_MS: '20',
+    }
+    const mongodb = isolatedDatabase(platform.urls.mongodb)
+    const recorder = await startTestPlatform({ ...shared, WEBHOOK_DISPATCH_ENABLED: 'false' }, { mongodb })
+    const redis = new Redis(platform.urls.redis, { keyPrefix: shared.REDIS_KEY_PREFIX })
+    let deliverer: TestPlatform | undefined
+    try {
+      const endpoint = receiver.endpoint()
+      const sub = await recorder.services.webhooks.create({
+        url: endpoint.url,
+        event_types: ['session.closed'],
+      })
+      const published = event('session.closed')
+      await recorder.services.webhooks.publish([published])
+      expect(await redis.zcard('wh:schedule')).toBe(1)
+      // Redis loses its data: the schedule and its marker are gone, the deliveries are not.
+      await redis.del('wh:schedule', 'wh:schedule:seeded')
+      deliverer = await startTestPlatform(shared, { mongodb })
+      const [got] = await until('the delivery', () => endpoint.got().length > 0 && endpoint.got())
+      expect(got?.id).toBe(published.id)
+      expect(verify(sub.secret, got ?? ({} as Received), got?.body ?? '')).toBe(true)
+      await until('the schedule to empty', async () => (await redis.zcard('wh:schedule')) === 0)
+      expect(await redis.exists('wh:schedule:seeded')).toBe(1)
+      expect(endpoint.got()).toHaveLength(1)
+    } finally {
+      await deliverer?.stop()
+      await recorder.stop()
+      redis.disconnect()
+    }
+  })
+})
+
+describe('retry timing rules', () => {
+  it('back off exponentially with jitter, capped', () => {
+    const low = () => 0
+    const high = () => 0.999_999
+    expect([1, 2, 3, 4].map((n) => backoffMs(n, 10_000, 3_600_000, () => 0.5))).toEqual([
+      10_000, 20_000, 40_000, 80_000,
+    ])
+    expect(backoffMs(3, 10_000, 3_600_000, low)).toBe(30_000)
+    expect(backoffMs(3, 10_000, 3_600_000, high)).toBe(50_000)
+    expect(backoffMs(20, 10_000, 3_600_000, high)).toBe(3_600_000)
+  })
+
+  it('read Retry-After as seconds or a date', () => {
+    const now = Date.parse('2026-03-01T12:00:00Z')
+    expect(retryAfterMs('120', now)).toBe(120_000)
+    expect(retryAfterMs('Sun, 01 Mar 2026 12:00:30 GMT', now)).toBe(30_000)
+    expect(retryAfterMs('soon', now)).toBeUndefined()
+    expect(retryAfterMs(null, now)).toBeUndefined()
   })
 })
