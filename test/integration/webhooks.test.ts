@@ -348,6 +348,18 @@ describe('delivery', () => {
     // Each attempt was signed afresh with its own timestamp, all valid.
     for (const got of endpoint.got()) expect(verify(sub.secret, got, got.body)).toBe(true)
     expect((await subscriptionView(sub.id)).consecutive_failures).toBe(0)
+    const metrics = await (await platform.request('/metrics')).text()
+    const value = (line: string) =>
+      Number(
+        metrics
+          .split('\n')
+          .find((l) => l.startsWith(line))
+          ?.split(' ')[1],
+      )
+    expect(value('webhook_attempts_total{outcome="failed"}')).toBeGreaterThanOrEqual(3)
+    expect(value('webhook_deliveries_total{outcome="succeeded"}')).toBeGreaterThanOrEqual(1)
+    expect(value('webhook_attempt_duration_seconds_count{outcome="succeeded"}')).toBeGreaterThanOrEqual(1)
+    expect(metrics).toMatch(/^webhook_queue_depth \d+$/m)
   })
 
   it('fails a delivery after the last attempt', async () => {
@@ -453,6 +465,37 @@ describe('delivery', () => {
     expect(ids).toHaveLength(2)
     expect(new Set(ids).size).toBe(2)
     for (const got of slow.got()) expect(verify(slowSub.secret, got, got.body)).toBe(true)
+  })
+})
+
+describe('test events', () => {
+  it('sends a signed webhook.test to one subscription on request, through the log', async () => {
+    const endpoint = receiver.endpoint()
+    const sub = await subscribe(endpoint.url)
+    const delivery = await expectJson(send('POST', `${base}/subscriptions/${sub.id}/test`, admin), 202)
+    expect(delivery).toMatchObject({ event_type: 'webhook.test', subscription_id: sub.id, status: 'pending' })
+    const [got] = await until('the test event', () => endpoint.got().length > 0 && endpoint.got())
+    expect(got?.id).toBe(delivery.event_id)
+    expect(JSON.parse(got?.body ?? '{}')).toMatchObject({
+      type: 'webhook.test',
+      data: { subscription_id: sub.id },
+    })
+    expect(verify(sub.secret, got ?? ({} as Received), got?.body ?? '')).toBe(true)
+    await until('the test delivery to succeed', async () => {
+      const view = await expectJson(send('GET', `${base}/deliveries/${delivery.id}`, admin))
+      return view.status === 'succeeded'
+    })
+    // Not a type anyone subscribes to.
+    const { data } = await expectJson(send('GET', `${base}/event-types`, admin))
+    expect(data.map((t: { type: string }) => t.type)).not.toContain('webhook.test')
+    await expectJson(
+      send('POST', `${base}/subscriptions`, admin, { url: endpoint.url, event_types: ['webhook.test'] }),
+      400,
+    )
+    await expectJson(
+      send('POST', `${base}/subscriptions/0193a5c2-7f1e-7b3c-9a41-2f0c8e1d4b6a/test`, admin),
+      404,
+    )
   })
 })
 

@@ -26,6 +26,12 @@ export const webhookEventTypes = [
 export type WebhookEventType = (typeof webhookEventTypes)[number]
 
 /**
+ * Sent only by an admin's "send a test event" to one subscription: not subscribable, never
+ * published by producers. Receivers should accept it (2xx) and may otherwise ignore it.
+ */
+export const webhookTestEventType = 'webhook.test'
+
+/**
  * An event as a producer hands it over. `id` is derived from the fact it reports (a stream id, a
  * session id and its transition, a refund id): telling the same fact twice gives the same id, so
  * it is recorded and delivered once. Receivers deduplicate by it too.

@@ -1,6 +1,6 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
 import type { Logger } from '../../shared/logger.ts'
-import { type WebhookEventType, webhookHeaders } from './webhooks.contract.ts'
+import { type WebhookEventType, webhookHeaders, type webhookTestEventType } from './webhooks.contract.ts'
 import type { DeliveryRecord, EventRecord, SubscriptionRecord } from './webhooks.model.ts'
 import type { DeliveryQueue } from './webhooks.queue.ts'
 import type { WebhooksRepository } from './webhooks.repository.ts'
@@ -27,7 +27,7 @@ export type DispatchSettings = {
 export function payloadOf(event: EventRecord) {
   return {
     id: event._id,
-    type: event.type as WebhookEventType,
+    type: event.type as WebhookEventType | typeof webhookTestEventType,
     created_at: event.occurred_at.toISOString(),
     lot_id: event.lot_id,
     data: event.data,

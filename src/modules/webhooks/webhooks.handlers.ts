@@ -36,6 +36,10 @@ export function mountWebhooks(app: OpenAPIHono<AppEnv>) {
     c.json(await c.var.services.webhooks.rotateSecret(c.req.valid('param').id), 200),
   )
 
+  app.openapi(routes.sendWebhookTest, async (c) =>
+    c.json(await c.var.services.webhooks.sendTest(c.req.valid('param').id), 202),
+  )
+
   app.openapi(routes.listWebhookDeliveries, async (c) =>
     c.json(await c.var.services.webhooks.deliveries(c.req.valid('param').id, c.req.valid('query')), 200),
   )

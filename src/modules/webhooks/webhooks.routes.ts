@@ -131,6 +131,21 @@ export const rotateWebhookSecret = defineRoute(admins, {
   },
 })
 
+export const sendWebhookTest = defineRoute(admins, {
+  method: 'post',
+  path: `${base}/subscriptions/{id}/test`,
+  operationId: 'sendWebhookTest',
+  summary: 'Send a webhook.test event to a subscription',
+  description:
+    'Through the queue like any event, signed, retried and logged: the answer is its delivery (follow it with GET /webhooks/deliveries/{id}). webhook.test is not subscribable. A disabled subscription is a 409.',
+  tags,
+  request: { params: SubscriptionIdParamSchema },
+  responses: {
+    202: jsonResponse(DeliverySchema, 'The test delivery, queued'),
+    ...problemResponses('VALIDATION_FAILED', 'NOT_FOUND', 'CONFLICT'),
+  },
+})
+
 export const listWebhookDeliveries = defineRoute(admins, {
   method: 'get',
   path: `${base}/subscriptions/{id}/deliveries`,

@@ -1,9 +1,11 @@
 import { z } from '@hono/zod-openapi'
 import { PageQuerySchema } from '../../http/openapi.ts'
-import { webhookEventTypes } from './webhooks.contract.ts'
+import { webhookEventTypes, webhookTestEventType } from './webhooks.contract.ts'
 import { deliveryStatuses } from './webhooks.model.ts'
 
 const eventType = z.enum(webhookEventTypes)
+/** What a delivery may carry: the subscribable types and the admin's test event. */
+const deliveredType = z.enum([...webhookEventTypes, webhookTestEventType])
 const instant = z.iso.datetime()
 const url = z.string().max(2048).openapi({
   example: 'https://example.com/hooks/parking',
@@ -106,7 +108,7 @@ export const EventTypeListSchema = z
 export const EventPayloadSchema = z
   .object({
     id: z.string().openapi({ example: 'evt_5f1c0e3a9b7d4c2e8a6f1b3d5c7e9a0b' }),
-    type: eventType,
+    type: deliveredType,
     created_at: instant.openapi({ description: 'When the fact happened.' }),
     lot_id: z.string().nullable(),
     data: z.record(z.string(), z.unknown()),
@@ -117,7 +119,7 @@ export const DeliverySchema = z
   .object({
     id: z.string(),
     event_id: z.string(),
-    event_type: eventType,
+    event_type: deliveredType,
     subscription_id: z.string(),
     lot_id: z.string().nullable(),
     status: z.enum(deliveryStatuses).openapi({

@@ -12,6 +12,7 @@ import {
   type PlatformEvent,
   type WebhookEventType,
   webhookEventTypes,
+  webhookTestEventType,
 } from './webhooks.contract.ts'
 import {
   createDispatcher,
@@ -101,7 +102,7 @@ function toDeliveryView(record: DeliveryRecord) {
   return {
     id: record._id,
     event_id: record.event_id,
-    event_type: record.event_type as WebhookEventType,
+    event_type: record.event_type as WebhookEventType | typeof webhookTestEventType,
     subscription_id: record.subscription_id,
     lot_id: record.lot_id,
     status: record.status,
@@ -603,6 +604,28 @@ export function createWebhooksService(deps: {
         event: event ? payloadOf(event) : null,
         attempt_log: attempts.map(toAttemptView),
       }
+    },
+
+    /** A `webhook.test` event to one subscription, through the queue like any other (it is logged). */
+    async sendTest(id: string) {
+      const subscription = await subscriptionOf(id)
+      if (!subscription.enabled) {
+        throw new AppError('CONFLICT', 'The subscription is disabled: enable it first', {
+          extensions: { reason: 'subscription_disabled' },
+        })
+      }
+      const at = now()
+      const test = {
+        id: `evt_${randomBytes(16).toString('hex')}`,
+        type: webhookTestEventType as WebhookEventType,
+        occurred_at: at,
+        lot_id: null,
+        data: { subscription_id: id, message: 'A test event sent by an admin; accept it with a 2xx.' },
+      }
+      await record([{ event: test, subscriptions: [subscription] }])
+      const delivery = await repo.findDelivery(deliveryIdOf(test.id, id, at))
+      if (!delivery) throw new Error('the test delivery was not recorded')
+      return toDeliveryView(delivery)
     },
 
     /** The same event (same id) to the same subscription again, as a new delivery. */
