@@ -2650,6 +2650,28 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/webhooks/subscriptions/{id}/test": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Send a webhook.test event to a subscription
+         * @description Access: admin (approved accounts).
+         *
+         *     Through the queue like any event, signed, retried and logged: the answer is its delivery (follow it with GET /webhooks/deliveries/{id}). webhook.test is not subscribable. A disabled subscription is a 409.
+         */
+        post: operations["sendWebhookTest"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/webhooks/subscriptions/{id}/deliveries": {
         parameters: {
             query?: never;
@@ -5514,15 +5536,11 @@ export interface components {
             /** @description true re-enables a disabled subscription (the failure streak starts over and its pending deliveries go out). */
             enabled?: boolean;
         };
-        WebhookDeliveryPage: {
-            data: components["schemas"]["WebhookDelivery"][];
-            next_cursor: string | null;
-        };
         WebhookDelivery: {
             id: string;
             event_id: string;
             /** @enum {string} */
-            event_type: "space.state_changed" | "lot.availability_threshold_crossed" | "session.started" | "session.closed" | "payment.succeeded" | "payment.refunded" | "reservation.created" | "reservation.cancelled" | "reservation.checked_in" | "sensor.stale";
+            event_type: "space.state_changed" | "lot.availability_threshold_crossed" | "session.started" | "session.closed" | "payment.succeeded" | "payment.refunded" | "reservation.created" | "reservation.cancelled" | "reservation.checked_in" | "sensor.stale" | "webhook.test";
             subscription_id: string;
             lot_id: string | null;
             /**
@@ -5544,6 +5562,10 @@ export interface components {
             /** Format: date-time */
             completed_at: string | null;
         };
+        WebhookDeliveryPage: {
+            data: components["schemas"]["WebhookDelivery"][];
+            next_cursor: string | null;
+        };
         WebhookDeliveryDetail: components["schemas"]["WebhookDelivery"] & {
             event: components["schemas"]["WebhookEvent"];
             attempt_log: components["schemas"]["WebhookAttempt"][];
@@ -5553,7 +5575,7 @@ export interface components {
             /** @example evt_5f1c0e3a9b7d4c2e8a6f1b3d5c7e9a0b */
             id: string;
             /** @enum {string} */
-            type: "space.state_changed" | "lot.availability_threshold_crossed" | "session.started" | "session.closed" | "payment.succeeded" | "payment.refunded" | "reservation.created" | "reservation.cancelled" | "reservation.checked_in" | "sensor.stale";
+            type: "space.state_changed" | "lot.availability_threshold_crossed" | "session.started" | "session.closed" | "payment.succeeded" | "payment.refunded" | "reservation.created" | "reservation.cancelled" | "reservation.checked_in" | "sensor.stale" | "webhook.test";
             /**
              * Format: date-time
              * @description When the fact happened.
@@ -17727,6 +17749,82 @@ export interface operations {
             };
             /** @description Not found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unexpected error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    sendWebhookTest: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The test delivery, queued */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookDelivery"];
+                };
+            };
+            /** @description The request is malformed or fails validation */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller may not do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };
