@@ -271,6 +271,17 @@ describe('the audit log of a scripted admin session', () => {
     await expectJson(send('GET', `/api/v1/audit-log/${any.id}`, operator), 403)
   })
 
+  it('records each of many concurrent actions once (written together on the database)', async () => {
+    const zones = await Promise.all(
+      Array.from({ length: 12 }, (_, i) =>
+        expectJson(send('POST', '/api/v1/zones', admin, { level_id: ids.level, name: `C${i}` }), 201),
+      ),
+    )
+    for (const zone of zones) {
+      expect(await recordOf('createZone', zone.id)).toMatchObject({ after: { id: zone.id, name: zone.name } })
+    }
+  })
+
   it('answers as usual when the record cannot be written, and counts the failure', async () => {
     const { audit, metrics } = platform.services
     const failures = async () =>

@@ -97,22 +97,27 @@ describe('the audit service', () => {
     after: { id: 'u2', email: 'a@example.com' },
   }
 
-  function serviceWith(insert: AuditRepository['insert']) {
+  function serviceWith(
+    repo: Partial<AuditRepository>,
+    actorEmail = async (_id: string) => 'admin@example.com',
+  ) {
     const registry = new Registry()
     const logLines: string[] = []
     const service = createAuditService({
-      repo: { insert } as AuditRepository,
-      actorEmail: async () => 'admin@example.com',
+      repo: { find: async () => undefined, ...repo } as AuditRepository,
+      actorEmail,
       logger: createLogger('error', {}, { write: (line: string) => void logLines.push(line) }),
       registry,
       settings: { retentionDays: 365 },
     })
-    return { service, registry, logLines }
+    const failures = async () =>
+      (await registry.getSingleMetric('audit_log_write_failures_total')?.get())?.values[0]?.value ?? 0
+    return { service, failures, logLines }
   }
 
   it('writes the record it was given, redacted, with an id of its time', async () => {
     const written: unknown[] = []
-    const { service } = serviceWith(async (record) => void written.push(record))
+    const { service } = serviceWith({ insert: async (record) => void written.push(record) })
     const id = await service.record(entry)
     expect(id).toBeDefined()
     expect(id && id >= timeBound(entry.at.getTime()) && id < timeBound(entry.at.getTime() + 1)).toBe(true)
@@ -133,17 +138,77 @@ describe('the audit service', () => {
   })
 
   it('never throws when the write fails: it logs and counts the failure', async () => {
-    const { service, registry, logLines } = serviceWith(async () => {
-      throw new Error('database unavailable')
+    const { service, failures, logLines } = serviceWith({
+      insert: async () => {
+        throw new Error('database unavailable')
+      },
     })
     await expect(service.record(entry)).resolves.toBeUndefined()
     await expect(service.record(entry)).resolves.toBeUndefined()
-    const metric = await registry.getSingleMetric('audit_log_write_failures_total')?.get()
-    expect(metric?.values[0]?.value).toBe(2)
+    expect(await failures()).toBe(2)
     expect(logLines).toHaveLength(2)
     expect(logLines[0]).toContain('audit record not written')
     expect(logLines[0]).toContain('createUser')
     expect(logLines[0]).toContain('r1')
     expect(logLines.join('')).not.toContain('hunter22')
+  })
+
+  it('writes the records of concurrent requests together while a write is in flight', async () => {
+    const writes: string[][] = []
+    let release: () => void = () => {}
+    const first = new Promise<void>((resolve) => {
+      release = resolve
+    })
+    const { service, failures } = serviceWith({
+      insert: async (record) => {
+        writes.push([record.request_id])
+        await first
+      },
+      insertMany: async (records) => void writes.push(records.map((r) => r.request_id)),
+    })
+    const pending = ['r1', 'r2', 'r3', 'r4'].map((requestId) => service.record({ ...entry, requestId }))
+    await new Promise((resolve) => setTimeout(resolve, 10))
+    expect(writes).toEqual([['r1']])
+    release()
+    const ids = await Promise.all(pending)
+    expect(writes).toEqual([['r1'], ['r2', 'r3', 'r4']])
+    expect(ids.every((id) => typeof id === 'string')).toBe(true)
+    expect(await failures()).toBe(0)
+  })
+
+  it('tells each request of a failed batch its own fate', async () => {
+    let release: () => void = () => {}
+    const first = new Promise<void>((resolve) => {
+      release = resolve
+    })
+    const stored = new Set<string>()
+    const { service, failures } = serviceWith({
+      insert: async (record) => {
+        if (record.request_id === 'r1') await first
+        if (record.request_id === 'r3') throw new Error('this one cannot be written')
+        stored.add(record.request_id)
+      },
+      insertMany: async () => {
+        throw new Error('the batch failed')
+      },
+    })
+    const pending = ['r1', 'r2', 'r3', 'r4'].map((requestId) => service.record({ ...entry, requestId }))
+    await new Promise((resolve) => setTimeout(resolve, 10))
+    release()
+    const ids = await Promise.all(pending)
+    expect(ids.map((id) => id !== undefined)).toEqual([true, true, false, true])
+    expect([...stored].sort()).toEqual(['r1', 'r2', 'r4'])
+    expect(await failures()).toBe(1)
+  })
+
+  it("reads an actor's e-mail once a minute, not once per action", async () => {
+    let reads = 0
+    const { service } = serviceWith({ insert: async () => {} }, async () => {
+      reads += 1
+      return 'admin@example.com'
+    })
+    for (let i = 0; i < 5; i++) await service.record(entry)
+    await service.record({ ...entry, actor: { userId: 'u9', role: 'operator' } })
+    expect(reads).toBe(2)
   })
 })

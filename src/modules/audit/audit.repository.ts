@@ -21,6 +21,11 @@ export function createAuditRepository(db: Database) {
       await auditLog.create(record)
     },
 
+    /** One write for many records (all or, on an error, some of them: insert the rest one by one). */
+    async insertMany(records: AuditRecord[]): Promise<void> {
+      await auditLog.collection.insertMany(records as never[], { ordered: true })
+    },
+
     async find(id: string): Promise<AuditRecord | undefined> {
       return (await auditLog.findById(id).lean<AuditRecord>()) ?? undefined
     },

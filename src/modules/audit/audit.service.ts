@@ -7,6 +7,11 @@ import type { AuditRepository } from './audit.repository.ts'
 import { fromSnapshot, snapshot } from './audit.snapshot.ts'
 
 const DAY_MS = 86_400_000
+/** An actor's e-mail is read again after this long (the log shows the address of the time). */
+const EMAIL_TTL_MS = 60_000
+const EMAIL_CACHE_MAX = 1_000
+/** Records written in one insertMany at most. */
+const WRITE_BATCH = 100
 
 /** What the HTTP door knows of one request of an operator or admin. */
 export type AuditEntry = {
@@ -116,6 +121,59 @@ export function createAuditService(deps: {
     registers: [deps.registry],
   })
 
+  // Actors are few and act often: their address is read once a minute, not once per action.
+  const emails = new Map<string, { email: string | null; until: number }>()
+  async function emailOf(userId: string): Promise<string | null> {
+    const now = Date.now()
+    const cached = emails.get(userId)
+    if (cached && cached.until > now) return cached.email
+    const email = await deps.actorEmail(userId).catch(() => null)
+    if (emails.size >= EMAIL_CACHE_MAX) emails.clear()
+    emails.set(userId, { email, until: now + EMAIL_TTL_MS })
+    return email
+  }
+
+  // Group commit: while a write is in flight, the records of other requests queue and go together
+  // in the next insertMany (one writer's turn on FerretDB instead of one each); an idle platform
+  // writes each at once. Every request still waits for its own record to be written.
+  const queue: { record: AuditRecord; done: (error?: unknown) => void }[] = []
+  let writing = false
+  async function drain(): Promise<void> {
+    writing = true
+    try {
+      while (queue.length > 0) {
+        const batch = queue.splice(0, WRITE_BATCH)
+        try {
+          if (batch.length === 1) await repo.insert(batch[0]?.record as AuditRecord)
+          else await repo.insertMany(batch.map((item) => item.record))
+          for (const item of batch) item.done()
+        } catch (error) {
+          if (batch.length === 1) {
+            batch[0]?.done(error)
+            continue
+          }
+          // Some may be in: each of the rest on its own, so that each request learns its fate.
+          for (const item of batch) {
+            try {
+              if (!(await repo.find(item.record._id))) await repo.insert(item.record)
+              item.done()
+            } catch (single) {
+              item.done(single)
+            }
+          }
+        }
+      }
+    } finally {
+      writing = false
+    }
+  }
+  function write(record: AuditRecord): Promise<void> {
+    return new Promise((resolve, reject) => {
+      queue.push({ record, done: (error) => (error === undefined ? resolve() : reject(error)) })
+      if (!writing) void drain()
+    })
+  }
+
   /** Logged with what identifies the action (the log keeps what the collection lost), and counted. */
   function reportFailure(error: unknown, action: Record<string, unknown>): void {
     writeFailures.inc()
@@ -129,7 +187,7 @@ export function createAuditService(deps: {
      */
     async record(entry: AuditEntry): Promise<string | undefined> {
       try {
-        const email = await deps.actorEmail(entry.actor.userId).catch(() => null)
+        const email = await emailOf(entry.actor.userId)
         const truncated: SnapshotName[] = []
         const keep = (name: SnapshotName, value: unknown) => {
           const snap = snapshot(value)
@@ -159,7 +217,7 @@ export function createAuditService(deps: {
           after: keep('after', entry.after),
           truncated,
         }
-        await repo.insert(record)
+        await write(record)
         return record._id
       } catch (error) {
         reportFailure(error, {
