@@ -325,6 +325,7 @@ describe('data.purge', () => {
     expect(await platform.scheduler.runNow('data.purge')).toEqual({
       idempotency_keys: 0,
       exports: 0,
+      audit_log: 0,
       reservation_slots: 0,
       stripe_events: 0,
     })
