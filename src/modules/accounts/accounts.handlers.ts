@@ -1,7 +1,7 @@
-import { getConnInfo } from '@hono/node-server/conninfo'
 import type { OpenAPIHono } from '@hono/zod-openapi'
 import type { Context } from 'hono'
 import { principalOf } from '../../http/access.ts'
+import { clientAddress } from '../../http/client-address.ts'
 import type { AppEnv } from '../../http/context.ts'
 import { parseOrThrow } from '../../http/validation.ts'
 import { AppError } from '../../shared/errors.ts'
@@ -26,19 +26,6 @@ async function loginCredentials(c: Context<AppEnv>): Promise<{ email: string; pa
 }
 
 export function mountAccounts(app: OpenAPIHono<AppEnv>, options: { trustProxy: boolean }) {
-  const clientAddress = (c: Context<AppEnv>): string => {
-    if (options.trustProxy) {
-      // The rightmost entry is the one our proxy added; entries to its left are the client's word.
-      const forwarded = c.req.header('x-forwarded-for')?.split(',').at(-1)?.trim()
-      if (forwarded) return forwarded
-    }
-    try {
-      return getConnInfo(c).remote.address ?? 'unknown'
-    } catch {
-      return 'in-process'
-    }
-  }
-
   app.openapi(auth.register, async (c) => {
     const { user, tokens } = await c.var.services.accounts.register(c.req.valid('json'))
     return c.json({ ...tokens, user }, 201)
@@ -48,7 +35,11 @@ export function mountAccounts(app: OpenAPIHono<AppEnv>, options: { trustProxy: b
   app.openAPIRegistry.register('LoginForm', LoginFormSchema)
   app.openapi(auth.login, async (c) => {
     const { email, password } = await loginCredentials(c)
-    const { user, tokens } = await c.var.services.accounts.login(email, password, clientAddress(c))
+    const { user, tokens } = await c.var.services.accounts.login(
+      email,
+      password,
+      clientAddress(c, options.trustProxy),
+    )
     return c.json({ ...tokens, user }, 200)
   })
 

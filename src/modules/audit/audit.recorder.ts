@@ -1,8 +1,8 @@
-import { getConnInfo } from '@hono/node-server/conninfo'
 import type { OpenAPIHono } from '@hono/zod-openapi'
 import type { Context, MiddlewareHandler } from 'hono'
 import { matchedRoutes } from 'hono/route'
 import { decodeJwt } from 'jose'
+import { clientAddress } from '../../http/client-address.ts'
 import type { AppEnv } from '../../http/context.ts'
 import type { AuditedMethod } from './audit.model.ts'
 import type { AuditEntry } from './audit.service.ts'
@@ -113,20 +113,6 @@ export function auditRecorder(
 ): MiddlewareHandler<AppEnv> {
   let index: Map<string, AuditedRoute> | undefined
 
-  const clientAddress = (c: Context<AppEnv>): string => {
-    // As the sign-in's rate limit reads it (accounts.handlers.ts): the rightmost X-Forwarded-For
-    // entry is the one our proxy added.
-    if (options.trustProxy) {
-      const forwarded = c.req.header('x-forwarded-for')?.split(',').at(-1)?.trim()
-      if (forwarded) return forwarded
-    }
-    try {
-      return getConnInfo(c).remote.address ?? 'unknown'
-    } catch {
-      return 'in-process'
-    }
-  }
-
   /** What a request will be recorded as, once answered; undefined: not an audited request. */
   async function plan(c: Context<AppEnv>) {
     if (!MUTATING.has(c.req.method)) return undefined
@@ -198,7 +184,7 @@ export function auditRecorder(
       status,
       errorCode,
       requestId: c.var.requestId,
-      ip: clientAddress(c),
+      ip: clientAddress(c, options.trustProxy),
       userAgent: c.req.header('user-agent')?.slice(0, 512) ?? null,
       requestBody,
       before,
