@@ -24,6 +24,9 @@ export type Seed = {
   station: string
   charge: string
   export: string
+  webhookSubscription: string
+  webhookDelivery: string
+  auditRecord: string
   jobs: string[]
 }
 
@@ -141,6 +144,16 @@ export async function seedFacility(base: string, adminToken: string): Promise<Se
   if (!login.ok) throw new Error(`seeding the fuzz platform: the customer could not sign in: ${login.status}`)
   const customerToken = ((await login.json()) as { access_token: string }).access_token
   const exported = await send(customerToken, 'POST', '/exports/parking-history', {})
+  // A webhook subscription and a delivery of it: the test ping queues one (the fuzz platform never
+  // dispatches, test/run.ts). The URL is the discard port on loopback all the same.
+  const subscription = await admin('POST', '/webhooks/subscriptions', {
+    url: 'http://127.0.0.1:9/fuzz-webhooks',
+    event_types: ['session.started'],
+    lot_id: lot.id,
+    description: 'Fuzz receiver',
+  })
+  const delivery = await admin('POST', `/webhooks/subscriptions/${subscription.id}/test`)
+  const auditRecord = await firstAuditRecord(admin)
   const jobs = ((await admin('GET', '/jobs')).data as unknown as { name: string }[]).map((job) => job.name)
 
   return {
@@ -162,7 +175,21 @@ export async function seedFacility(base: string, adminToken: string): Promise<Se
     station: station.id,
     charge: charge.id,
     export: exported.id,
+    webhookSubscription: subscription.id,
+    webhookDelivery: delivery.id,
+    auditRecord,
     jobs,
+  }
+}
+
+/** The newest audit record: the admin's seeding actions are recorded, though maybe just after each answer. */
+async function firstAuditRecord(admin: (method: string, path: string) => Promise<Answer>): Promise<string> {
+  const deadline = Date.now() + 10_000
+  for (;;) {
+    const [record] = (await admin('GET', '/audit-log?limit=1')).data
+    if (record) return record.id
+    if (Date.now() > deadline) throw new Error('seeding the fuzz platform: no audit record was written')
+    await new Promise((resolve) => setTimeout(resolve, 100))
   }
 }
 
@@ -191,6 +218,9 @@ export function seedParameters(seed: Seed): string {
     ['/ev-stations/{id}', { 'path.id': seed.station }],
     ['/ev-charging/{id}', { 'path.id': seed.charge }],
     ['/exports/{id}', { 'path.id': seed.export }],
+    ['/webhooks/subscriptions/{id}', { 'path.id': seed.webhookSubscription }],
+    ['/webhooks/deliveries/{id}', { 'path.id': seed.webhookDelivery }],
+    ['/audit-log/{id}', { 'path.id': seed.auditRecord }],
   ]
   const table = (values: Record<string, string>) =>
     `{ ${Object.entries(values)

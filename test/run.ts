@@ -112,6 +112,10 @@ async function schemathesis(): Promise<Outcome[]> {
       LOG_LEVEL: 'warn',
       ADMIN_EMAIL: admin.email,
       ADMIN_PASSWORD: admin.password,
+      // Fuzzing creates webhook subscriptions to whatever URLs it generates (and re-points the seeded
+      // one): this instance must never deliver them, or the fuzz stage would POST signed events to
+      // hosts on the internet. Deliveries are still queued and logged, so their routes are fuzzed.
+      WEBHOOK_DISPATCH_ENABLED: 'false',
     },
     stdio: ['ignore', 'ignore', 'inherit'],
   })
