@@ -329,6 +329,7 @@ describe('webhook events from the platform', () => {
     expect(byType('payment.succeeded')).toHaveLength(1)
     expect(byType('payment.succeeded')[0]?.body.data).toMatchObject({
       payment_id: payment.id,
+      session_id: sessionId,
       lot_id: lot.lotId,
       method: 'cash',
       amount: 500,
@@ -347,6 +348,7 @@ describe('webhook events from the platform', () => {
     expect(byType('payment.refunded')).toHaveLength(1)
     expect(byType('payment.refunded')[0]?.body.data).toMatchObject({
       payment_id: payment.id,
+      session_id: sessionId,
       refund_id: refund.id,
       amount: 100,
       currency: lot.currency,

@@ -269,6 +269,7 @@ describe('sessions, payments and reservations', () => {
       kind: 'settled',
       id: 'pay_1',
       payment_id: 'pay_1',
+      session_id: 'ses_1',
       lot_id: 'lot1',
       method: 'card',
       currency: 'EUR',
@@ -279,6 +280,7 @@ describe('sessions, payments and reservations', () => {
     expect(paid).toMatchObject({ id: eventId('payment.succeeded', 'pay_1'), type: 'payment.succeeded' })
     expect(paid.data).toEqual({
       payment_id: 'pay_1',
+      session_id: 'ses_1',
       settled_at: '2030-03-04T05:06:07.000Z',
       lot_id: 'lot1',
       method: 'card',
@@ -287,7 +289,16 @@ describe('sessions, payments and reservations', () => {
     })
     const refunded = paymentEvent({ ...money, kind: 'refunded', id: 'ref_1', amount: 150 })
     expect(refunded).toMatchObject({ id: eventId('payment.refunded', 'ref_1'), type: 'payment.refunded' })
-    expect(refunded.data).toMatchObject({ payment_id: 'pay_1', refund_id: 'ref_1', amount: 150 })
+    expect(refunded.data).toMatchObject({
+      payment_id: 'pay_1',
+      session_id: 'ses_1',
+      refund_id: 'ref_1',
+      amount: 150,
+    })
+    expect(paymentEvent({ ...money, session_id: null }).data).toMatchObject({
+      payment_id: 'pay_1',
+      session_id: null,
+    })
   })
 
   it('maps reservations without the confirmation number (it checks a car in at the gate)', () => {
@@ -433,6 +444,7 @@ describe('the producers', () => {
       kind: 'settled',
       id: 'pay_1',
       payment_id: 'pay_1',
+      session_id: 'ses_1',
       lot_id: 'lot1',
       method: 'card',
       currency: 'EUR',

@@ -138,6 +138,8 @@ export type MoneyMoved = {
   /** The payment's id, or the refund's. */
   id: string
   payment_id: string
+  /** The parking session the payment settles; null for money that no session owes. */
+  session_id: string | null
   lot_id: string
   method: PaymentMethod
   currency: string
@@ -168,6 +170,7 @@ export function createPaymentsService(deps: {
       kind,
       id: fact?._id ?? payment._id,
       payment_id: payment._id,
+      session_id: payment.session_id,
       lot_id: payment.lot_id,
       method: payment.method,
       currency: payment.currency,

@@ -183,6 +183,7 @@ export function paymentEvent(money: MoneyMoved): PlatformEvent {
     lot_id: money.lot_id,
     data: {
       payment_id: money.payment_id,
+      session_id: money.session_id,
       ...(money.kind === 'refunded' ? { refund_id: money.id, refunded_at: at } : { settled_at: at }),
       lot_id: money.lot_id,
       method: money.method,
