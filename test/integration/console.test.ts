@@ -3,10 +3,11 @@ import { join } from 'node:path'
 import mqtt from 'mqtt'
 import type { Browser, Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import type { components, ParkingClient } from '../../src/client/index.ts'
 import { type Account, createAccount, signInAdmin, testAdmin } from '../harness/accounts.ts'
 import { launchChromium, startTcpProxy, type TcpProxy } from '../harness/browser.ts'
+import { clientFor, expectData, expectProblem } from '../harness/client.ts'
 import { createHourlyRate, uniquePlate } from '../harness/facility.ts'
-import { expectJson, type Json, requester } from '../harness/http.ts'
 import { startTestPlatform, type TestPlatform } from '../harness/platform.ts'
 import { artifactsDir } from '../harness/services.ts'
 
@@ -16,17 +17,21 @@ import { artifactsDir } from '../harness/services.ts'
 // bound); a connection cut by a TCP proxy between the browser and the platform shows the lost
 // state, and once restored the console catches up with what changed meanwhile. Every run writes a
 // screenshot to .test-artifacts/console.png (UPDATE_SCREENSHOT=1 also copies it to the README's).
+// Calls to the platform's API go through the typed client (src/client).
 
 let platform: TestPlatform
 let admin: Account
 let operator: Account
+/** The typed client as the admin, as the operator, and as nobody. */
+let asAdmin: ParkingClient
+let asOperator: ParkingClient
+let anyone: ParkingClient
 let browser: Browser | undefined
 let page: Page
 let proxy: TcpProxy
 /** Uncaught errors of the console's own code: none is expected. */
 const pageErrors: string[] = []
 const clients: mqtt.MqttClient[] = []
-const send = requester(() => platform)
 
 type Site = {
   lotId: string
@@ -37,23 +42,32 @@ type Site = {
 let site: Site
 let otherLotName = ''
 
-const post = async (path: string, body: unknown, who: Account = admin) =>
-  await expectJson(send('POST', path, who, body), 201)
+type SpaceLiveState = components['schemas']['SpaceLiveState']
+type SpaceType = components['schemas']['SpaceState']['type']
 
 /**
  * A lot of two levels and four zones (40 spaces: standard, EV, accessible), sensors on 24 of
  * them, a gateway to report for them over HTTP, and an hourly rate for fees.
  */
 async function buildSite(name: string): Promise<Site> {
-  const lot = await post('/api/v1/lots', {
-    name,
-    address: '5 Harbour Road',
-    latitude: 53.55,
-    longitude: 9.99,
-    time_zone: 'Europe/Berlin',
-    currency: 'EUR',
-  })
-  const layout = [
+  const lot = await expectData(
+    asAdmin.POST('/api/v1/lots', {
+      body: {
+        name,
+        address: '5 Harbour Road',
+        latitude: 53.55,
+        longitude: 9.99,
+        time_zone: 'Europe/Berlin',
+        currency: 'EUR',
+      },
+    }),
+    201,
+  )
+  const layout: {
+    level: string
+    floor: number
+    zones: { name: string; prefix: string; spaces: Partial<Record<SpaceType, number>> }[]
+  }[] = [
     { level: 'Level 1', floor: 1, zones: [{ name: 'Zone A', prefix: 'A-', spaces: { STANDARD: 12 } }] },
     {
       level: 'Level 1',
@@ -65,20 +79,29 @@ async function buildSite(name: string): Promise<Site> {
   ]
   const levels = new Map<string, string>()
   for (const { level, floor, zones } of layout) {
-    if (!levels.has(level))
-      levels.set(level, (await post('/api/v1/levels', { lot_id: lot.id, name: level, floor })).id)
+    let levelId = levels.get(level)
+    if (!levelId) {
+      levelId = (
+        await expectData(
+          asAdmin.POST('/api/v1/levels', { body: { lot_id: lot.id, name: level, floor } }),
+          201,
+        )
+      ).id
+      levels.set(level, levelId)
+    }
     for (const zone of zones) {
-      const made = await post('/api/v1/zones', { level_id: levels.get(level), name: zone.name })
+      const made = await expectData(
+        asAdmin.POST('/api/v1/zones', { body: { level_id: levelId, name: zone.name } }),
+        201,
+      )
       let from = 1
-      for (const [type, count] of Object.entries(zone.spaces)) {
-        await post('/api/v1/spaces/bulk', {
-          zone_id: made.id,
-          prefix: zone.prefix,
-          from,
-          to: from + count - 1,
-          pad: 3,
-          type,
-        })
+      for (const [type, count] of Object.entries(zone.spaces) as [SpaceType, number][]) {
+        await expectData(
+          asAdmin.POST('/api/v1/spaces/bulk', {
+            body: { zone_id: made.id, prefix: zone.prefix, from, to: from + count - 1, pad: 3, type },
+          }),
+          201,
+        )
         from += count
       }
     }
@@ -86,8 +109,10 @@ async function buildSite(name: string): Promise<Site> {
   const spaces = new Map<string, string>()
   let cursor: string | null = null
   do {
-    const page: Json = await expectJson(
-      send('GET', `/api/v1/spaces?lot_id=${lot.id}&limit=100${cursor ? `&cursor=${cursor}` : ''}`, admin),
+    const page: components['schemas']['SpaceList'] = await expectData(
+      asAdmin.GET('/api/v1/spaces', {
+        params: { query: { lot_id: lot.id, limit: 100, ...(cursor ? { cursor } : {}) } },
+      }),
     )
     for (const space of page.data) spaces.set(space.number, space.id)
     cursor = page.next_cursor
@@ -96,20 +121,29 @@ async function buildSite(name: string): Promise<Site> {
   const run = lot.id.slice(0, 8)
   for (const number of spaces.keys()) {
     if (!/^[AC]-/.test(number)) continue // zones B and D have no sensors: unknown until an operator acts
-    const device = await post('/api/v1/devices', {
-      id: `c${run}-${number}`,
-      kind: 'sensor',
-      space_id: spaces.get(number),
-      model: 'PS-200',
-    })
+    const device = await expectData(
+      asAdmin.POST('/api/v1/devices', {
+        body: {
+          id: `c${run}-${number}`,
+          kind: 'sensor',
+          space_id: spaces.get(number) ?? '',
+          model: 'PS-200',
+        },
+      }),
+      201,
+    )
+    expect(device.credentials.client_id, 'a sensor has a client id').toEqual(expect.any(String))
     sensors.set(number, {
       id: device.id,
       username: device.credentials.username,
       password: device.credentials.password,
-      clientId: device.credentials.client_id,
+      clientId: device.credentials.client_id ?? '',
     })
   }
-  const gateway = await post('/api/v1/devices', { id: `c${run}-gw`, kind: 'gateway' })
+  const gateway = await expectData(
+    asAdmin.POST('/api/v1/devices', { body: { id: `c${run}-gw`, kind: 'gateway' } }),
+    201,
+  )
   await createHourlyRate(platform, admin, lot.id, 250)
   return {
     lotId: lot.id,
@@ -133,12 +167,11 @@ const reading = (deviceId: string, occupied: boolean, battery = 88) => ({
 /** Readings through the gateway's HTTP door (setting the scene; the test's own message goes over MQTT). */
 async function report(readings: ReturnType<typeof reading>[]) {
   const auth = `Basic ${Buffer.from(`${site.gateway.id}:${site.gateway.password}`).toString('base64')}`
-  const res = await platform.request('/api/v1/ingest/readings', {
-    method: 'POST',
-    headers: { 'Content-Type': 'application/json', Authorization: auth },
-    body: JSON.stringify({ readings }),
+  const { response, data, error } = await anyone.POST('/api/v1/ingest/readings', {
+    headers: { Authorization: auth },
+    body: { readings },
   })
-  expect(res.status, await res.text()).toBeLessThan(300)
+  expect(response.status, JSON.stringify(error ?? data)).toBeLessThan(300)
 }
 
 /** A sensor's own MQTT connection, with its credentials. */
@@ -172,7 +205,9 @@ async function sensorClient(number: string) {
 const spaceId = (number: string) => site.spaces.get(number) ?? ''
 
 async function statusOf(number: string): Promise<string> {
-  return (await expectJson(send('GET', `/api/v1/spaces/${spaceId(number)}/state`))).status
+  return (
+    await expectData(anyone.GET('/api/v1/spaces/{id}/state', { params: { path: { id: spaceId(number) } } }))
+  ).status
 }
 
 async function eventually(check: () => Promise<boolean>, ms = 10_000) {
@@ -194,15 +229,23 @@ beforeAll(async () => {
   platform = await startTestPlatform({ ...testAdmin, INGEST_ENABLED: 'true', OCCUPANCY_DWELL_MS: '0' })
   admin = await signInAdmin(platform)
   operator = await createAccount(platform, admin, 'operator')
+  asAdmin = clientFor(platform, admin)
+  asOperator = clientFor(platform, operator)
+  anyone = clientFor(platform)
   otherLotName = `Airport Long Stay ${Date.now().toString(36)}`
-  await post('/api/v1/lots', {
-    name: otherLotName,
-    address: '1 Terminal Way',
-    latitude: 53.63,
-    longitude: 10.0,
-    time_zone: 'Europe/Berlin',
-    currency: 'EUR',
-  })
+  await expectData(
+    asAdmin.POST('/api/v1/lots', {
+      body: {
+        name: otherLotName,
+        address: '1 Terminal Way',
+        latitude: 53.63,
+        longitude: 10.0,
+        time_zone: 'Europe/Berlin',
+        currency: 'EUR',
+      },
+    }),
+    201,
+  )
   site = await buildSite('Harbour Garage')
 
   // A realistic scene: most sensed spaces report, a few occupied, one sensor on a low battery;
@@ -224,41 +267,53 @@ beforeAll(async () => {
     ['D-008', 'closed'],
     ['B-008', 'reserved'],
   ] as const)
-    await expectJson(
-      send('PUT', `/api/v1/spaces/${spaceId(number)}/overlay`, operator, { overlay, reason: 'test' }),
+    await expectData(
+      asOperator.PUT('/api/v1/spaces/{id}/overlay', {
+        params: { path: { id: spaceId(number) } },
+        body: { overlay, reason: 'test' },
+      }),
+    )
+  const assignSpace = (sessionId: string, number: string) =>
+    expectData(
+      asOperator.POST('/api/v1/sessions/{id}/assign-space', {
+        params: { path: { id: sessionId } },
+        body: { space_id: spaceId(number) },
+      }),
     )
   for (const number of ['D-001', 'D-002', 'D-003', 'B-005', 'B-006']) {
     // Spaces without sensors: an operator marks them maintenance-free by placing a session on them.
-    const entered = await post(
-      '/api/v1/sessions/entry',
-      { license_plate: uniquePlate(), lot_id: site.lotId },
-      operator,
-    )
-    await expectJson(
-      send('POST', `/api/v1/sessions/${entered.session.id}/assign-space`, operator, {
-        space_id: spaceId(number),
+    const entered = await expectData(
+      asOperator.POST('/api/v1/sessions/entry', {
+        body: { license_plate: uniquePlate(), lot_id: site.lotId },
       }),
+      201,
     )
+    await assignSpace(entered.session.id, number)
   }
-  const station = await post('/api/v1/ev-stations', {
-    space_id: spaceId('B-001'),
-    charger_type: 'level2',
-    power_kw: 7.2,
-    connector_type: 'J1772',
-    price_per_kwh: 25,
-  })
-  const ev = await post(
-    '/api/v1/sessions/entry',
-    { license_plate: uniquePlate(), lot_id: site.lotId, is_ev: true },
-    operator,
+  const station = await expectData(
+    asAdmin.POST('/api/v1/ev-stations', {
+      body: {
+        space_id: spaceId('B-001'),
+        charger_type: 'level2',
+        power_kw: 7.2,
+        connector_type: 'J1772',
+        price_per_kwh: 25,
+      },
+    }),
+    201,
   )
-  await expectJson(
-    send('POST', `/api/v1/sessions/${ev.session.id}/assign-space`, operator, { space_id: spaceId('B-001') }),
+  const ev = await expectData(
+    asOperator.POST('/api/v1/sessions/entry', {
+      body: { license_plate: uniquePlate(), lot_id: site.lotId, is_ev: true },
+    }),
+    201,
   )
-  await post(
-    '/api/v1/ev-charging/start',
-    { station_id: station.id, parking_session_id: ev.session.id },
-    operator,
+  await assignSpace(ev.session.id, 'B-001')
+  await expectData(
+    asOperator.POST('/api/v1/ev-charging/start', {
+      body: { station_id: station.id, parking_session_id: ev.session.id },
+    }),
+    201,
   )
 
   proxy = await startTcpProxy(Number(new URL(platform.url).port))
@@ -276,15 +331,13 @@ afterAll(async () => {
 
 describe('GET /api/v1/lots/{id}/spaces/states', () => {
   test("answers every space of the lot with its live state and its sensor's health, a page at a time", async () => {
-    const seen: Json[] = []
+    const seen: SpaceLiveState[] = []
     let cursor: string | null = null
     do {
-      const page: Json = await expectJson(
-        send(
-          'GET',
-          `/api/v1/lots/${site.lotId}/spaces/states?limit=15${cursor ? `&cursor=${cursor}` : ''}`,
-          operator,
-        ),
+      const page: components['schemas']['SpaceLiveStatePage'] = await expectData(
+        asOperator.GET('/api/v1/lots/{id}/spaces/states', {
+          params: { path: { id: site.lotId }, query: { limit: 15, ...(cursor ? { cursor } : {}) } },
+        }),
       )
       expect(page.data.length).toBeLessThanOrEqual(15)
       seen.push(...page.data)
@@ -299,8 +352,8 @@ describe('GET /api/v1/lots/{id}/spaces/states', () => {
       lot_id: site.lotId,
     })
     expect(byNumber.get('A-004')?.device).toMatchObject({ id: site.sensors.get('A-004')?.id, stale: false })
-    expect(byNumber.get('A-004')?.device.battery).toBeGreaterThan(0)
-    expect(byNumber.get('A-004')?.device.last_seen_at).toEqual(expect.any(String))
+    expect(byNumber.get('A-004')?.device?.battery).toBeGreaterThan(0)
+    expect(byNumber.get('A-004')?.device?.last_seen_at).toEqual(expect.any(String))
     expect(byNumber.get('C-012')?.device).toMatchObject({ last_seen_at: null, battery: null })
     expect(byNumber.get('C-005')).toMatchObject({ overlay: 'maintenance', status: 'maintenance' })
     expect(byNumber.get('D-001')).toMatchObject({ status: 'occupied', device: null })
@@ -308,13 +361,15 @@ describe('GET /api/v1/lots/{id}/spaces/states', () => {
   })
 
   test('is 404 for a lot that does not exist, and refuses customers', async () => {
-    const customer = await createAccount(platform, admin, 'customer')
+    const customer = clientFor(platform, await createAccount(platform, admin, 'customer'))
     const missing = '01900000-0000-7000-8000-000000000000'
-    expect((await send('GET', `/api/v1/lots/${missing}/spaces/states`, operator)).status).toBe(404)
-    expect((await send('GET', `/api/v1/lots/${site.lotId}/spaces/states`, customer)).status).toBe(403)
-    expect((await send('GET', `/api/v1/lots/${site.lotId}/spaces/states?limit=501`, operator)).status).toBe(
-      400,
-    )
+    const states = (as: ParkingClient, id: string, limit?: number) =>
+      as.GET('/api/v1/lots/{id}/spaces/states', {
+        params: { path: { id }, ...(limit === undefined ? {} : { query: { limit } }) },
+      })
+    await expectProblem(states(asOperator, missing), 404)
+    await expectProblem(states(customer, site.lotId), 403)
+    await expectProblem(states(asOperator, site.lotId, 501), 400)
   })
 })
 
@@ -433,8 +488,11 @@ describe('the operator console in chromium', () => {
 
     // Changes while the browser cannot reach the platform: a sensor message and an operator's overlay.
     await sensor.publish(true)
-    await expectJson(
-      send('PUT', `/api/v1/spaces/${spaceId('C-009')}/overlay`, admin, { overlay: 'maintenance' }),
+    await expectData(
+      asAdmin.PUT('/api/v1/spaces/{id}/overlay', {
+        params: { path: { id: spaceId('C-009') } },
+        body: { overlay: 'maintenance' },
+      }),
     )
     await eventually(async () => (await statusOf('A-002')) === 'occupied')
     await new Promise((resolve) => setTimeout(resolve, 1_500)) // the console retries against a refusing proxy

@@ -3,16 +3,19 @@ import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import mqtt from 'mqtt'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import type { components, ParkingClient } from '../../src/client/index.ts'
 import type { EventSink } from '../../src/modules/webhooks/webhooks.contract.ts'
 import { type Account, createAccount, signInAdmin, testAdmin } from '../harness/accounts.ts'
+import { clientFor, expectData } from '../harness/client.ts'
 import { createHourlyRate, createLot, enterVehicle, type TestLot, uniquePlate } from '../harness/facility.ts'
-import { expectJson, type Json, requester } from '../harness/http.ts'
+import type { Json } from '../harness/http.ts'
 import { startTestPlatform, type TestPlatform } from '../harness/platform.ts'
 
 // What happens in the platform reaches a subscriber as signed webhook deliveries: sensor messages
 // over the real broker become space.state_changed and threshold crossings, a silent sensor
 // sensor.stale, a walk-in's entry, payment and exit session and payment events, a booking and its
-// cancel reservation events. A local receiver on 127.0.0.1 records every delivery.
+// cancel reservation events. A local receiver on 127.0.0.1 records every delivery. Calls to the
+// platform's API go through the typed client (src/client).
 
 type Delivery = { path: string; id: string; timestamp: string; signature: string; raw: string; body: Json }
 
@@ -109,11 +112,12 @@ async function subscribe(
   admin: Account,
   receiver: Receiver,
   path: string,
-  body: Record<string, unknown>,
+  body: Omit<components['schemas']['WebhookSubscriptionCreate'], 'url'>,
 ): Promise<{ id: string; secret: string }> {
-  const send = requester(() => platform)
-  const created = await expectJson(
-    send('POST', '/api/v1/webhooks/subscriptions', admin, { url: `${receiver.url}${path}`, ...body }),
+  const created = await expectData(
+    clientFor(platform, admin).POST('/api/v1/webhooks/subscriptions', {
+      body: { url: `${receiver.url}${path}`, ...body },
+    }),
     201,
   )
   expect(created.secret).toEqual(expect.any(String))
@@ -122,12 +126,13 @@ async function subscribe(
 
 /** The lot's spaces, each bound to a sensor of its own in the hot state (the sensors API has tests of its own). */
 async function sensedLot(platform: TestPlatform, admin: Account, spaces: number) {
-  const send = requester(() => platform)
   const lot = await createLot(platform, admin, { spaces: { STANDARD: spaces } })
-  const listed = await expectJson(send('GET', `/api/v1/spaces?zone_id=${lot.zoneId}&limit=100`, admin))
-  const spaceIds = (listed.data as { id: string; number: string }[])
-    .sort((a, b) => a.number.localeCompare(b.number))
-    .map((s) => s.id)
+  const listed = await expectData(
+    clientFor(platform, admin).GET('/api/v1/spaces', {
+      params: { query: { zone_id: lot.zoneId, limit: 100 } },
+    }),
+  )
+  const spaceIds = listed.data.sort((a, b) => a.number.localeCompare(b.number)).map((s) => s.id)
   const devices = spaceIds.map((_, i) => `wh-${lot.lotId.slice(-8)}-${i}`)
   for (const [i, spaceId] of spaceIds.entries())
     await platform.occupancy.index.bindDevice(devices[i] ?? '', spaceId)
@@ -140,7 +145,10 @@ describe('webhook events from the platform', () => {
   let receiver: Receiver
   let admin: Account
   let operator: Account
-  const send = requester(() => platform)
+  /** The typed client as the admin, as the operator, and as nobody. */
+  let asAdmin: ParkingClient
+  let asOperator: ParkingClient
+  let anyone: ParkingClient
   const publish = async (device: string, seq: number, occupied: boolean) =>
     await broker.publishAsync(
       `parking/sensors/${device}/state`,
@@ -150,7 +158,8 @@ describe('webhook events from the platform', () => {
       },
     )
   const freeSpaces = async (lot: TestLot) =>
-    (await expectJson(send('GET', `/api/v1/lots/${lot.lotId}/availability`))).available as number
+    (await expectData(anyone.GET('/api/v1/lots/{id}/availability', { params: { path: { id: lot.lotId } } })))
+      .available
 
   beforeAll(async () => {
     receiver = await startReceiver()
@@ -163,6 +172,9 @@ describe('webhook events from the platform', () => {
     broker = await mqtt.connectAsync(platform.urls.mqtt, { protocolVersion: 5 })
     admin = await signInAdmin(platform)
     operator = await createAccount(platform, admin, 'operator')
+    asAdmin = clientFor(platform, admin)
+    asOperator = clientFor(platform, operator)
+    anyone = clientFor(platform)
   }, 120_000)
   afterAll(async () => {
     await broker?.endAsync()
@@ -292,19 +304,21 @@ describe('webhook events from the platform', () => {
     const plate = uniquePlate()
     const entry = await enterVehicle(platform, operator, { license_plate: plate, lot_id: lot.lotId })
     const sessionId = entry.session.id as string
-    const payment = await expectJson(
-      send(
-        'POST',
-        '/api/v1/payments',
-        operator,
-        { session_id: sessionId, payment_method: 'cash', amount: 500, tendered: 500 },
-        { 'Idempotency-Key': `webhook-${sessionId}` },
-      ),
+    const payment = await expectData(
+      asOperator.POST('/api/v1/payments', {
+        params: { header: { 'idempotency-key': `webhook-${sessionId}` } },
+        body: { session_id: sessionId, payment_method: 'cash', amount: 500, tendered: 500 },
+      }),
       201,
     )
-    await expectJson(send('POST', '/api/v1/sessions/exit', operator, { ticket_number: entry.ticket_number }))
-    const refund = await expectJson(
-      send('POST', `/api/v1/payments/${payment.id}/refunds`, admin, { amount: 100, reason: 'goodwill' }),
+    await expectData(
+      asOperator.POST('/api/v1/sessions/exit', { body: { ticket_number: entry.ticket_number } }),
+    )
+    const refund = await expectData(
+      asAdmin.POST('/api/v1/payments/{id}/refunds', {
+        params: { path: { id: payment.id } },
+        body: { amount: 100, reason: 'goodwill' },
+      }),
       201,
     )
 
@@ -365,17 +379,19 @@ describe('webhook events from the platform', () => {
     })
     const hour = 3_600_000
     const start = Math.ceil(Date.now() / hour) * hour + 24 * hour
-    const booked = await expectJson(
-      send('POST', '/api/v1/reservations', operator, {
-        lot_id: lot.lotId,
-        license_plate: uniquePlate(),
-        start_time: new Date(start).toISOString(),
-        end_time: new Date(start + 2 * hour).toISOString(),
+    const booked = await expectData(
+      asOperator.POST('/api/v1/reservations', {
+        body: {
+          lot_id: lot.lotId,
+          license_plate: uniquePlate(),
+          start_time: new Date(start).toISOString(),
+          end_time: new Date(start + 2 * hour).toISOString(),
+        },
       }),
       201,
     )
-    const id = booked.reservation.id as string
-    await expectJson(send('DELETE', `/api/v1/reservations/${id}`, operator))
+    const id = booked.reservation.id
+    await expectData(asOperator.DELETE('/api/v1/reservations/{id}', { params: { path: { id } } }))
 
     const delivered = await until(
       () => receiver.deliveries.filter((d) => d.path === '/reservations'),
@@ -420,18 +436,23 @@ describe('webhook events from the platform', () => {
     // The next 15-minute slot: check-in opens 30 minutes before its start, so it is open now.
     const slot = 15 * 60_000
     const start = Math.ceil(Date.now() / slot) * slot
-    const booked = await expectJson(
-      send('POST', '/api/v1/reservations', operator, {
-        lot_id: lot.lotId,
-        license_plate: uniquePlate(),
-        start_time: new Date(start).toISOString(),
-        end_time: new Date(start + 4 * slot).toISOString(),
+    const booked = await expectData(
+      asOperator.POST('/api/v1/reservations', {
+        body: {
+          lot_id: lot.lotId,
+          license_plate: uniquePlate(),
+          start_time: new Date(start).toISOString(),
+          end_time: new Date(start + 4 * slot).toISOString(),
+        },
       }),
       201,
     )
-    const id = booked.reservation.id as string
-    const checkedIn = await expectJson(send('POST', `/api/v1/reservations/${id}/check-in`, operator), 201)
-    const sessionId = checkedIn.session.id as string
+    const id = booked.reservation.id
+    const checkedIn = await expectData(
+      asOperator.POST('/api/v1/reservations/{id}/check-in', { params: { path: { id } } }),
+      201,
+    )
+    const sessionId = checkedIn.session.id
 
     const delivered = await until(
       () => receiver.deliveries.filter((d) => d.path === '/check-in'),

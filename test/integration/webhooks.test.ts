@@ -3,9 +3,11 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net'
 import { Redis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import type { components, ParkingClient } from '../../src/client/index.ts'
 import { eventId, type PlatformEvent } from '../../src/modules/webhooks/webhooks.contract.ts'
 import { backoffMs, retryAfterMs } from '../../src/modules/webhooks/webhooks.dispatcher.ts'
 import { type Account, createAccount, signInAdmin, testAdmin } from '../harness/accounts.ts'
+import { clientFor, expectData, expectProblem } from '../harness/client.ts'
 import { createLot, enterVehicle, type TestLot, uniquePlate } from '../harness/facility.ts'
 import { expectJson, requester } from '../harness/http.ts'
 import { isolatedDatabase, startTestPlatform, type TestPlatform } from '../harness/platform.ts'
@@ -14,7 +16,8 @@ import { isolatedDatabase, startTestPlatform, type TestPlatform } from '../harne
 // signatures are checked here with the README's recipe (node:crypto), not with the server's
 // signer. Subscriptions to hosts that do not answer here are made disabled. Events are published through services.webhooks (the producers' port) so that each
 // case controls its events; the producers' own tests cover what the capabilities publish.
-// Retry timings are small (config overrides); nothing asserts on durations.
+// Retry timings are small (config overrides); nothing asserts on durations. Calls to the platform's
+// API go through the typed client (src/client); only bodies its types forbid are sent raw.
 
 type Received = {
   path: string
@@ -107,30 +110,50 @@ let admin: Account
 let operator: Account
 let customer: Account
 let lot: TestLot
+/** The typed client as the admin. */
+let api: ParkingClient
 
 const send = requester(() => platform)
 const base = '/api/v1/webhooks'
+const missingId = '0193a5c2-7f1e-7b3c-9a41-2f0c8e1d4b6a'
+
+type SubscriptionCreate = components['schemas']['WebhookSubscriptionCreate']
+type DeliveryStatus = components['schemas']['WebhookDelivery']['status']
 
 function event(type: PlatformEvent['type'] = 'session.started', lotId: string | null = null): PlatformEvent {
   const fact = randomBytes(8).toString('hex')
   return { id: eventId(type, fact), type, occurred_at: new Date(), lot_id: lotId, data: { fact } }
 }
 
-async function subscribe(url: string, body: Record<string, unknown> = {}) {
-  return await expectJson(
-    send('POST', `${base}/subscriptions`, admin, { url, event_types: ['session.started'], ...body }),
+async function subscribe(url: string, body: Partial<SubscriptionCreate> = {}) {
+  return await expectData(
+    api.POST('/api/v1/webhooks/subscriptions', { body: { url, event_types: ['session.started'], ...body } }),
     201,
   )
 }
 
-const deliveriesOf = async (subscriptionId: string, query = '') =>
+const deliveriesOf = async (subscriptionId: string, query: { status?: DeliveryStatus } = {}) =>
   (
-    await expectJson(
-      send('GET', `${base}/subscriptions/${subscriptionId}/deliveries?limit=100${query}`, admin),
+    await expectData(
+      api.GET('/api/v1/webhooks/subscriptions/{id}/deliveries', {
+        params: { path: { id: subscriptionId }, query: { limit: 100, ...query } },
+      }),
     )
-  ).data as { id: string; status: string; attempts: number; event_id: string; replay_of: string | null }[]
+  ).data
 
-const subscriptionView = (id: string) => expectJson(send('GET', `${base}/subscriptions/${id}`, admin))
+const subscriptionView = (id: string) =>
+  expectData(api.GET('/api/v1/webhooks/subscriptions/{id}', { params: { path: { id } } }))
+
+const deliveryView = (id: string) =>
+  expectData(api.GET('/api/v1/webhooks/deliveries/{id}', { params: { path: { id } } }))
+
+const eventTypes = async () => (await expectData(api.GET('/api/v1/webhooks/event-types'))).data
+
+const rotateSecret = (id: string) =>
+  expectData(api.POST('/api/v1/webhooks/subscriptions/{id}/rotate-secret', { params: { path: { id } } }))
+
+const replayDelivery = (id: string) =>
+  api.POST('/api/v1/webhooks/deliveries/{id}/replay', { params: { path: { id } } })
 
 beforeAll(async () => {
   receiver = await startReceiver()
@@ -147,6 +170,7 @@ beforeAll(async () => {
     WEBHOOK_TIMEOUT_MS: '60000',
   })
   admin = await signInAdmin(platform)
+  api = clientFor(platform, admin)
   operator = await createAccount(platform, admin, 'operator')
   customer = await createAccount(platform, admin, 'customer')
   lot = await createLot(platform, admin, { spaces: { STANDARD: 2 } })
@@ -159,22 +183,24 @@ afterAll(async () => {
 
 describe('subscriptions', () => {
   it('are for admins only', async () => {
-    const body = { url: 'https://example.com/hook', event_types: ['session.started'] }
+    const body: SubscriptionCreate = { url: 'https://example.com/hook', event_types: ['session.started'] }
     for (const who of [operator, customer]) {
-      await expectJson(send('POST', `${base}/subscriptions`, who, body), 403)
-      await expectJson(send('GET', `${base}/subscriptions`, who), 403)
-      await expectJson(send('GET', `${base}/event-types`, who), 403)
+      const as = clientFor(platform, who)
+      await expectProblem(as.POST('/api/v1/webhooks/subscriptions', { body }), 403)
+      await expectProblem(as.GET('/api/v1/webhooks/subscriptions'), 403)
+      await expectProblem(as.GET('/api/v1/webhooks/event-types'), 403)
     }
-    await expectJson(send('GET', `${base}/subscriptions`, null), 401)
+    await expectProblem(clientFor(platform).GET('/api/v1/webhooks/subscriptions'), 401)
   })
 
   it('list the event types with a description each', async () => {
-    const { data } = await expectJson(send('GET', `${base}/event-types`, admin))
-    expect(data.map((t: { type: string }) => t.type)).toContain('lot.availability_threshold_crossed')
+    const data = await eventTypes()
+    expect(data.map((t) => t.type)).toContain('lot.availability_threshold_crossed')
     for (const t of data) expect(t.description.length).toBeGreaterThan(10)
   })
 
   it('refuse invalid bodies with problem+json naming the field', async () => {
+    // Sent raw: most of these bodies are ones the typed client would not let through.
     const cases: [Record<string, unknown>, string, number][] = [
       [{ url: 'ftp://example.com/x', event_types: ['session.started'] }, 'url', 400],
       [{ url: 'not a url', event_types: ['session.started'] }, 'url', 400],
@@ -221,18 +247,17 @@ describe('subscriptions', () => {
         JSON.stringify(body),
       ).toContain(field)
     }
-    const unknownLot = await send('POST', `${base}/subscriptions`, admin, {
-      url: 'https://example.com/x',
-      event_types: ['session.started'],
-      lot_id: '0193a5c2-7f1e-7b3c-9a41-2f0c8e1d4b6a',
+    const unknownLot = api.POST('/api/v1/webhooks/subscriptions', {
+      body: { url: 'https://example.com/x', event_types: ['session.started'], lot_id: missingId },
     })
-    expect((await expectJson(unknownLot, 404)).code).toBe('NOT_FOUND')
+    expect((await expectProblem(unknownLot, 404)).code).toBe('NOT_FOUND')
     // PATCH applies the same rules to the result.
     const sub = await subscribe('https://example.com/patched', { enabled: false })
-    const patched = await send('PATCH', `${base}/subscriptions/${sub.id}`, admin, {
-      event_types: ['lot.availability_threshold_crossed'],
+    const patched = api.PATCH('/api/v1/webhooks/subscriptions/{id}', {
+      params: { path: { id: sub.id } },
+      body: { event_types: ['lot.availability_threshold_crossed'] },
     })
-    expect((await expectJson(patched, 400)).errors[0].field).toBe('threshold_free_spaces')
+    expect((await expectProblem(patched, 400)).errors?.[0]?.field).toBe('threshold_free_spaces')
   })
 
   it('show the secret only on create and on rotation', async () => {
@@ -246,10 +271,12 @@ describe('subscriptions', () => {
       consecutive_failures: 0,
     })
     expect(JSON.stringify(one)).not.toContain('whsec_')
-    const list = await expectJson(send('GET', `${base}/subscriptions?limit=100`, admin))
-    expect(list.data.map((s: { id: string }) => s.id)).toContain(created.id)
+    const list = await expectData(
+      api.GET('/api/v1/webhooks/subscriptions', { params: { query: { limit: 100 } } }),
+    )
+    expect(list.data.map((s) => s.id)).toContain(created.id)
     expect(JSON.stringify(list)).not.toContain('whsec_')
-    const rotated = await expectJson(send('POST', `${base}/subscriptions/${created.id}/rotate-secret`, admin))
+    const rotated = await rotateSecret(created.id)
     expect(rotated.secret).toMatch(/^whsec_/)
     expect(rotated.secret).not.toBe(created.secret)
     expect(rotated.previous_secret_expires_at).not.toBeNull()
@@ -258,9 +285,14 @@ describe('subscriptions', () => {
 
   it('are deleted', async () => {
     const sub = await subscribe('https://example.com/deleted', { enabled: false })
-    await expectJson(send('DELETE', `${base}/subscriptions/${sub.id}`, admin), 204)
-    await expectJson(send('GET', `${base}/subscriptions/${sub.id}`, admin), 404)
-    await expectJson(send('DELETE', `${base}/subscriptions/${sub.id}`, admin), 404)
+    const remove = () =>
+      api.DELETE('/api/v1/webhooks/subscriptions/{id}', { params: { path: { id: sub.id } } })
+    expect((await remove()).response.status).toBe(204)
+    await expectProblem(
+      api.GET('/api/v1/webhooks/subscriptions/{id}', { params: { path: { id: sub.id } } }),
+      404,
+    )
+    await expectProblem(remove(), 404)
   })
 })
 
@@ -300,7 +332,7 @@ describe('delivery', () => {
       'the delivery to succeed',
       async () => (await deliveriesOf(sub.id))[0]?.status === 'succeeded',
     )
-    const detail = await expectJson(send('GET', `${base}/deliveries/${delivery?.id}`, admin))
+    const detail = await deliveryView(delivery?.id ?? '')
     expect(detail).toMatchObject({
       event_id: published.id,
       status: 'succeeded',
@@ -330,21 +362,15 @@ describe('delivery', () => {
     const accepted = endpoint.got().filter((r) => r.status >= 200 && r.status < 300)
     expect(accepted.map((r) => r.id)).toEqual([published.id])
     expect(endpoint.got().map((r) => r.id)).toEqual(Array(4).fill(published.id))
-    const detail = await expectJson(send('GET', `${base}/deliveries/${delivery?.id}`, admin))
+    const detail = await deliveryView(delivery?.id ?? '')
     expect(detail.attempts).toBe(4)
-    expect(
-      detail.attempt_log.map((a: { n: number; status_code: number; succeeded: boolean }) => [
-        a.n,
-        a.status_code,
-        a.succeeded,
-      ]),
-    ).toEqual([
+    expect(detail.attempt_log.map((a) => [a.n, a.status_code, a.succeeded])).toEqual([
       [1, 500, false],
       [2, 500, false],
       [3, 500, false],
       [4, 204, true],
     ])
-    expect(detail.attempt_log[0].response_body).toBe('down for maintenance')
+    expect(detail.attempt_log[0]?.response_body).toBe('down for maintenance')
     // Each attempt was signed afresh with its own timestamp, all valid.
     for (const got of endpoint.got()) expect(verify(sub.secret, got, got.body)).toBe(true)
     expect((await subscriptionView(sub.id)).consecutive_failures).toBe(0)
@@ -441,8 +467,8 @@ describe('delivery', () => {
     await until("the second entry's event", () =>
       slow.got().some((r) => JSON.parse(r.body).data.session_id === second.session.id),
     )
-    await expectJson(send('GET', `${base}/subscriptions?limit=5`, admin))
-    await expectJson(send('GET', `/api/v1/lots/${gate.lotId}`, admin))
+    await expectData(api.GET('/api/v1/webhooks/subscriptions', { params: { query: { limit: 5 } } }))
+    await expectData(api.GET('/api/v1/lots/{id}', { params: { path: { id: gate.lotId } } }))
     // A subscription made meanwhile gets its event delivered and recorded.
     const fastSub = await subscribe(fast.url, { event_types: ['session.closed'] })
     const quick = event('session.closed')
@@ -472,7 +498,10 @@ describe('test events', () => {
   it('sends a signed webhook.test to one subscription on request, through the log', async () => {
     const endpoint = receiver.endpoint()
     const sub = await subscribe(endpoint.url)
-    const delivery = await expectJson(send('POST', `${base}/subscriptions/${sub.id}/test`, admin), 202)
+    const delivery = await expectData(
+      api.POST('/api/v1/webhooks/subscriptions/{id}/test', { params: { path: { id: sub.id } } }),
+      202,
+    )
     expect(delivery).toMatchObject({ event_type: 'webhook.test', subscription_id: sub.id, status: 'pending' })
     const [got] = await until('the test event', () => endpoint.got().length > 0 && endpoint.got())
     expect(got?.id).toBe(delivery.event_id)
@@ -482,18 +511,19 @@ describe('test events', () => {
     })
     expect(verify(sub.secret, got ?? ({} as Received), got?.body ?? '')).toBe(true)
     await until('the test delivery to succeed', async () => {
-      const view = await expectJson(send('GET', `${base}/deliveries/${delivery.id}`, admin))
+      const view = await deliveryView(delivery.id)
       return view.status === 'succeeded'
     })
     // Not a type anyone subscribes to.
-    const { data } = await expectJson(send('GET', `${base}/event-types`, admin))
-    expect(data.map((t: { type: string }) => t.type)).not.toContain('webhook.test')
+    const data = await eventTypes()
+    expect(data.map((t) => t.type)).not.toContain('webhook.test')
+    // Sent raw: the client's types do not let webhook.test into event_types.
     await expectJson(
       send('POST', `${base}/subscriptions`, admin, { url: endpoint.url, event_types: ['webhook.test'] }),
       400,
     )
-    await expectJson(
-      send('POST', `${base}/subscriptions/0193a5c2-7f1e-7b3c-9a41-2f0c8e1d4b6a/test`, admin),
+    await expectProblem(
+      api.POST('/api/v1/webhooks/subscriptions/{id}/test', { params: { path: { id: missingId } } }),
       404,
     )
   })
@@ -509,7 +539,7 @@ describe('replay', () => {
       const list = await deliveriesOf(sub.id)
       return list[0]?.status === 'succeeded' && list
     })
-    const replay = await expectJson(send('POST', `${base}/deliveries/${first?.id}/replay`, admin), 202)
+    const replay = await expectData(replayDelivery(first?.id ?? ''), 202)
     expect(replay).toMatchObject({
       event_id: published.id,
       replay_of: first?.id,
@@ -527,17 +557,14 @@ describe('replay', () => {
       return l[0]?.status === 'succeeded' && l
     })
     expect(list.map((d) => d.id)).toEqual([replay.id, first?.id])
-    expect(await deliveriesOf(sub.id, '&status=pending')).toEqual([])
-    await expectJson(
-      send('POST', `${base}/deliveries/whd_00000000000000000000000000000000/replay`, admin),
-      404,
-    )
+    expect(await deliveriesOf(sub.id, { status: 'pending' })).toEqual([])
+    await expectProblem(replayDelivery('whd_00000000000000000000000000000000'), 404)
   })
 
   it('signs with the old and the new secret during a rotation', async () => {
     const endpoint = receiver.endpoint()
     const sub = await subscribe(endpoint.url)
-    const rotated = await expectJson(send('POST', `${base}/subscriptions/${sub.id}/rotate-secret`, admin))
+    const rotated = await rotateSecret(sub.id)
     await platform.services.webhooks.publish([event()])
     const [got] = await until('the delivery', () => endpoint.got().length > 0 && endpoint.got())
     if (!got) throw new Error('no delivery')
@@ -568,18 +595,20 @@ describe('auto-disable', () => {
       await new Promise((r) => setTimeout(r, 150))
       return endpoint.got().length === before
     })
-    const held = await deliveriesOf(sub.id, '&status=pending')
+    const held = await deliveriesOf(sub.id, { status: 'pending' })
     expect(held.length).toBeGreaterThanOrEqual(1)
     expect(endpoint.got().every((r) => r.status === 500)).toBe(true)
     // A replay of a disabled subscription's delivery is refused.
-    const refused = await expectJson(send('POST', `${base}/deliveries/${held[0]?.id}/replay`, admin), 409)
+    const refused = await expectProblem(replayDelivery(held[0]?.id ?? ''), 409)
     expect(refused.code).toBe('CONFLICT')
     // A new event for it is not recorded while it is disabled.
     const meanwhile = event()
     await platform.services.webhooks.publish([meanwhile])
 
     healthy = true
-    const enabled = await expectJson(send('POST', `${base}/subscriptions/${sub.id}/enable`, admin))
+    const enabled = await expectData(
+      api.POST('/api/v1/webhooks/subscriptions/{id}/enable', { params: { path: { id: sub.id } } }),
+    )
     expect(enabled).toMatchObject({ enabled: true, disabled_reason: null, consecutive_failures: 0 })
     await until('the held deliveries to succeed', async () => {
       const list = await deliveriesOf(sub.id)
