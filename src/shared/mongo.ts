@@ -83,6 +83,30 @@ export async function insertOnce<T>(model: mongoose.Model<T>, doc: T): Promise<b
 }
 
 /**
+ * Unordered insert of many documents; answers the indexes refused as duplicates (recorded
+ * already). Any other failure is thrown: which documents made it is then unknown, and the
+ * caller's retry finds out.
+ */
+export async function insertManyOnce<T extends { _id: string }>(
+  model: mongoose.Model<T>,
+  docs: readonly T[],
+): Promise<Set<number>> {
+  const duplicates = new Set<number>()
+  if (docs.length === 0) return duplicates
+  try {
+    await model.collection.insertMany(docs as never[], { ordered: false })
+  } catch (error) {
+    const writeErrors = (error as { writeErrors?: unknown }).writeErrors
+    if (!writeErrors) throw error
+    for (const failure of [writeErrors].flat() as { index: number; code?: number }[]) {
+      if (failure.code !== 11000) throw error
+      duplicates.add(failure.index)
+    }
+  }
+  return duplicates
+}
+
+/**
  * Facts numbered `${prefix}:0`, `:1` ..., read by `_id` only (FerretDB uses no index for other
  * filters, and not even for an `_id` range or `$in`), in parallel windows of `window`: a hole left
  * by a compensation (a deleted fact) shorter than a window does not hide the facts after it.

@@ -1,6 +1,6 @@
-import type { Model, QueryFilter } from 'mongoose'
+import type { QueryFilter } from 'mongoose'
 import { createIdempotencyStore } from '../../shared/idempotency.ts'
-import { type Database, insertOnce, trusted } from '../../shared/mongo.ts'
+import { type Database, insertManyOnce, insertOnce, trusted } from '../../shared/mongo.ts'
 import type { Overlay } from '../occupancy/occupancy.contract.ts'
 import {
   facilityModels,
@@ -17,26 +17,6 @@ type Paged = { after?: string | undefined; limit: number }
 
 /** Fields a replacement rewrites: everything but the identity and the creation time. */
 type Editable<T> = Omit<T, '_id' | 'created_at' | 'updated_at'>
-
-/**
- * Unordered insert of many documents; answers the indexes refused as duplicates. Any other
- * failure is thrown: which documents made it is then unknown, and the caller's retry finds out.
- */
-async function insertManyOnce<T extends { _id: string }>(model: Model<T>, docs: T[]): Promise<Set<number>> {
-  const duplicates = new Set<number>()
-  if (docs.length === 0) return duplicates
-  try {
-    await model.collection.insertMany(docs as never[], { ordered: false })
-  } catch (error) {
-    const writeErrors = (error as { writeErrors?: unknown }).writeErrors
-    if (!writeErrors) throw error
-    for (const failure of [writeErrors].flat() as { index: number; code?: number }[]) {
-      if (failure.code !== 11000) throw error
-      duplicates.add(failure.index)
-    }
-  }
-  return duplicates
-}
 
 const afterId = <T>(query: QueryFilter<T>, after: string | undefined): QueryFilter<T> => {
   if (after !== undefined) (query as { _id?: unknown })._id = trusted({ $gt: after })

@@ -1,5 +1,5 @@
-import type { Model, QueryFilter } from 'mongoose'
-import { type Database, insertOnce, readNumbered, trusted } from '../../shared/mongo.ts'
+import type { QueryFilter } from 'mongoose'
+import { type Database, insertManyOnce, insertOnce, readNumbered, trusted } from '../../shared/mongo.ts'
 import {
   type AttemptRecord,
   type DeliveryRecord,
@@ -10,26 +10,6 @@ import {
 } from './webhooks.model.ts'
 
 export type WebhooksRepository = ReturnType<typeof createWebhooksRepository>
-
-/**
- * Unordered insert of many documents; answers the indexes refused as duplicates (already
- * recorded). Any other failure is thrown.
- */
-async function insertManyOnce<T extends { _id: string }>(model: Model<T>, docs: T[]): Promise<Set<number>> {
-  const duplicates = new Set<number>()
-  if (docs.length === 0) return duplicates
-  try {
-    await model.collection.insertMany(docs as never[], { ordered: false })
-  } catch (error) {
-    const writeErrors = (error as { writeErrors?: unknown }).writeErrors
-    if (!writeErrors) throw error
-    for (const failure of [writeErrors].flat() as { index: number; code?: number }[]) {
-      if (failure.code !== 11000) throw error
-      duplicates.add(failure.index)
-    }
-  }
-  return duplicates
-}
 
 export function createWebhooksRepository(db: Database) {
   const { subscriptions, events, deliveries, attempts } = webhookModels(db)
@@ -71,14 +51,14 @@ export function createWebhooksRepository(db: Database) {
     async recordEvents(records: EventRecord[]): Promise<Map<string, EventRecord>> {
       const duplicates = await insertManyOnce(events, records)
       const stored = new Map<string, EventRecord>()
-      await Promise.all(
-        [...duplicates].map(async (index) => {
-          const id = records[index]?._id
-          if (!id) return
-          const found = await events.findById(id).lean<EventRecord>()
-          if (found) stored.set(id, found)
-        }),
-      )
+      const ids = [...duplicates].flatMap((index) => records[index]?._id ?? [])
+      if (ids.length === 0) return stored
+      // One read for all of them (a batch run again may repeat hundreds), not one per duplicate.
+      const found = await events
+        .find({ _id: trusted({ $in: ids }) })
+        .limit(ids.length)
+        .lean<EventRecord[]>()
+      for (const event of found) stored.set(event._id, event)
       return stored
     },
 
