@@ -8,7 +8,7 @@ const KEYS = {
   schedule: 'wh:schedule',
   /** Set once the schedule was rebuilt from MongoDB; gone after a Redis data loss. */
   seeded: 'wh:schedule:seeded',
-  /** Last side of each (subscription, lot) threshold: `${subscriptionId}|${lotId}` -> `${side}|${afterChange}`. */
+  /** Sides of each (subscription, lot) threshold: `${subscriptionId}|${lotId}` -> `${previousSide}|${side}|${afterChange}`. */
   sides: 'wh:threshold-sides',
   failures: (subscriptionId: string) => `wh:failures:{${subscriptionId}}`,
   failingSince: (subscriptionId: string) => `wh:failing-since:{${subscriptionId}}`,
@@ -24,7 +24,10 @@ return due
 `
 
 // Sets each (subscription, lot) side unless a later change set it already; answers the previous
-// side of each ('' when there was none, '=' when this change is not newer than the stored one).
+// side of each ('' when there was none, '=' when a later change than this one is stored). The
+// stored value is `${previousSide}|${side}|${change}`: the same change told again (a batch whose
+// events failed to record after this step, run again) gets the same previous side back, so that
+// its crossing is made on the second run; its side is the one seen this time.
 const sidesScript = `
 local function newer(a, b)
   local am, as = string.match(a, '^(%d+)-(%d+)$')
@@ -38,13 +41,20 @@ for i = 1, #ARGV, 3 do
   local field, side, change = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local stored = redis.call('HGET', KEYS[1], field)
   if not stored then
-    redis.call('HSET', KEYS[1], field, side .. '|' .. change)
+    redis.call('HSET', KEYS[1], field, '|' .. side .. '|' .. change)
     table.insert(out, '')
   else
-    local sep = string.find(stored, '|', 1, true)
-    local oldSide, oldChange = string.sub(stored, 1, sep - 1), string.sub(stored, sep + 1)
-    if newer(change, oldChange) then
-      redis.call('HSET', KEYS[1], field, side .. '|' .. change)
+    local prevSide, oldSide, oldChange = string.match(stored, '^([^|]*)|([^|]*)|(.*)$')
+    if not prevSide then
+      -- Written before previous sides were kept: side|change, the previous side unknown.
+      prevSide = '='
+      oldSide, oldChange = string.match(stored, '^([^|]*)|(.*)$')
+    end
+    if oldChange == change then
+      if prevSide ~= '=' then redis.call('HSET', KEYS[1], field, prevSide .. '|' .. side .. '|' .. change) end
+      table.insert(out, prevSide)
+    elseif newer(change, oldChange) then
+      redis.call('HSET', KEYS[1], field, oldSide .. '|' .. side .. '|' .. change)
       table.insert(out, oldSide)
     else
       table.insert(out, '=')
@@ -121,7 +131,8 @@ export function createDeliveryQueue(redis: RedisClient) {
 
     /**
      * Records the side of each (subscription, lot) after a change; answers the previous sides
-     * ('' unknown, '=' an older change than the stored one: ignore).
+     * ('' unknown, '=' an older change than the stored one: ignore). The same change again
+     * answers the same previous side (recording its crossing is idempotent by event id).
      */
     async swapSides(
       entries: readonly { subscriptionId: string; lotId: string; side: string; afterChange: string }[],
