@@ -191,6 +191,7 @@ export async function startPlatform(config: Config, urls: DependencyUrls, logger
     const events = createEventProducers({
       sink: () => webhooks.sink,
       settings: { staleAfterSeconds: config.SENSOR_STALE_AFTER_SECONDS },
+      logger,
     })
     const tokens = createTokenService({
       repo: createTokensRepository(db),

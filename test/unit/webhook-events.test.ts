@@ -432,6 +432,30 @@ describe('the producers', () => {
     await expect(producers.changesWritten(batch, occupancy)).rejects.toThrow('database down')
   })
 
+  it('tries a failed publish of a session, payment or reservation event again, then gives up', async () => {
+    let calls = 0
+    let failures = 2
+    const sink: EventSink = {
+      publish: async () => {
+        calls++
+        if (failures-- > 0) throw new Error('database down')
+      },
+      wants: () => true,
+      availability: async () => {},
+    }
+    const producers = createEventProducers({
+      sink: () => sink,
+      settings: { staleAfterSeconds: 60, publishRetryDelaysMs: [1, 1, 1] },
+    })
+    await producers.sessionListener.sessionStarted?.(session)
+    expect(calls).toBe(3)
+
+    calls = 0
+    failures = 10
+    await expect(producers.reservationListener.created?.(reservation())).rejects.toThrow('database down')
+    expect(calls).toBe(4)
+  })
+
   it('publishes a session close and a payment when wanted', async () => {
     const { sink, published } = fakeSink(['session.closed', 'payment.refunded'])
     const producers = createEventProducers({

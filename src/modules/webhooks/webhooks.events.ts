@@ -1,3 +1,5 @@
+import { setTimeout as delay } from 'node:timers/promises'
+import type { Logger } from '../../shared/logger.ts'
 import type { ChangeEvent, Counts } from '../occupancy/occupancy.state.ts'
 import type { MoneyMoved } from '../payments/payments.service.ts'
 import type { ReservationListener, ReservationView } from '../reservations/reservations.service.ts'
@@ -246,6 +248,9 @@ export type OccupancyReads = {
   deviceHealth(deviceIds: readonly string[]): Promise<{ deviceId: string; lastSeenAt: Date | null }[]>
 }
 
+/** Waits before the second, third and fourth try of a producer's publish. */
+export const PUBLISH_RETRY_DELAYS_MS: readonly number[] = [100, 400, 1_600]
+
 /**
  * The producers, bound to a sink. `sink` is asked at every call (the webhooks capability may be
  * made after the capabilities that tell); every producer asks `wants` first, so that nothing is
@@ -253,7 +258,12 @@ export type OccupancyReads = {
  */
 export function createEventProducers(deps: {
   sink: () => EventSink
-  settings: { staleAfterSeconds: number }
+  settings: {
+    staleAfterSeconds: number
+    /** Waits before each new try of a failed publish (sessions, payments, reservations). */
+    publishRetryDelaysMs?: readonly number[] | undefined
+  }
+  logger?: Logger | undefined
 }) {
   const wants = (type: WebhookEventType) => deps.sink().wants(type)
 
@@ -297,8 +307,31 @@ export function createEventProducers(deps: {
     }
   }
 
-  /** Publishes one event; sessions, payments and reservations log a listener's failure. */
-  const publishOne = async (event: PlatformEvent) => await deps.sink().publish([event])
+  const retryDelays = deps.settings.publishRetryDelaysMs ?? PUBLISH_RETRY_DELAYS_MS
+
+  /**
+   * Publishes one event. Sessions, payments and reservations only log a listener's failure and
+   * nothing tells the fact again (unlike a persister batch): a failure (MongoDB or Redis away for
+   * a moment) is tried again a few times with growing waits before the event is logged as lost.
+   * A try that recorded part of it is harmless: the event id and delivery ids are deterministic.
+   */
+  async function publishOne(event: PlatformEvent): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await deps.sink().publish([event])
+      } catch (error) {
+        const wait = retryDelays[attempt]
+        if (wait === undefined) {
+          deps.logger?.error(
+            { err: error, eventId: event.id, type: event.type, attempts: attempt + 1 },
+            'webhook event lost: not recorded',
+          )
+          throw error
+        }
+        await delay(wait)
+      }
+    }
+  }
 
   const sessionListener: SessionListener = {
     async sessionStarted(session) {
