@@ -56,6 +56,11 @@ export type WebhooksSettings = DispatchSettings & {
   secretOverlapMs: number
   /** How often the cache of enabled subscriptions is reloaded (changes made by other instances). */
   refreshMs: number
+  /**
+   * How often a dispatching instance puts lost pending deliveries back in the schedule (default
+   * a minute): those recorded while the schedule could not be written, or whose resume failed.
+   */
+  sweepMs?: number | undefined
   /** Accept http:// endpoint URLs (otherwise https:// only). */
   allowHttp: boolean
   /** Accept endpoints on loopback, private and link-local addresses (by literal host name). */
@@ -70,6 +75,15 @@ export type SubscriptionInput = {
   description?: string | undefined
   enabled?: boolean | undefined
 }
+
+/** An event as the sink records it: a producer's, or an admin's test event. */
+type RecordedEvent = Omit<PlatformEvent, 'type'> & {
+  type: WebhookEventType | typeof webhookTestEventType
+}
+
+/** Pending deliveries read per page, and pages per sweep (the next sweep goes on from there). */
+const SWEEP_PAGE = 500
+const SWEEP_PAGES = 4
 
 export type SubscriptionPatch = { [K in keyof SubscriptionInput]?: SubscriptionInput[K] | undefined }
 
@@ -200,6 +214,10 @@ export function createWebhooksService(deps: {
   let loaded: Promise<void> | undefined
   let refreshTimer: NodeJS.Timeout | undefined
   let seeding: Promise<void> | undefined
+  let sweepTimer: NodeJS.Timeout | undefined
+  let sweeping: Promise<number> | undefined
+  let sweptUpTo: string | undefined
+  const disabling = new Map<string, Promise<void>>()
 
   async function reload(): Promise<void> {
     enabled = await repo.enabledSubscriptions()
@@ -211,7 +229,22 @@ export function createWebhooksService(deps: {
     await loaded
   }
 
-  async function disable(subscription: SubscriptionRecord, reason: string): Promise<void> {
+  /**
+   * Turns a subscription off once: its other deliveries in flight fail too and ask again, at the
+   * same time (they share the first one's turn) or later (it is off already: nothing to do).
+   */
+  function disable(subscription: SubscriptionRecord, reason: string): Promise<void> {
+    let turn = disabling.get(subscription._id)
+    if (!turn) {
+      turn = disableOnce(subscription, reason).finally(() => disabling.delete(subscription._id))
+      disabling.set(subscription._id, turn)
+    }
+    return turn
+  }
+
+  async function disableOnce(subscription: SubscriptionRecord, reason: string): Promise<void> {
+    const current = await repo.findSubscription(subscription._id)
+    if (!current?.enabled) return
     const at = now()
     await repo.updateSubscription(subscription._id, {
       enabled: false,
@@ -271,13 +304,51 @@ export function createWebhooksService(deps: {
     return seeding
   }
 
+  /**
+   * Puts back in the schedule the pending deliveries of enabled subscriptions that were due
+   * longer ago than a dispatcher's lease (or held with no due time): a delivery recorded while
+   * the schedule could not be written, or whose resume failed, is otherwise found only at the
+   * next restart. NX: one in the schedule (due, leased, waiting) keeps its time. A few pages per
+   * sweep, the next one going on from there.
+   */
+  function sweep(): Promise<number> {
+    sweeping ??= (async () => {
+      try {
+        const enabledIds = new Set(enabled.map((s) => s._id))
+        // A dispatcher's lease (webhooks.dispatcher.ts): an attempt and its writes are over by then.
+        const cutoff = now().getTime() - (settings.timeoutMs * 2 + 30_000)
+        let count = 0
+        for (let pages = 0; pages < SWEEP_PAGES; pages++) {
+          const page = await repo.pendingDeliveries({ limit: SWEEP_PAGE, after: sweptUpTo })
+          const lost = page.filter(
+            (d) =>
+              enabledIds.has(d.subscription_id) &&
+              (d.next_attempt_at === null || d.next_attempt_at.getTime() < cutoff),
+          )
+          await queue.add(lost.map((d) => ({ id: d._id, dueAt: now().getTime() })))
+          count += lost.length
+          sweptUpTo = page.length < SWEEP_PAGE ? undefined : page.at(-1)?._id
+          if (sweptUpTo === undefined) break
+        }
+        if (count > 0) {
+          logger.info({ count }, 'pending webhook deliveries missing from the schedule put back')
+          dispatcher.wake()
+        }
+        return count
+      } finally {
+        sweeping = undefined
+      }
+    })()
+    return sweeping
+  }
+
   const matches = (subscription: SubscriptionRecord, event: PlatformEvent) =>
     subscription.event_types.includes(event.type) &&
     (subscription.lot_id === null || subscription.lot_id === event.lot_id)
 
   /** Records events and one delivery per target, then schedules them. */
   async function record(
-    targets: { event: PlatformEvent; subscriptions: SubscriptionRecord[] }[],
+    targets: { event: RecordedEvent; subscriptions: SubscriptionRecord[] }[],
   ): Promise<void> {
     const wanted = targets.filter((t) => t.subscriptions.length > 0)
     if (wanted.length === 0) return
@@ -489,13 +560,19 @@ export function createWebhooksService(deps: {
       if (settings.dispatch) {
         void seedSchedule(true)
         dispatcher.start()
+        sweepTimer = setInterval(() => {
+          sweep().catch((error) => logger.warn({ err: error }, 'webhook schedule not swept'))
+        }, settings.sweepMs ?? 60_000)
+        sweepTimer.unref()
       }
     },
 
     async stop(): Promise<void> {
       clearInterval(refreshTimer)
+      clearInterval(sweepTimer)
       await dispatcher.stop()
       await seeding
+      await sweeping?.catch(() => {})
     },
 
     eventTypes: () =>
@@ -615,9 +692,9 @@ export function createWebhooksService(deps: {
         })
       }
       const at = now()
-      const test = {
+      const test: RecordedEvent = {
         id: `evt_${randomBytes(16).toString('hex')}`,
-        type: webhookTestEventType as WebhookEventType,
+        type: webhookTestEventType,
         occurred_at: at,
         lot_id: null,
         data: { subscription_id: id, message: 'A test event sent by an admin; accept it with a 2xx.' },
@@ -658,6 +735,9 @@ export function createWebhooksService(deps: {
       dispatcher.wake()
       return toDeliveryView(record)
     },
+
+    /** One sweep now (it runs every `sweepMs` in a dispatching instance); answers how many were put back. */
+    sweep,
 
     /** Test and tool hook: the dispatcher's deliveries in flight in this instance. */
     inFlight: () => dispatcher.inFlight(),
