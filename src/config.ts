@@ -572,6 +572,14 @@ export const configSchema = z.object({
     .describe(
       'How often each instance reloads the enabled webhook subscriptions (changes made through it apply at once).',
     ),
+  WEBHOOK_RETENTION_DAYS: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .default(30)
+    .describe(
+      'Finished webhook deliveries (succeeded or failed), their attempts and the events no delivery names any more are purged this many days after the event.',
+    ),
   WEBHOOK_ALLOW_HTTP: bool
     .optional()
     .describe(
@@ -580,7 +588,7 @@ export const configSchema = z.object({
   WEBHOOK_ALLOW_PRIVATE_HOSTS: bool
     .optional()
     .describe(
-      'Accept webhook endpoints on localhost, loopback, private and link-local addresses. Default: yes, except with NODE_ENV=production.',
+      'Deliver webhooks to localhost, loopback, private, link-local and reserved addresses. Off: checked on the URL at subscription and on every resolved address at each attempt. Default: on, except with NODE_ENV=production.',
     ),
 })
 

@@ -179,6 +179,7 @@ export async function startPlatform(config: Config, urls: DependencyUrls, logger
         secretOverlapMs: config.WEBHOOK_SECRET_OVERLAP_SECONDS * 1000,
         pollMs: config.WEBHOOK_POLL_MS,
         refreshMs: config.WEBHOOK_REFRESH_MS,
+        retentionMs: config.WEBHOOK_RETENTION_DAYS * 86_400_000,
         allowHttp: config.WEBHOOK_ALLOW_HTTP ?? config.NODE_ENV !== 'production',
         allowPrivateHosts: config.WEBHOOK_ALLOW_PRIVATE_HOSTS ?? config.NODE_ENV !== 'production',
         userAgent: `smart-parking-webhooks/${version}`,
@@ -451,6 +452,7 @@ export async function startPlatform(config: Config, urls: DependencyUrls, logger
       lots: (cursor) => facilities.listLots({ limit: 100, cursor }),
       purgeExports: (now) => exports.purgeExpired(now),
       purgeAuditLog: (now) => audit.purgeExpired(now),
+      purgeWebhooks: (now) => webhooks.purgeExpired(now),
       publicUrl,
       logger,
       settings: {

@@ -326,6 +326,9 @@ describe('data.purge', () => {
       idempotency_keys: 0,
       exports: 0,
       audit_log: 0,
+      webhook_deliveries: 0,
+      webhook_attempts: 0,
+      webhook_events: 0,
       reservation_slots: 0,
       stripe_events: 0,
     })
@@ -337,6 +340,103 @@ describe('data.purge', () => {
     expect(await exists('stripe_events', newEvent)).toBe(true)
     expect(await exists('reservation_slots', pastSlot)).toBe(false)
     expect(await exists('reservation_slots', futureSlot)).toBe(true)
+  })
+
+  it('deletes finished webhook deliveries past the retention, their attempts and the events no delivery names', async () => {
+    const now = Date.now()
+    const [old, recent] = [now - 31 * 86_400_000, now - 29 * 86_400_000]
+    const tag = randomUUID().replaceAll('-', '').slice(0, 19)
+    // Delivery ids start with 12 hex digits of the event time; three old ones side by side.
+    const deliveryId = (ms: number, first: string) => `whd_${ms.toString(16).padStart(12, '0')}${first}${tag}`
+    const [finished, pending, replayed, fresh, replay] = [
+      deliveryId(old, 'a'),
+      deliveryId(old, 'b'),
+      deliveryId(old, 'c'),
+      deliveryId(recent, 'd'),
+      deliveryId(now, 'e'),
+    ]
+    const event = (name: string, ms: number) => ({
+      _id: `evt_${name}${tag}` as never,
+      type: 'session.closed',
+      occurred_at: new Date(ms),
+      lot_id: null,
+      data: {},
+      recorded_at: new Date(ms),
+    })
+    const delivery = (id: string, eventName: string, status: string, ms: number) => ({
+      _id: id as never,
+      event_id: `evt_${eventName}${tag}`,
+      event_type: 'session.closed',
+      subscription_id: 'sub',
+      lot_id: null,
+      status,
+      attempts: 1,
+      next_attempt_at: null,
+      created_at: new Date(ms),
+    })
+    const attempt = (id: string, n: number) => ({
+      _id: `${id}:${n}` as never,
+      delivery_id: id,
+      subscription_id: 'sub',
+      n,
+      at: new Date(old),
+      succeeded: false,
+      duration_ms: 1,
+    })
+    await db
+      .collection('webhook_events')
+      .insertMany([
+        event('finished', old),
+        event('pending', old),
+        event('replayed', old),
+        event('fresh', recent),
+        event('orphan', old),
+      ])
+    await db
+      .collection('webhook_deliveries')
+      .insertMany([
+        delivery(finished, 'finished', 'succeeded', old),
+        delivery(pending, 'pending', 'pending', old),
+        delivery(replayed, 'replayed', 'failed', old),
+        delivery(fresh, 'fresh', 'failed', recent),
+        delivery(replay, 'replayed', 'pending', now),
+      ])
+    await db
+      .collection('webhook_attempts')
+      .insertMany([
+        attempt(finished, 1),
+        attempt(finished, 2),
+        attempt(pending, 1),
+        attempt(replayed, 1),
+        attempt(fresh, 1),
+      ])
+
+    expect(await platform.scheduler.runNow('data.purge')).toMatchObject({
+      webhook_deliveries: 2,
+      webhook_attempts: 3,
+      webhook_events: 2,
+    })
+    expect(await platform.scheduler.runNow('data.purge')).toMatchObject({
+      webhook_deliveries: 0,
+      webhook_attempts: 0,
+      webhook_events: 0,
+    })
+    const ids = async (collection: string) =>
+      (
+        await db
+          .collection(collection)
+          .find({}, { projection: { _id: 1 } })
+          .toArray()
+      )
+        .map((d) => String(d._id))
+        .filter((id) => id.includes(tag))
+        .sort()
+    expect(await ids('webhook_deliveries')).toEqual([pending, fresh, replay].sort())
+    expect(await ids('webhook_attempts')).toEqual([`${pending}:1`, `${fresh}:1`].sort())
+    // The pending delivery's and the replay's events stay however old; the recent one stays.
+    expect(await ids('webhook_events')).toEqual(
+      ['pending', 'replayed', 'fresh'].map((name) => `evt_${name}${tag}`).sort(),
+    )
   })
 })
 

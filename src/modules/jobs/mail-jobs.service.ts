@@ -34,6 +34,8 @@ export function createMailJobsService(deps: {
   purgeExports: (now: Date) => Promise<number>
   /** Audit log records past their retention (audit.purgeExpired). */
   purgeAuditLog?: (now: Date) => Promise<number>
+  /** Finished webhook deliveries, their attempts and unreferenced events past their retention (webhooks.purgeExpired). */
+  purgeWebhooks?: (now: Date) => Promise<{ deliveries: number; attempts: number; events: number }>
   publicUrl: () => string
   logger: Logger
   settings: {
@@ -47,6 +49,15 @@ export function createMailJobsService(deps: {
   }
 }) {
   const { repo, mailer, logger, settings } = deps
+
+  async function purgeWebhooks(now: Date) {
+    const purged = (await deps.purgeWebhooks?.(now)) ?? { deliveries: 0, attempts: 0, events: 0 }
+    return {
+      webhook_deliveries: purged.deliveries,
+      webhook_attempts: purged.attempts,
+      webhook_events: purged.events,
+    }
+  }
 
   async function* all<T>(
     page: (cursor: string | undefined) => Promise<Page<T>>,
@@ -281,6 +292,7 @@ export function createMailJobsService(deps: {
         ),
         exports: await deps.purgeExports(now),
         audit_log: (await deps.purgeAuditLog?.(now)) ?? 0,
+        ...(await purgeWebhooks(now)),
         reservation_slots: (
           await repo.purgeSlots(new Date(t - DAY_MS), settings.reservationSlotMinutes * 60_000)
         ).deleted,

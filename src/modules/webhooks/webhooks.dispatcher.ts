@@ -1,6 +1,7 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
 import type { Logger } from '../../shared/logger.ts'
 import { type WebhookEventType, webhookHeaders, type webhookTestEventType } from './webhooks.contract.ts'
+import { EgressRefused, type EgressSettings, post } from './webhooks.egress.ts'
 import type { DeliveryRecord, EventRecord, SubscriptionRecord } from './webhooks.model.ts'
 import type { DeliveryQueue } from './webhooks.queue.ts'
 import type { WebhooksRepository } from './webhooks.repository.ts'
@@ -21,6 +22,11 @@ export type DispatchSettings = {
   /** How often an idle dispatcher looks for due deliveries (a local publish wakes it at once). */
   pollMs: number
   userAgent: string
+  /**
+   * Reach loopback, private, link-local and reserved addresses. Off: every attempt resolves the
+   * endpoint's name, refuses it when an address is in those ranges, and connects to the checked one.
+   */
+  allowPrivateHosts: boolean
 }
 
 /** The payload receivers get. */
@@ -58,25 +64,6 @@ type AttemptOutcome = {
 }
 
 const RESPONSE_BODY_BYTES = 1024
-
-/** Reads at most the first KiB of an answer and drops the rest of it. */
-async function headOf(response: Response): Promise<string> {
-  if (!response.body) return ''
-  const reader = response.body.getReader()
-  const chunks: Uint8Array[] = []
-  let size = 0
-  try {
-    while (size < RESPONSE_BODY_BYTES) {
-      const { done, value } = await reader.read()
-      if (done) break
-      chunks.push(value)
-      size += value.byteLength
-    }
-  } finally {
-    await reader.cancel().catch(() => {})
-  }
-  return Buffer.concat(chunks).subarray(0, RESPONSE_BODY_BYTES).toString('utf8')
-}
 
 export function createDispatchMetrics(registry: Registry, depth: () => Promise<number>) {
   return {
@@ -127,11 +114,19 @@ export function createDispatcher(deps: {
   metrics: ReturnType<typeof createDispatchMetrics>
   logger: Logger
   settings: DispatchSettings
+  /** A subscription as this instance knows it (its cache of enabled ones first); undefined: deleted. */
+  subscription: (id: string) => Promise<SubscriptionRecord | undefined>
+  /** Name resolution for deliveries (tests inject one); the system's resolver otherwise. */
+  resolve?: EgressSettings['resolve']
   /** Turns a subscription off after persistent failure (or a 410). */
   disable: (subscription: SubscriptionRecord, reason: string) => Promise<void>
   now?: () => number
 }) {
   const { repo, queue, metrics, logger, settings } = deps
+  const egress: EgressSettings = {
+    allowPrivateHosts: settings.allowPrivateHosts,
+    ...(deps.resolve ? { resolve: deps.resolve } : {}),
+  }
   const now = deps.now ?? Date.now
   // Long enough that a live attempt is never taken over: the timeout plus the writes after it.
   const leaseMs = settings.timeoutMs * 2 + 30_000
@@ -169,32 +164,34 @@ export function createDispatcher(deps: {
     const timeout = AbortSignal.timeout(settings.timeoutMs)
     const took = () => Math.round(performance.now() - begin)
     try {
-      const response = await fetch(subscription.url, {
-        method: 'POST',
-        body,
-        redirect: 'manual',
-        signal: AbortSignal.any([signal, timeout]),
-        headers: {
-          'Content-Type': 'application/json',
-          'User-Agent': settings.userAgent,
-          [webhookHeaders.id]: event._id,
-          [webhookHeaders.timestamp]: String(timestamp),
-          [webhookHeaders.signature]: signatureHeader(
-            activeSecrets(subscription.secrets, new Date(now())),
-            timestamp,
-            body,
-          ),
+      const answer = await post(
+        subscription.url,
+        {
+          body,
+          signal: AbortSignal.any([signal, timeout]),
+          maxBody: RESPONSE_BODY_BYTES,
+          headers: {
+            'Content-Type': 'application/json',
+            'User-Agent': settings.userAgent,
+            [webhookHeaders.id]: event._id,
+            [webhookHeaders.timestamp]: String(timestamp),
+            [webhookHeaders.signature]: signatureHeader(
+              activeSecrets(subscription.secrets, new Date(now())),
+              timestamp,
+              body,
+            ),
+          },
         },
-      })
-      const responseBody = await headOf(response)
-      const succeeded = response.status >= 200 && response.status < 300
+        egress,
+      )
+      const succeeded = answer.status >= 200 && answer.status < 300
       return {
         succeeded,
-        statusCode: response.status,
-        error: succeeded ? null : `answered ${response.status}`,
-        responseBody,
+        statusCode: answer.status,
+        error: succeeded ? null : `answered ${answer.status}`,
+        responseBody: answer.head,
         durationMs: took(),
-        retryAfter: response.headers.get('retry-after'),
+        retryAfter: answer.headers['retry-after'] ?? null,
       }
     } catch (error) {
       if (signal.aborted) throw error
@@ -231,10 +228,24 @@ export function createDispatcher(deps: {
     }
   }
 
-  async function deliver(id: string, signal: AbortSignal): Promise<void> {
-    const delivery = await repo.findDelivery(id)
+  /** The claimed deliveries and their events, one read each for the batch. */
+  async function load(ids: string[]) {
+    const deliveries = new Map((await repo.findDeliveries(ids)).map((d) => [d._id, d]))
+    const eventIds = new Set(
+      [...deliveries.values()].filter((d) => d.status === 'pending').map((d) => d.event_id),
+    )
+    const events = new Map((await repo.findEvents([...eventIds])).map((e) => [e._id, e]))
+    return { deliveries, events }
+  }
+
+  async function deliver(
+    id: string,
+    delivery: DeliveryRecord | undefined,
+    events: Map<string, EventRecord>,
+    signal: AbortSignal,
+  ): Promise<void> {
     if (delivery?.status !== 'pending') return await queue.remove(id)
-    const subscription = await repo.findSubscription(delivery.subscription_id)
+    const subscription = await deps.subscription(delivery.subscription_id)
     if (!subscription) {
       await repo.updateDelivery(id, {
         status: 'failed',
@@ -246,7 +257,7 @@ export function createDispatcher(deps: {
     }
     // Stays pending, out of the schedule, until the subscription is enabled again.
     if (!subscription.enabled) return await queue.remove(id)
-    const event = await repo.findEvent(delivery.event_id)
+    const event = events.get(delivery.event_id)
     if (!event) {
       logger.error({ deliveryId: id, eventId: delivery.event_id }, 'webhook delivery without its event')
       return await queue.remove(id)
@@ -313,10 +324,36 @@ export function createDispatcher(deps: {
     await queue.reschedule(id, due)
   }
 
-  function run(id: string) {
-    const controller = new AbortController()
-    inFlight.set(id, controller)
-    deliver(id, controller.signal)
+  /** Takes the slots at once, reads the batch, then runs each delivery on its own. */
+  function runBatch(ids: string[]) {
+    const controllers = ids.map((id) => {
+      const controller = new AbortController()
+      inFlight.set(id, controller)
+      return { id, controller }
+    })
+    load(ids).then(
+      ({ deliveries, events }) => {
+        for (const { id, controller } of controllers) run(id, deliveries.get(id), events, controller)
+      },
+      (error) => {
+        // MongoDB failed before any attempt: the lease brings the batch back later.
+        logger.warn(
+          { err: error, count: ids.length },
+          'webhook deliveries not read; retried after their lease',
+        )
+        for (const id of ids) inFlight.delete(id)
+        nudge()
+      },
+    )
+  }
+
+  function run(
+    id: string,
+    delivery: DeliveryRecord | undefined,
+    events: Map<string, EventRecord>,
+    controller: AbortController,
+  ) {
+    deliver(id, delivery, events, controller.signal)
       .catch(async (error) => {
         if (controller.signal.aborted) {
           // Shutting down mid-attempt: due again at once, for whichever instance runs next.
@@ -342,7 +379,8 @@ export function createDispatcher(deps: {
         } catch (error) {
           logger.debug({ err: error }, 'webhook schedule unavailable')
         }
-        for (const id of claimed) if (!inFlight.has(id)) run(id)
+        const fresh = claimed.filter((id) => !inFlight.has(id))
+        if (fresh.length > 0) runBatch(fresh)
       }
       if (!running) break
       // Full, or nothing due: wait for a slot, a publish or the poll interval.
@@ -377,6 +415,7 @@ export function createDispatcher(deps: {
 }
 
 function connectionError(error: Error): string {
-  const cause = (error as { cause?: { code?: string; message?: string } }).cause
-  return cause?.code ? `${cause.code}: ${cause.message ?? ''}`.trim() : (cause?.message ?? error.message)
+  if (error instanceof EgressRefused) return `refused: ${error.message}`
+  const code = (error as NodeJS.ErrnoException).code
+  return code && !error.message.startsWith(code) ? `${code}: ${error.message}` : error.message
 }

@@ -112,5 +112,96 @@ export function createWebhooksRepository(db: Database) {
       const found = await readNumbered((id) => attempts.findById(id).lean<AttemptRecord>().exec(), deliveryId)
       return found.map(({ fact }) => fact)
     },
+
+    /** A claimed batch's deliveries, in one read. */
+    async findDeliveries(ids: string[]): Promise<DeliveryRecord[]> {
+      if (ids.length === 0) return []
+      return await deliveries
+        .find({ _id: trusted({ $in: ids }) })
+        .limit(ids.length)
+        .lean<DeliveryRecord[]>()
+    },
+
+    /** The events of a claimed batch, in one read. */
+    async findEvents(ids: string[]): Promise<EventRecord[]> {
+      if (ids.length === 0) return []
+      return await events
+        .find({ _id: trusted({ $in: ids }) })
+        .limit(ids.length)
+        .lean<EventRecord[]>()
+    },
+
+    /**
+     * `data.purge`: finished (succeeded or failed) deliveries whose `_id` sorts below `idBelow`
+     * (ids start with a time), and their attempts, in bounded batches. Pending ones stay, however
+     * old. Attempts go first: a run cut between the two finds them next time through their delivery.
+     */
+    async purgeFinishedDeliveries(
+      idBelow: string,
+      batchSize = 1_000,
+      batches = 20,
+    ): Promise<{ deliveries: number; attempts: number }> {
+      const purged = { deliveries: 0, attempts: 0 }
+      for (let i = 0; i < batches; i++) {
+        const ids = (
+          await deliveries
+            .find(
+              {
+                _id: trusted({ $lt: idBelow }),
+                status: trusted({ $in: ['succeeded', 'failed'] as DeliveryStatus[] }),
+              },
+              { _id: 1 },
+            )
+            .sort({ _id: 1 })
+            .limit(batchSize)
+            .lean<{ _id: string }[]>()
+        ).map((r) => r._id)
+        const [first, last] = [ids[0], ids.at(-1)]
+        if (!first || !last) break
+        // Attempt ids are `${deliveryId}:${n}`: the batch's lie in [first:, last;) (';' follows ':').
+        purged.attempts += (
+          await attempts.deleteMany({
+            _id: trusted({ $gt: `${first}:`, $lt: `${last};` }),
+            delivery_id: trusted({ $in: ids }),
+          })
+        ).deletedCount
+        purged.deliveries += (await deliveries.deleteMany({ _id: trusted({ $in: ids }) })).deletedCount
+        if (ids.length < batchSize) break
+      }
+      return purged
+    },
+
+    /**
+     * `data.purge`: events recorded before `recordedBefore` that no delivery names any more (a
+     * pending or replayed delivery keeps its event), in bounded pages by `_id`.
+     */
+    async purgeUnreferencedEvents(recordedBefore: Date, batchSize = 1_000, batches = 20): Promise<number> {
+      let deleted = 0
+      let after = ''
+      for (let i = 0; i < batches; i++) {
+        const ids = (
+          await events
+            .find({ _id: trusted({ $gt: after }), recorded_at: trusted({ $lt: recordedBefore }) }, { _id: 1 })
+            .sort({ _id: 1 })
+            .limit(batchSize)
+            .lean<{ _id: string }[]>()
+        ).map((r) => r._id)
+        if (ids.length === 0) break
+        const named = new Set(
+          (
+            await deliveries
+              .find({ event_id: trusted({ $in: ids }) }, { event_id: 1 })
+              .lean<{ event_id: string }[]>()
+          ).map((r) => r.event_id),
+        )
+        const unnamed = ids.filter((id) => !named.has(id))
+        if (unnamed.length > 0) {
+          deleted += (await events.deleteMany({ _id: trusted({ $in: unnamed }) })).deletedCount
+        }
+        after = ids.at(-1) ?? after
+        if (ids.length < batchSize) break
+      }
+      return deleted
+    },
   }
 }

@@ -1,5 +1,4 @@
 import { createHash, randomBytes } from 'node:crypto'
-import { isIP } from 'node:net'
 import type { Registry } from 'prom-client'
 import { AppError } from '../../shared/errors.ts'
 import { decodeCursor, encodeCursor, uuidv7 } from '../../shared/ids.ts'
@@ -20,6 +19,7 @@ import {
   type DispatchSettings,
   payloadOf,
 } from './webhooks.dispatcher.ts'
+import { isPrivateHost } from './webhooks.egress.ts'
 import type {
   AttemptRecord,
   DeliveryRecord,
@@ -61,10 +61,13 @@ export type WebhooksSettings = DispatchSettings & {
    * a minute): those recorded while the schedule could not be written, or whose resume failed.
    */
   sweepMs?: number | undefined
+  /**
+   * `data.purge` deletes finished deliveries, their attempts and unreferenced events older than
+   * this (default 30 days).
+   */
+  retentionMs?: number | undefined
   /** Accept http:// endpoint URLs (otherwise https:// only). */
   allowHttp: boolean
-  /** Accept endpoints on loopback, private and link-local addresses (by literal host name). */
-  allowPrivateHosts: boolean
 }
 
 export type SubscriptionInput = {
@@ -162,34 +165,6 @@ const fieldError = (field: string, reason: string) =>
     errors: [{ in: 'body', field, pointer: `/${field}`, reason }],
   })
 
-/** Loopback, private (RFC 1918, ULA) and link-local literals, and localhost names. */
-export function isPrivateHost(hostname: string): boolean {
-  const host = hostname.replace(/^\[|\]$/g, '').toLowerCase()
-  if (host === 'localhost' || host.endsWith('.localhost') || host.endsWith('.local')) return true
-  const version = isIP(host)
-  if (version === 4) {
-    const [a = 0, b = 0] = host.split('.').map(Number)
-    return (
-      a === 127 ||
-      a === 10 ||
-      a === 0 ||
-      (a === 172 && b >= 16 && b <= 31) ||
-      (a === 192 && b === 168) ||
-      (a === 169 && b === 254)
-    )
-  }
-  if (version === 6) {
-    return (
-      host === '::1' ||
-      host === '::' ||
-      /^f[cd]/.test(host) ||
-      /^fe[89ab]/.test(host) ||
-      host.startsWith('::ffff:')
-    )
-  }
-  return false
-}
-
 export type WebhooksService = ReturnType<typeof createWebhooksService>
 
 /**
@@ -266,6 +241,8 @@ export function createWebhooksService(deps: {
     logger,
     settings,
     disable,
+    // The cache (reloaded every refreshMs): a change made in another instance applies here by then.
+    subscription: async (id) => enabled.find((s) => s._id === id) ?? (await repo.findSubscription(id)),
     now: () => now().getTime(),
   })
 
@@ -738,6 +715,17 @@ export function createWebhooksService(deps: {
 
     /** One sweep now (it runs every `sweepMs` in a dispatching instance); answers how many were put back. */
     sweep,
+
+    /**
+     * `data.purge`: finished deliveries older than the retention (by their time-prefixed `_id`),
+     * their attempts, and the events older than it that no delivery names any more.
+     */
+    async purgeExpired(at = now()) {
+      const before = at.getTime() - (settings.retentionMs ?? 30 * 86_400_000)
+      const { deliveries, attempts } = await repo.purgeFinishedDeliveries(`whd_${timeHex(before)}`)
+      const events = await repo.purgeUnreferencedEvents(new Date(before))
+      return { deliveries, attempts, events }
+    },
 
     /** Test and tool hook: the dispatcher's deliveries in flight in this instance. */
     inFlight: () => dispatcher.inFlight(),
