@@ -713,6 +713,60 @@ describe('the schedule', () => {
   })
 })
 
+describe('egress', () => {
+  it('refuses, at delivery, an endpoint on a private address when private hosts are not allowed', async () => {
+    // Made where private hosts are allowed, delivered by an instance where they are not (as an
+    // endpoint whose name starts resolving to a private address would be).
+    const shared = {
+      ...testAdmin,
+      JOBS_ENABLED: 'false',
+      REDIS_KEY_PREFIX: `t_${randomBytes(4).toString('hex')}:`,
+      WEBHOOK_POLL_MS: '20',
+      WEBHOOK_RETRY_BASE_MS: '10000',
+    }
+    const mongodb = isolatedDatabase(platform.urls.mongodb)
+    const recorder = await startTestPlatform(
+      { ...shared, WEBHOOK_DISPATCH_ENABLED: 'false', WEBHOOK_ALLOW_PRIVATE_HOSTS: 'true' },
+      { mongodb },
+    )
+    let deliverer: TestPlatform | undefined
+    try {
+      const endpoint = receiver.endpoint()
+      const mapped = receiver.endpoint()
+      const subs = await Promise.all(
+        [endpoint.url, mapped.url.replace('127.0.0.1', '[::ffff:7f00:1]')].map((url) =>
+          recorder.services.webhooks.create({ url, event_types: ['session.closed'] }),
+        ),
+      )
+      await recorder.services.webhooks.publish([event('session.closed')])
+      deliverer = await startTestPlatform({ ...shared, WEBHOOK_ALLOW_PRIVATE_HOSTS: 'false' }, { mongodb })
+      const webhooks = deliverer.services.webhooks
+      for (const [sub, why] of [
+        [subs[0], 'refused: 127.0.0.1 is a loopback address'],
+        [subs[1], 'refused: ::ffff:7f00:1 is a loopback address'],
+      ] as const) {
+        const [logged] = await until('the refused attempt', async () => {
+          const { data } = await webhooks.deliveries(sub?.id ?? '', { limit: 10 })
+          return data[0]?.attempts === 1 && data
+        })
+        expect(logged).toMatchObject({ status: 'pending', last_status_code: null, last_error: why })
+        const detail = await webhooks.delivery(logged?.id ?? '')
+        expect(detail.attempt_log).toEqual([expect.objectContaining({ n: 1, succeeded: false, error: why })])
+      }
+      expect(endpoint.got()).toHaveLength(0)
+      expect(mapped.got()).toHaveLength(0)
+      // And at subscription time on that instance.
+      const refused = await webhooks
+        .create({ url: endpoint.url, event_types: ['session.closed'] })
+        .catch((error: unknown) => error)
+      expect(refused).toMatchObject({ code: 'VALIDATION_FAILED' })
+    } finally {
+      await deliverer?.stop()
+      await recorder.stop()
+    }
+  })
+})
+
 describe('retry timing rules', () => {
   it('back off exponentially with jitter, capped', () => {
     const low = () => 0
