@@ -1147,7 +1147,7 @@ export interface paths {
          * A lot's changes as they happen (Server-Sent Events)
          * @description Access: anyone.
          *
-         *     A `text/event-stream` that stays open: first an `availability` event with the lot's counts, then a `change` event per space change (its `id` is the resume point; its `kind` says how to count it, see SpaceHistoryEntry), and `reset` when changes after the given id were trimmed away (re-read the availability). Reconnect with the `Last-Event-ID` header (browsers do it by themselves) or `?since=` to resume without a gap. The same feed over WebSocket: `GET /api/v1/lots/{id}/live` with an Upgrade header; messages are JSON `{"type": "availability" | "change" | "reset", ...}`.
+         *     A `text/event-stream` that stays open: first an `availability` event with the lot's counts, then a `change` event per space change (its `id` is the resume point; its `kind` says how to count it, see SpaceHistoryEntry), and `reset` when changes after the given id were trimmed away (re-read the availability). Once the snapshot, or on a resume everything missed, has been sent, one `caught_up` event follows (its `id` is the last one sent): what comes after it is live. Reconnect with the `Last-Event-ID` header (browsers do it by themselves) or `?since=` to resume without a gap. The same feed over WebSocket: `GET /api/v1/lots/{id}/live` with an Upgrade header; messages are JSON `{"type": "availability" | "change" | "reset" | "caught_up", ...}`.
          */
         get: operations["followLot"];
         put?: never;

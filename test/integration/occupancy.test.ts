@@ -564,6 +564,10 @@ describe('live feeds', () => {
     const snapshot = (await events.next()).value
     expect(snapshot?.event).toBe('availability')
     expect(JSON.parse(snapshot?.data ?? '{}')).toMatchObject({ total: 3, unknown: 3 })
+    // Nothing to replay on a fresh connection: caught up at the snapshot's position.
+    const fresh = (await events.next()).value
+    expect(fresh?.event).toBe('caught_up')
+    expect(JSON.parse(fresh?.data ?? '{}')).toEqual({ type: 'caught_up', id: snapshot?.id })
 
     const [d0, d1, d2] = s.devices as [string, string, string]
     await publish(d0, reading(d0, 1, true))
@@ -590,8 +594,14 @@ describe('live feeds', () => {
       s.spaces[1]?.spaceId,
       s.spaces[2]?.spaceId,
     ])
+    // Right after the replay, before any live change: caught up, at the last replayed id.
+    const caughtUp = (await resumed.next()).value
+    expect(caughtUp?.event).toBe('caught_up')
+    expect(caughtUp?.id).toBe(replayed[1]?.id)
+    expect(JSON.parse(caughtUp?.data ?? '{}')).toEqual({ type: 'caught_up', id: replayed[1]?.id })
     await publish(d0, reading(d0, 2, false))
     const live = (await resumed.next()).value
+    expect(live?.event).toBe('change')
     expect(JSON.parse(live?.data ?? '{}').change).toMatchObject({
       space: s.spaces[0]?.spaceId,
       sensed_to: 'free',
@@ -636,25 +646,31 @@ describe('live feeds', () => {
     const first = await open(wsUrl)
     await eventually(
       async () => first.messages,
-      (m) => m.length >= 1,
+      (m) => m.length >= 2,
     )
     expect(first.messages[0]?.type).toBe('availability')
+    expect(first.messages[1]).toEqual({ type: 'caught_up', id: first.messages[0]?.id })
     const [d0, d1] = s.devices as [string, string]
     await publish(d0, reading(d0, 1, true))
     const got = await eventually(
       async () => first.messages,
-      (m) => m.length >= 2,
+      (m) => m.length >= 3,
     )
-    expect(got[1]).toMatchObject({ type: 'change', change: { space: s.spaces[0]?.spaceId } })
+    expect(got[2]).toMatchObject({ type: 'change', change: { space: s.spaces[0]?.spaceId } })
     first.socket.close()
 
     await publish(d1, reading(d1, 1, true))
-    const second = await open(`${wsUrl}?since=${got[1]?.id}`)
+    await eventually(
+      () => availability('lots', s.lot),
+      (a) => a.occupied === 2,
+    )
+    const second = await open(`${wsUrl}?since=${got[2]?.id}`)
     const replay = await eventually(
       async () => second.messages,
-      (m) => m.length >= 1,
+      (m) => m.length >= 2,
     )
     expect(replay[0]).toMatchObject({ type: 'change', change: { space: s.spaces[1]?.spaceId } })
+    expect(replay[1]).toEqual({ type: 'caught_up', id: replay[0]?.id })
     second.socket.close()
 
     const refused = new WebSocket(`${platform.url.replace('http', 'ws')}/api/v1/lots/${randomUUID()}/live`)

@@ -54,10 +54,17 @@ export function attachLiveSockets(server: Server, occupancy: OccupancyService, l
           return client.close(1013, 'too far behind; reconnect with since')
         client.send(JSON.stringify(message))
       }
-      occupancy.follow(lotId, sinceParam, send).then(
+      let last = sinceParam
+      const follow = (message: { id: string }) => {
+        last = message.id
+        send(message)
+      }
+      occupancy.follow(lotId, sinceParam, follow).then(
         (unsubscribe) => {
-          if (closed) unsubscribe()
-          else stop = unsubscribe
+          if (closed) return unsubscribe()
+          stop = unsubscribe
+          // The replay (or the snapshot) is sent: the same `caught_up` as the SSE feed's.
+          send({ type: 'caught_up', id: last ?? '' })
         },
         () => client.close(1011, 'feed unavailable; reconnect'),
       )

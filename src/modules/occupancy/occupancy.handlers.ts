@@ -57,13 +57,21 @@ export function mountOccupancy(app: OpenAPIHono<AppEnv>) {
     const queue: { event: string; id: string; data: string }[] = []
     let wake: (() => void) | undefined
     let overflowed = false
+    let last = since
     // Subscribing checks the lot before the stream opens, so an unknown lot is a plain 404.
     const stop = await c.var.services.occupancy.follow(id, since, (message) => {
       // A client this far behind is cut off; it resumes with Last-Event-ID, losing nothing.
       if (queue.length >= MAX_QUEUED) overflowed = true
       else queue.push({ event: message.type, id: message.id, data: JSON.stringify(message) })
+      last = message.id
       wake?.()
     })
+    // Everything missed (or the snapshot) is queued by now: say so, so that a client knows it is
+    // caught up without waiting for the feed to go quiet (a busy lot never does).
+    if (!overflowed) {
+      const caughtUp = { type: 'caught_up', id: last ?? '' }
+      queue.push({ event: caughtUp.type, id: caughtUp.id, data: JSON.stringify(caughtUp) })
+    }
     c.header('X-Accel-Buffering', 'no')
     return streamSSE(c, async (stream) => {
       stream.onAbort(() => {
