@@ -11,8 +11,17 @@ const PANEL_REFRESH_MS = 30_000
 const EV_REFRESH_MS = 15_000
 const CLOCK_MS = 15_000
 const RECOVERED_SHOWN_MS = 6_000
-/** After a reconnection, the replay of missed changes has arrived once the feed is quiet this long. */
-const QUIET_MS = 300
+/**
+ * After a reconnection the feed says `caught_up` once it has sent what was missed. Should that not
+ * come (a platform that does not send it), the banner goes back to "Live" after this long, without
+ * claiming to be caught up.
+ */
+const CAUGHT_UP_CAP_MS = 10_000
+/**
+ * Changes kept while the lot is being read. Beyond this (the reads keep failing on a busy lot)
+ * they are dropped and the lot is read again from the start, which includes them.
+ */
+const MAX_BUFFERED = 10_000
 
 /** @param {string} id */
 const $ = (id) => /** @type {HTMLElement} */ (document.getElementById(id))
@@ -35,7 +44,7 @@ let lots = []
  *   timers: number[], closed: boolean, down: boolean, recovering: boolean,
  *   syncing: Promise<void> | null, again: boolean, buffer: Record<string, string>[], loaded: boolean,
  *   cells: Map<string, HTMLElement>, sessions: { data: any[], next_cursor: string | null } | null,
- *   dashboard: any, quietTimer: number, recoveredTimer: number, drawTimer: number,
+ *   dashboard: any, capTimer: number, recoveredTimer: number, drawTimer: number,
  * }} Watch
  */
 /** @type {Watch | null} */
@@ -166,7 +175,7 @@ function openLot(lot) {
     cells: new Map(),
     sessions: null,
     dashboard: null,
-    quietTimer: 0,
+    capTimer: 0,
     recoveredTimer: 0,
     drawTimer: 0,
   }
@@ -199,7 +208,7 @@ function closeLot() {
   w.closed = true
   w.feed?.stop()
   for (const timer of w.timers) clearInterval(timer)
-  clearTimeout(w.quietTimer)
+  clearTimeout(w.capTimer)
   clearTimeout(w.recoveredTimer)
   clearTimeout(w.drawTimer)
 }
@@ -208,11 +217,16 @@ function closeLot() {
 function feedOpened(w) {
   if (w.closed) return
   if (!w.down) return setConnection('live')
-  // A reconnection: the missed changes (or a reset) come first; caught up once they are in.
+  // A reconnection: the missed changes (or a reset) come first, then the feed's `caught_up`.
   w.down = false
   w.recovering = true
   clearTimeout(w.recoveredTimer)
-  settle(w)
+  clearTimeout(w.capTimer)
+  w.capTimer = setTimeout(() => {
+    if (w.closed || w.down || !w.recovering) return
+    w.recovering = false
+    setConnection('live')
+  }, CAUGHT_UP_CAP_MS)
   void refreshPanels(w)
   void refreshCharging(w)
 }
@@ -222,23 +236,26 @@ function feedDown(w) {
   if (w.closed) return
   w.down = true
   w.recovering = false
-  clearTimeout(w.quietTimer)
+  clearTimeout(w.capTimer)
   clearTimeout(w.recoveredTimer)
   setConnection('lost')
 }
 
-/** Declares the reconnection caught up once the feed has been quiet for a moment and no re-read runs. */
-function settle(w) {
-  clearTimeout(w.quietTimer)
-  w.quietTimer = setTimeout(async () => {
-    if (w.syncing) await w.syncing
-    if (w.closed || w.down || !w.recovering) return
-    w.recovering = false
-    setConnection('recovered')
-    w.recoveredTimer = setTimeout(() => {
-      if (!w.closed && !w.down) setConnection('live')
-    }, RECOVERED_SHOWN_MS)
-  }, QUIET_MS)
+/**
+ * The feed has sent everything missed while away: caught up, once a re-read it asked for (after a
+ * `reset`) is drawn too.
+ * @param {Watch} w
+ */
+async function caughtUp(w) {
+  if (!w.recovering) return
+  if (w.syncing) await w.syncing
+  if (w.closed || w.down || !w.recovering) return
+  w.recovering = false
+  clearTimeout(w.capTimer)
+  setConnection('recovered')
+  w.recoveredTimer = setTimeout(() => {
+    if (!w.closed && !w.down) setConnection('live')
+  }, RECOVERED_SHOWN_MS)
 }
 
 /** @param {Watch} w @param {any} message */
@@ -246,11 +263,16 @@ function feedMessage(w, message) {
   if (w.closed) return
   // `availability` opens a fresh connection, `reset` says changes were trimmed: read everything.
   if (message.type === 'availability' || message.type === 'reset') void resync(w)
+  else if (message.type === 'caught_up') void caughtUp(w)
   else if (message.type === 'change') {
-    if (w.syncing || !w.loaded) w.buffer.push(message.change)
-    else applyChange(w, message.change)
+    if (!w.syncing && w.loaded) applyChange(w, message.change)
+    else if (w.buffer.length < MAX_BUFFERED) w.buffer.push(message.change)
+    else {
+      // The read under way may predate what is dropped: read again, after it.
+      w.buffer = []
+      void resync(w)
+    }
   }
-  if (w.recovering) settle(w)
 }
 
 /**

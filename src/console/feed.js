@@ -10,7 +10,7 @@ const BACKOFF_FIRST_MS = 500
 const BACKOFF_MAX_MS = 10_000
 
 /**
- * @typedef {{ type: 'availability' | 'change' | 'reset', id: string } & Record<string, unknown>} FeedMessage
+ * @typedef {{ type: 'availability' | 'change' | 'reset' | 'caught_up', id: string } & Record<string, unknown>} FeedMessage
  * @typedef {{
  *   onOpen: (resumed: boolean) => void,
  *   onMessage: (message: FeedMessage) => void,
