@@ -14,7 +14,7 @@ import { mountAccounts } from '../modules/accounts/accounts.handlers.ts'
 import { mountAnalytics } from '../modules/analytics/analytics.handlers.ts'
 import { mountPredictions } from '../modules/analytics/predictions.handlers.ts'
 import { mountAudit } from '../modules/audit/audit.handlers.ts'
-import { auditRecorder } from '../modules/audit/audit.recorder.ts'
+import { auditRecorder, isAuditRead } from '../modules/audit/audit.recorder.ts'
 import { mountDiscounts } from '../modules/discounts/discounts.handlers.ts'
 import { mountEv } from '../modules/ev/ev.handlers.ts'
 import { mountExports } from '../modules/exports/exports.handlers.ts'
@@ -279,6 +279,8 @@ function observe(services: Services, logger: Logger) {
     c.set('logger', requestLogger)
     c.set('services', services)
     await next()
+    // The audit recorder's read of the state before an action is part of that action's request.
+    if (isAuditRead(c.req.raw)) return
     const seconds = (performance.now() - begin) / 1000
     const route = routeTemplate(c)
     const labels = { method: c.req.method, route, status: String(c.res.status) }

@@ -1,5 +1,6 @@
-import { randomBytes } from 'node:crypto'
+import { randomBytes, randomUUID } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { isAuditRead } from '../../src/modules/audit/audit.recorder.ts'
 import { type Account, createAccount, signInAdmin, testAdmin } from '../harness/accounts.ts'
 import { createHourlyRate, uniquePlate } from '../harness/facility.ts'
 import { expectJson, type Json, requester } from '../harness/http.ts'
@@ -311,5 +312,84 @@ describe('the audit log of a scripted admin session', () => {
     const later = await platform.services.mailJobs.purge(new Date(Date.now() + 366 * 86_400_000))
     expect(later.audit_log).toBeGreaterThanOrEqual(before)
     expect(await allRecords()).toEqual([])
+  })
+})
+
+describe("the recorder's read of the state before an action", () => {
+  /**
+   * Every request the app is given while `act` runs, the test's own and the recorder's (which
+   * reads through the app's own request), the latter marked `audit read`.
+   */
+  async function requestsDuring(act: () => Promise<void>): Promise<string[]> {
+    const { app } = platform
+    const request = app.request
+    const seen: string[] = []
+    app.request = ((input, init, ...rest) => {
+      const req = input instanceof Request ? input : new Request(new URL(String(input), 'http://x'), init)
+      seen.push(`${req.method} ${new URL(req.url).pathname}${isAuditRead(req) ? ' (audit read)' : ''}`)
+      return request(input, init, ...rest)
+    }) as typeof request
+    try {
+      await act()
+    } finally {
+      app.request = request
+    }
+    return seen
+  }
+
+  /** HTTP requests counted for GET /api/v1/lots/:id, whatever their status. */
+  async function lotReadsCounted(): Promise<number> {
+    const metric = await platform.services.metrics.registry.getSingleMetric('http_requests_total')?.get()
+    return (metric?.values ?? [])
+      .filter((v) => v.labels.method === 'GET' && v.labels.route === '/api/v1/lots/:id')
+      .reduce((sum, v) => sum + v.value, 0)
+  }
+
+  const lotBody = {
+    name: `Before lot ${randomBytes(3).toString('hex')}`,
+    address: '2 Audit Street',
+    latitude: 52.5,
+    longitude: 13.4,
+    time_zone: 'Europe/Berlin',
+    currency: 'EUR',
+  }
+
+  it('is made, but not counted in the request metrics as a request of its own', async () => {
+    const lot = await expectJson(send('POST', '/api/v1/lots', admin, lotBody), 201)
+    const counted = await lotReadsCounted()
+    const requests = await requestsDuring(async () => {
+      await expectJson(send('PUT', `/api/v1/lots/${lot.id}`, admin, { ...lotBody, name: 'After' }))
+    })
+    expect(requests).toEqual([`PUT /api/v1/lots/${lot.id}`, `GET /api/v1/lots/${lot.id} (audit read)`])
+    expect(await recordOf('replaceLot', lot.id)).toMatchObject({
+      before: { id: lot.id, name: lotBody.name },
+      after: { id: lot.id, name: 'After' },
+    })
+    expect(await lotReadsCounted()).toBe(counted)
+    // A read of the caller's own is counted as ever.
+    await expectJson(send('GET', `/api/v1/lots/${lot.id}`, admin))
+    expect(await lotReadsCounted()).toBe(counted + 1)
+  })
+
+  it('is not made for a forged token that claims the admin role', async () => {
+    const lot = await expectJson(send('POST', '/api/v1/lots', admin, lotBody), 201)
+    const encode = (part: object) => Buffer.from(JSON.stringify(part)).toString('base64url')
+    const now = Math.floor(Date.now() / 1000)
+    const claims = { sub: admin.id, jti: randomUUID(), fam: randomUUID(), sep: 'x', role: 'admin' }
+    const forged = [
+      `${encode({ alg: 'none', typ: 'JWT' })}.${encode({ ...claims, iat: now, exp: now + 600 })}.`,
+      // Signed, but not by the platform.
+      `${encode({ alg: 'HS256', typ: 'JWT' })}.${encode({ ...claims, iat: now, exp: now + 600 })}.${randomBytes(32).toString('base64url')}`,
+    ]
+    for (const token of forged) {
+      const requests = await requestsDuring(async () => {
+        await expectJson(send('PUT', `/api/v1/lots/${lot.id}`, token, { ...lotBody, name: 'Forged' }), 401)
+      })
+      expect(requests, token).toEqual([`PUT /api/v1/lots/${lot.id}`])
+    }
+    expect(await allRecords(`&action=replaceLot&target_id=${lot.id}`)).toEqual([])
+    expect(await expectJson(send('GET', `/api/v1/lots/${lot.id}`, admin))).toMatchObject({
+      name: lotBody.name,
+    })
   })
 })

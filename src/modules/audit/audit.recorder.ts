@@ -4,6 +4,7 @@ import { matchedRoutes } from 'hono/route'
 import { decodeJwt } from 'jose'
 import { clientAddress } from '../../http/client-address.ts'
 import type { AppEnv } from '../../http/context.ts'
+import type { AccessClaims } from '../accounts/tokens.service.ts'
 import type { AuditedMethod } from './audit.model.ts'
 import type { AuditEntry } from './audit.service.ts'
 
@@ -11,6 +12,16 @@ import type { AuditEntry } from './audit.service.ts'
 
 const MUTATING = new Set(['POST', 'PUT', 'PATCH', 'DELETE'])
 const STAFF = new Set(['operator', 'admin'])
+
+/**
+ * The recorder's own reads of the state before an action: the same request (that object, which
+ * no caller can forge) is left out of the request log and the HTTP metrics, being part of the
+ * action's request rather than one of its own.
+ */
+const internalReads = new WeakSet<Request>()
+
+/** Whether a request is the recorder's read of the state before an action. */
+export const isAuditRead = (request: Request) => internalReads.has(request)
 
 type AuditedRoute = {
   action: string
@@ -118,8 +129,8 @@ export function auditRecorder(
     if (!MUTATING.has(c.req.method)) return undefined
     const authorization = c.req.header('authorization') ?? ''
     const token = /^Bearer\s+(\S+)$/i.exec(authorization)?.[1]
-    // The token's claimed role only decides whether to look closer (and read `before`): who is
-    // recorded is what the access guard found, or else the verified token.
+    // The claimed role is a cheap first filter (a customer's write costs no second verification);
+    // the token is verified before anything is read on its strength, so that a forged one costs nothing.
     let claimed: unknown
     try {
       claimed = token ? decodeJwt(token).role : undefined
@@ -129,6 +140,13 @@ export function auditRecorder(
     const matched = matchedRoutes(c).find((r) => r.method !== 'ALL')
     const route = matched && index.get(`${c.req.method} ${openApiPath(matched.path)}`)
     if (!route) return undefined
+    let claims: AccessClaims
+    try {
+      claims = await c.var.services.tokens.verifyAccess(token)
+    } catch {
+      return undefined // the guard answers 401; there is no staff action to record
+    }
+    if (!STAFF.has(claims.role)) return undefined
 
     const path = c.req.path
     let before: unknown
@@ -136,31 +154,27 @@ export function auditRecorder(
       // Read through the API itself, with the caller's own token: what this caller could see.
       const resource = path.split('/').slice(0, route.beforeSegments).join('/')
       try {
-        const answer = await app.request(resource, {
+        const read = new Request(new URL(resource, c.req.url), {
           headers: { authorization, 'x-request-id': c.var.requestId },
         })
+        internalReads.add(read)
+        const answer = await app.request(read)
         before = answer.status === 200 ? await jsonOf(answer) : undefined
       } catch (error) {
         c.var.logger.warn({ err: error }, 'audit: the state before the action could not be read')
       }
     }
-    return { token, route, path, before, at: new Date() }
+    return { claims, route, path, before, at: new Date() }
   }
 
   async function entryOf(
     c: Context<AppEnv>,
-    { token, route, path, before, at }: NonNullable<Awaited<ReturnType<typeof plan>>>,
+    { claims, route, path, before, at }: NonNullable<Awaited<ReturnType<typeof plan>>>,
   ): Promise<AuditEntry | undefined> {
-    let actor = c.var.principal && { userId: c.var.principal.userId, role: c.var.principal.role }
-    if (!actor) {
-      // Refused before the guard let it through (a role outside the rule): the token says who.
-      try {
-        const claims = await c.var.services.tokens.verifyAccess(token)
-        actor = { userId: claims.userId, role: claims.role }
-      } catch {
-        return undefined
-      }
-    }
+    // Refused before the guard let it through (a role outside the rule): the verified token says who.
+    const actor = c.var.principal
+      ? { userId: c.var.principal.userId, role: c.var.principal.role }
+      : { userId: claims.userId, role: claims.role }
     if (actor.role !== 'operator' && actor.role !== 'admin') return undefined
 
     const status = c.res.status
