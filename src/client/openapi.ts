@@ -5490,6 +5490,7 @@ export interface components {
         };
         WebhookSubscriptionCreate: {
             /**
+             * Format: uri
              * @description The endpoint events are POSTed to: https (http and private hosts only where the deployment allows them; see WEBHOOK_ALLOW_HTTP and WEBHOOK_ALLOW_PRIVATE_HOSTS).
              * @example https://example.com/hooks/parking
              */
@@ -5518,6 +5519,7 @@ export interface components {
         };
         WebhookSubscriptionPatch: {
             /**
+             * Format: uri
              * @description The endpoint events are POSTed to: https (http and private hosts only where the deployment allows them; see WEBHOOK_ALLOW_HTTP and WEBHOOK_ALLOW_PRIVATE_HOSTS).
              * @example https://example.com/hooks/parking
              */

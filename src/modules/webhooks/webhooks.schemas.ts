@@ -7,7 +7,9 @@ const eventType = z.enum(webhookEventTypes)
 /** What a delivery may carry: the subscribable types and the admin's test event. */
 const deliveredType = z.enum([...webhookEventTypes, webhookTestEventType])
 const instant = z.iso.datetime()
-const url = z.string().max(2048).openapi({
+// An absolute URL (format uri in the document, so that clients and fuzzers send one); its scheme and
+// host are the deployment's rules, checked by the service.
+const url = z.url().max(2048).openapi({
   example: 'https://example.com/hooks/parking',
   description:
     'The endpoint events are POSTed to: https (http and private hosts only where the deployment allows them; see WEBHOOK_ALLOW_HTTP and WEBHOOK_ALLOW_PRIVATE_HOSTS).',
