@@ -89,6 +89,28 @@ describe('webhooks service under failures', () => {
 
   const scheduled = async (deliveryId: string) => (await redis.zscore('wh:schedule', deliveryId)) !== null
 
+  /**
+   * A subscription (to a port nothing answers on) and an event for it published while ZADD fails:
+   * the publish fails after its delivery was written to MongoDB, so that delivery is not scheduled.
+   */
+  const publishWhileScheduleDown = async (path: string, type: 'session.started' | 'session.closed') => {
+    const subscription = await service.create({ url: `http://127.0.0.1:9/${path}`, event_types: [type] })
+    const event = {
+      id: eventId(type, `ses_${clock}`),
+      type,
+      occurred_at: new Date(clock),
+      lot_id: 'lot-s',
+      data: { session_id: `ses_${clock}` },
+    }
+    faults.zadd = true
+    try {
+      await expect(service.publish([event])).rejects.toThrow('Redis went away')
+    } finally {
+      faults.zadd = false
+    }
+    return subscription
+  }
+
   it('makes a threshold crossing on the second run when recording it failed after the sides were swapped', async () => {
     const subscription = await service.create({
       url: 'http://127.0.0.1:9/thresholds',
@@ -139,20 +161,7 @@ describe('webhooks service under failures', () => {
   })
 
   it('puts a delivery written while the schedule could not be back in it at the next sweep', async () => {
-    const subscription = await service.create({
-      url: 'http://127.0.0.1:9/sessions',
-      event_types: ['session.started'],
-    })
-    const event = {
-      id: eventId('session.started', `ses_${clock}`),
-      type: 'session.started' as const,
-      occurred_at: new Date(clock),
-      lot_id: 'lot-s',
-      data: { session_id: `ses_${clock}` },
-    }
-    faults.zadd = true
-    await expect(service.publish([event])).rejects.toThrow('Redis went away')
-    faults.zadd = false
+    const subscription = await publishWhileScheduleDown('sessions', 'session.started')
     const [delivery] = await repo.listDeliveries({ subscriptionId: subscription.id, limit: 10 })
     if (!delivery) throw new Error('the delivery was not written')
     expect(delivery.status).toBe('pending')
@@ -168,20 +177,7 @@ describe('webhooks service under failures', () => {
   })
 
   it("leaves a disabled subscription's pending deliveries out of the schedule", async () => {
-    const subscription = await service.create({
-      url: 'http://127.0.0.1:9/disabled',
-      event_types: ['session.closed'],
-    })
-    const event = {
-      id: eventId('session.closed', `ses_${clock}`),
-      type: 'session.closed' as const,
-      occurred_at: new Date(clock),
-      lot_id: 'lot-s',
-      data: { session_id: `ses_${clock}` },
-    }
-    faults.zadd = true
-    await expect(service.publish([event])).rejects.toThrow('Redis went away')
-    faults.zadd = false
+    const subscription = await publishWhileScheduleDown('disabled', 'session.closed')
     await service.update(subscription.id, { enabled: false })
     const [delivery] = await repo.listDeliveries({ subscriptionId: subscription.id, limit: 10 })
     if (!delivery) throw new Error('the delivery was not written')

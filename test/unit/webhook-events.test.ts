@@ -77,6 +77,19 @@ const fee: FeeQuote = {
   tariff_name: 'Hourly',
 }
 
+/** A card payment of a session settled. */
+const settled: MoneyMoved = {
+  kind: 'settled',
+  id: 'pay_1',
+  payment_id: 'pay_1',
+  session_id: 'ses_1',
+  lot_id: 'lot1',
+  method: 'card',
+  currency: 'EUR',
+  amount: 400,
+  at: new Date(AT),
+}
+
 function reservation(fields: Partial<ReservationView> = {}): ReservationView {
   return {
     id: 'rsv_1',
@@ -265,18 +278,7 @@ describe('sessions, payments and reservations', () => {
   })
 
   it('maps a settlement and a refund by their own ids', () => {
-    const money: MoneyMoved = {
-      kind: 'settled',
-      id: 'pay_1',
-      payment_id: 'pay_1',
-      session_id: 'ses_1',
-      lot_id: 'lot1',
-      method: 'card',
-      currency: 'EUR',
-      amount: 400,
-      at: new Date(AT),
-    }
-    const paid = paymentEvent(money)
+    const paid = paymentEvent(settled)
     expect(paid).toMatchObject({ id: eventId('payment.succeeded', 'pay_1'), type: 'payment.succeeded' })
     expect(paid.data).toEqual({
       payment_id: 'pay_1',
@@ -287,7 +289,7 @@ describe('sessions, payments and reservations', () => {
       amount: 400,
       currency: 'EUR',
     })
-    const refunded = paymentEvent({ ...money, kind: 'refunded', id: 'ref_1', amount: 150 })
+    const refunded = paymentEvent({ ...settled, kind: 'refunded', id: 'ref_1', amount: 150 })
     expect(refunded).toMatchObject({ id: eventId('payment.refunded', 'ref_1'), type: 'payment.refunded' })
     expect(refunded.data).toMatchObject({
       payment_id: 'pay_1',
@@ -295,7 +297,7 @@ describe('sessions, payments and reservations', () => {
       refund_id: 'ref_1',
       amount: 150,
     })
-    expect(paymentEvent({ ...money, session_id: null }).data).toMatchObject({
+    expect(paymentEvent({ ...settled, session_id: null }).data).toMatchObject({
       payment_id: 'pay_1',
       session_id: null,
     })
@@ -464,19 +466,8 @@ describe('the producers', () => {
     })
     await producers.sessionListener.sessionStarted?.(session)
     await producers.sessionListener.sessionClosed({ ...session, exit_at: new Date(AT) }, fee)
-    const money: MoneyMoved = {
-      kind: 'settled',
-      id: 'pay_1',
-      payment_id: 'pay_1',
-      session_id: 'ses_1',
-      lot_id: 'lot1',
-      method: 'card',
-      currency: 'EUR',
-      amount: 400,
-      at: new Date(AT),
-    }
-    await producers.moneyMoved(money)
-    await producers.moneyMoved({ ...money, kind: 'refunded', id: 'ref_1' })
+    await producers.moneyMoved(settled)
+    await producers.moneyMoved({ ...settled, kind: 'refunded', id: 'ref_1' })
     expect(published.map((e) => e.type)).toEqual(['session.closed', 'payment.refunded'])
   })
 })
