@@ -1,6 +1,3 @@
-import { createHmac, timingSafeEqual } from 'node:crypto'
-import { createServer, type Server } from 'node:http'
-import type { AddressInfo } from 'node:net'
 import mqtt from 'mqtt'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { components, ParkingClient } from '../../src/client/index.ts'
@@ -8,58 +5,21 @@ import type { EventSink } from '../../src/modules/webhooks/webhooks.contract.ts'
 import { type Account, createAccount, signInAdmin, testAdmin } from '../harness/accounts.ts'
 import { clientFor, expectData } from '../harness/client.ts'
 import { createHourlyRate, createLot, enterVehicle, type TestLot, uniquePlate } from '../harness/facility.ts'
-import type { Json } from '../harness/http.ts'
 import { startTestPlatform, type TestPlatform } from '../harness/platform.ts'
+import {
+  type ReceivedWebhook,
+  signedBy,
+  startWebhookReceiver,
+  type WebhookEndpoint,
+  type WebhookReceiver,
+} from '../harness/webhook-receiver.ts'
 
 // What happens in the platform reaches a subscriber as signed webhook deliveries: sensor messages
 // over the real broker become space.state_changed and threshold crossings, a silent sensor
 // sensor.stale, a walk-in's entry, payment and exit session and payment events, a booking and its
-// cancel reservation events. A local receiver on 127.0.0.1 records every delivery. Calls to the
+// cancel reservation events. A local receiver on 127.0.0.1 (test/harness/webhook-receiver.ts)
+// records every delivery, and each is checked with the receivers' verifier (src/client/webhooks.ts). Calls to the
 // platform's API go through the typed client (src/client).
-
-type Delivery = { path: string; id: string; timestamp: string; signature: string; raw: string; body: Json }
-
-type Receiver = { url: string; deliveries: Delivery[]; close(): Promise<void> }
-
-async function startReceiver(): Promise<Receiver> {
-  const deliveries: Delivery[] = []
-  const server: Server = createServer((req, res) => {
-    const chunks: Buffer[] = []
-    req.on('data', (chunk: Buffer) => chunks.push(chunk))
-    req.on('end', () => {
-      const raw = Buffer.concat(chunks).toString('utf8')
-      deliveries.push({
-        path: req.url ?? '',
-        id: String(req.headers['webhook-id'] ?? ''),
-        timestamp: String(req.headers['webhook-timestamp'] ?? ''),
-        signature: String(req.headers['webhook-signature'] ?? ''),
-        raw,
-        body: JSON.parse(raw),
-      })
-      res.writeHead(204).end()
-    })
-  })
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as AddressInfo
-  return {
-    url: `http://127.0.0.1:${port}`,
-    deliveries,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections()
-        server.close(() => resolve())
-      }),
-  }
-}
-
-/** The receiver's check: one of the `v1=` signatures is the HMAC of "<timestamp>.<raw body>". */
-function signedBy(secret: string, delivery: Delivery): boolean {
-  const expected = createHmac('sha256', secret).update(`${delivery.timestamp}.${delivery.raw}`).digest()
-  return delivery.signature.split(' ').some((part) => {
-    const given = Buffer.from(part.replace(/^v1=/, ''), 'hex')
-    return given.length === expected.length && timingSafeEqual(given, expected)
-  })
-}
 
 async function until<T>(read: () => T | Promise<T>, ok: (value: T) => boolean, what: string, ms = 20_000) {
   const deadline = Date.now() + ms
@@ -71,30 +31,66 @@ async function until<T>(read: () => T | Promise<T>, ok: (value: T) => boolean, w
   }
 }
 
-/** Deliveries to one subscription's path, of one type, matching `data`. */
-const deliveriesOf = (receiver: Receiver, path: string, type: string, data: Record<string, unknown> = {}) =>
-  receiver.deliveries.filter(
-    (d) =>
-      d.path === path &&
-      d.body.type === type &&
-      Object.entries(data).every(([key, value]) => d.body.data?.[key] === value),
-  )
+/** Deliveries to one subscription's endpoint, of one type, matching `data`. */
+const deliveriesOf = (endpoint: WebhookEndpoint, type: string, data: Record<string, unknown> = {}) =>
+  endpoint
+    .received()
+    .filter(
+      (d) =>
+        d.event.type === type && Object.entries(data).every(([key, value]) => d.event.data?.[key] === value),
+    )
+
+/** The deliveries of one event type. */
+const ofType = (deliveries: readonly ReceivedWebhook[], type: string) =>
+  deliveries.filter((d) => d.event.type === type)
 
 /** Every delivered event came once, under its own id, and signed with the subscription's secret. */
-function expectOnceEach(deliveries: readonly Delivery[], secret: string) {
+function expectOnceEach(deliveries: readonly ReceivedWebhook[], secret: string) {
   const ids = deliveries.map((d) => d.id)
   expect(new Set(ids).size, `duplicate deliveries: ${ids.join(', ')}`).toBe(ids.length)
   for (const d of deliveries) {
-    expect(d.body.id).toBe(d.id)
+    expect(d.event.id).toBe(d.id)
     expect(signedBy(secret, d)).toBe(true)
   }
 }
+
+type EventTypes = components['schemas']['WebhookSubscriptionCreate']['event_types']
 
 const quickWebhooks = {
   WEBHOOK_POLL_MS: '20',
   WEBHOOK_RETRY_BASE_MS: '50',
   WEBHOOK_RETRY_MAX_MS: '500',
   WEBHOOK_REFRESH_MS: '500',
+}
+
+type Sensed = { receiver: WebhookReceiver; platform: TestPlatform; broker: mqtt.MqttClient }
+
+/** A webhook receiver, and a platform taking sensor messages (no dwell) with quick webhook retries, and its broker. */
+async function startSensed(settings: Record<string, string> = {}): Promise<Sensed> {
+  const receiver = await startWebhookReceiver()
+  let platform: TestPlatform | undefined
+  try {
+    platform = await startTestPlatform({
+      ...testAdmin,
+      ...quickWebhooks,
+      INGEST_ENABLED: 'true',
+      OCCUPANCY_DWELL_MS: '0',
+      ...settings,
+    })
+    const broker = await mqtt.connectAsync(platform.urls.mqtt, { protocolVersion: 5 })
+    return { receiver, platform, broker }
+  } catch (error) {
+    await platform?.stop()
+    await receiver.close()
+    throw error
+  }
+}
+
+/** Stops what startSensed started (what of it there is). */
+async function stopSensed({ receiver, platform, broker }: Partial<Sensed>) {
+  await broker?.endAsync()
+  await platform?.stop()
+  await receiver?.close()
 }
 
 const reading = (device: string, seq: number, occupied: boolean) => ({
@@ -110,13 +106,12 @@ const reading = (device: string, seq: number, occupied: boolean) => ({
 async function subscribe(
   platform: TestPlatform,
   admin: Account,
-  receiver: Receiver,
-  path: string,
+  endpoint: WebhookEndpoint,
   body: Omit<components['schemas']['WebhookSubscriptionCreate'], 'url'>,
 ): Promise<{ id: string; secret: string }> {
   const created = await expectData(
     clientFor(platform, admin).POST('/api/v1/webhooks/subscriptions', {
-      body: { url: `${receiver.url}${path}`, ...body },
+      body: { url: endpoint.url, ...body },
     }),
     201,
   )
@@ -142,7 +137,7 @@ async function sensedLot(platform: TestPlatform, admin: Account, spaces: number)
 describe('webhook events from the platform', () => {
   let platform: TestPlatform
   let broker: mqtt.MqttClient
-  let receiver: Receiver
+  let receiver: WebhookReceiver
   let admin: Account
   let operator: Account
   /** The typed client as the admin, as the operator, and as nobody. */
@@ -160,27 +155,43 @@ describe('webhook events from the platform', () => {
   const freeSpaces = async (lot: TestLot) =>
     (await expectData(anyone.GET('/api/v1/lots/{id}/availability', { params: { path: { id: lot.lotId } } })))
       .available
+  /** A lot of two spaces, and a subscription to its events of `types` at an endpoint of its own. */
+  const subscribedLot = async (event_types: EventTypes) => {
+    const lot = await createLot(platform, admin, { spaces: { STANDARD: 2 } })
+    const endpoint = receiver.endpoint()
+    const { secret } = await subscribe(platform, admin, endpoint, { event_types, lot_id: lot.lotId })
+    return { lot, endpoint, secret }
+  }
+  /** A booking by the operator, from `start` to `end` (epoch ms). */
+  const book = async (lot: TestLot, start: number, end: number) =>
+    await expectData(
+      asOperator.POST('/api/v1/reservations', {
+        body: {
+          lot_id: lot.lotId,
+          license_plate: uniquePlate(),
+          start_time: new Date(start).toISOString(),
+          end_time: new Date(end).toISOString(),
+        },
+      }),
+      201,
+    )
+  /** Waits for at least `count` deliveries to `endpoint`, and returns them all. */
+  const receivedAtLeast = async (endpoint: WebhookEndpoint, count: number, what: string) =>
+    await until(
+      () => endpoint.received(),
+      (found) => found.length >= count,
+      what,
+    )
 
   beforeAll(async () => {
-    receiver = await startReceiver()
-    platform = await startTestPlatform({
-      ...testAdmin,
-      ...quickWebhooks,
-      INGEST_ENABLED: 'true',
-      OCCUPANCY_DWELL_MS: '0',
-    })
-    broker = await mqtt.connectAsync(platform.urls.mqtt, { protocolVersion: 5 })
+    ;({ receiver, platform, broker } = await startSensed())
     admin = await signInAdmin(platform)
     operator = await createAccount(platform, admin, 'operator')
     asAdmin = clientFor(platform, admin)
     asOperator = clientFor(platform, operator)
     anyone = clientFor(platform)
   }, 120_000)
-  afterAll(async () => {
-    await broker?.endAsync()
-    await platform?.stop()
-    await receiver?.close()
-  })
+  afterAll(() => stopSensed({ receiver, platform, broker }))
 
   it('sensor messages become space.state_changed and threshold crossings, each once though a batch ran twice', async () => {
     const { lot, spaceIds, devices } = await sensedLot(platform, admin, 3)
@@ -199,7 +210,8 @@ describe('webhook events from the platform', () => {
       'the persister to catch up',
     )
 
-    const { secret } = await subscribe(platform, admin, receiver, '/occupancy', {
+    const occupancy = receiver.endpoint()
+    const { secret } = await subscribe(platform, admin, occupancy, {
       event_types: ['space.state_changed', 'lot.availability_threshold_crossed'],
       lot_id: lot.lotId,
       threshold_free_spaces: 2,
@@ -219,7 +231,7 @@ describe('webhook events from the platform', () => {
       // 3 -> 2 free: the first observation for the subscription (not below 2), no crossing.
       await publish(d1, 2, true)
       const [occupied] = await until(
-        () => deliveriesOf(receiver, '/occupancy', 'space.state_changed', { space_id: s1 }),
+        () => deliveriesOf(occupancy, 'space.state_changed', { space_id: s1 }),
         (found) => found.length > 0,
         'the first space change',
       )
@@ -228,7 +240,7 @@ describe('webhook events from the platform', () => {
         (n) => n >= 2,
         'the batch to run again',
       )
-      expect(occupied?.body).toMatchObject({
+      expect(occupied?.event).toMatchObject({
         type: 'space.state_changed',
         lot_id: lot.lotId,
         data: {
@@ -256,51 +268,49 @@ describe('webhook events from the platform', () => {
     // 2 -> 1 free: below the threshold; 1 -> 2: back at it.
     await publish(d2, 2, true)
     await until(
-      () => deliveriesOf(receiver, '/occupancy', 'lot.availability_threshold_crossed'),
+      () => deliveriesOf(occupancy, 'lot.availability_threshold_crossed'),
       (found) => found.length === 1,
       'the crossing below',
     )
     await publish(d2, 3, false)
     const crossings = await until(
-      () => deliveriesOf(receiver, '/occupancy', 'lot.availability_threshold_crossed'),
+      () => deliveriesOf(occupancy, 'lot.availability_threshold_crossed'),
       (found) => found.length === 2,
       'the crossing back above',
     )
-    expect(crossings.map((d) => d.body.data)).toEqual([
+    expect(crossings.map((d) => d.event.data)).toEqual([
       expect.objectContaining({ lot_id: lot.lotId, threshold: 2, direction: 'below', free: 1, total: 3 }),
       expect.objectContaining({ lot_id: lot.lotId, threshold: 2, direction: 'above', free: 2, total: 3 }),
     ])
     const changes = await until(
-      () => deliveriesOf(receiver, '/occupancy', 'space.state_changed'),
+      () => deliveriesOf(occupancy, 'space.state_changed'),
       (found) => found.length >= 3,
       'three space changes',
     )
     // Deliveries may overtake each other: in the stream's order.
-    const streamOrder = (d: Delivery) =>
-      String(d.body.data.change_id).split('-').map(Number) as [number, number]
+    const streamOrder = (d: ReceivedWebhook) =>
+      String(d.event.data.change_id).split('-').map(Number) as [number, number]
     const sorted = [...changes].sort((a, b) => {
       const [am, as] = streamOrder(a)
       const [bm, bs] = streamOrder(b)
       return am - bm || as - bs
     })
-    expect(sorted.map((d) => [d.body.data.space_id, d.body.data.status_to])).toEqual([
+    expect(sorted.map((d) => [d.event.data.space_id, d.event.data.status_to])).toEqual([
       [s1, 'occupied'],
       [s2, 'occupied'],
       [s2, 'free'],
     ])
-    expectOnceEach(
-      receiver.deliveries.filter((d) => d.path === '/occupancy'),
-      secret,
-    )
+    expectOnceEach(occupancy.received(), secret)
   })
 
   it('a walk-in entry, its payment, exit and a refund become session.started, payment.succeeded, session.closed and payment.refunded', async () => {
-    const lot = await createLot(platform, admin, { spaces: { STANDARD: 2 } })
+    const { lot, endpoint, secret } = await subscribedLot([
+      'session.started',
+      'session.closed',
+      'payment.succeeded',
+      'payment.refunded',
+    ])
     await createHourlyRate(platform, admin, lot.lotId, 500)
-    const { secret } = await subscribe(platform, admin, receiver, '/money', {
-      event_types: ['session.started', 'session.closed', 'payment.succeeded', 'payment.refunded'],
-      lot_id: lot.lotId,
-    })
     const plate = uniquePlate()
     const entry = await enterVehicle(platform, operator, { license_plate: plate, lot_id: lot.lotId })
     const sessionId = entry.session.id as string
@@ -322,14 +332,10 @@ describe('webhook events from the platform', () => {
       201,
     )
 
-    const delivered = await until(
-      () => receiver.deliveries.filter((d) => d.path === '/money'),
-      (found) => found.length >= 4,
-      'the session and payment events',
-    )
-    const byType = (type: string) => delivered.filter((d) => d.body.type === type)
+    const delivered = await receivedAtLeast(endpoint, 4, 'the session and payment events')
+    const byType = (type: string) => ofType(delivered, type)
     expect(byType('session.started')).toHaveLength(1)
-    expect(byType('session.started')[0]?.body).toMatchObject({
+    expect(byType('session.started')[0]?.event).toMatchObject({
       lot_id: lot.lotId,
       data: {
         session_id: sessionId,
@@ -341,7 +347,7 @@ describe('webhook events from the platform', () => {
       },
     })
     expect(byType('payment.succeeded')).toHaveLength(1)
-    expect(byType('payment.succeeded')[0]?.body.data).toMatchObject({
+    expect(byType('payment.succeeded')[0]?.event.data).toMatchObject({
       payment_id: payment.id,
       session_id: sessionId,
       lot_id: lot.lotId,
@@ -351,7 +357,7 @@ describe('webhook events from the platform', () => {
       settled_at: expect.any(String),
     })
     expect(byType('session.closed')).toHaveLength(1)
-    const closed = byType('session.closed')[0]?.body.data
+    const closed = byType('session.closed')[0]?.event.data
     expect(closed).toMatchObject({
       session_id: sessionId,
       status: 'closed',
@@ -360,7 +366,7 @@ describe('webhook events from the platform', () => {
     })
     expect(Date.parse(closed.exit_at)).toBeGreaterThanOrEqual(Date.parse(closed.entry_at))
     expect(byType('payment.refunded')).toHaveLength(1)
-    expect(byType('payment.refunded')[0]?.body.data).toMatchObject({
+    expect(byType('payment.refunded')[0]?.event.data).toMatchObject({
       payment_id: payment.id,
       session_id: sessionId,
       refund_id: refund.id,
@@ -372,38 +378,20 @@ describe('webhook events from the platform', () => {
   })
 
   it('a booking and its cancel become reservation.created and reservation.cancelled', async () => {
-    const lot = await createLot(platform, admin, { spaces: { STANDARD: 2 } })
-    const { secret } = await subscribe(platform, admin, receiver, '/reservations', {
-      event_types: ['reservation.created', 'reservation.cancelled'],
-      lot_id: lot.lotId,
-    })
+    const { lot, endpoint, secret } = await subscribedLot(['reservation.created', 'reservation.cancelled'])
     const hour = 3_600_000
     const start = Math.ceil(Date.now() / hour) * hour + 24 * hour
-    const booked = await expectData(
-      asOperator.POST('/api/v1/reservations', {
-        body: {
-          lot_id: lot.lotId,
-          license_plate: uniquePlate(),
-          start_time: new Date(start).toISOString(),
-          end_time: new Date(start + 2 * hour).toISOString(),
-        },
-      }),
-      201,
-    )
+    const booked = await book(lot, start, start + 2 * hour)
     const id = booked.reservation.id
     await expectData(asOperator.DELETE('/api/v1/reservations/{id}', { params: { path: { id } } }))
 
-    const delivered = await until(
-      () => receiver.deliveries.filter((d) => d.path === '/reservations'),
-      (found) => found.length >= 2,
-      'the reservation events',
-    )
+    const delivered = await receivedAtLeast(endpoint, 2, 'the reservation events')
     const [created, cancelled] = [
-      delivered.filter((d) => d.body.type === 'reservation.created'),
-      delivered.filter((d) => d.body.type === 'reservation.cancelled'),
+      ofType(delivered, 'reservation.created'),
+      ofType(delivered, 'reservation.cancelled'),
     ]
     expect(created).toHaveLength(1)
-    expect(created[0]?.body).toMatchObject({
+    expect(created[0]?.event).toMatchObject({
       lot_id: lot.lotId,
       data: {
         reservation_id: id,
@@ -416,37 +404,23 @@ describe('webhook events from the platform', () => {
       },
     })
     expect(cancelled).toHaveLength(1)
-    expect(cancelled[0]?.body.data).toMatchObject({
+    expect(cancelled[0]?.event.data).toMatchObject({
       reservation_id: id,
       status: 'cancelled',
       cancelled_at: expect.any(String),
       refund: null,
     })
     // The confirmation number checks a car in at the gate: it never leaves in an event.
-    for (const d of delivered) expect(d.raw).not.toContain(booked.confirmation_number)
+    for (const d of delivered) expect(d.text).not.toContain(booked.confirmation_number)
     expectOnceEach(delivered, secret)
   })
 
   it('a check-in becomes reservation.checked_in with its session, and session.started with the reservation', async () => {
-    const lot = await createLot(platform, admin, { spaces: { STANDARD: 2 } })
-    const { secret } = await subscribe(platform, admin, receiver, '/check-in', {
-      event_types: ['reservation.checked_in', 'session.started'],
-      lot_id: lot.lotId,
-    })
+    const { lot, endpoint, secret } = await subscribedLot(['reservation.checked_in', 'session.started'])
     // The next 15-minute slot: check-in opens 30 minutes before its start, so it is open now.
     const slot = 15 * 60_000
     const start = Math.ceil(Date.now() / slot) * slot
-    const booked = await expectData(
-      asOperator.POST('/api/v1/reservations', {
-        body: {
-          lot_id: lot.lotId,
-          license_plate: uniquePlate(),
-          start_time: new Date(start).toISOString(),
-          end_time: new Date(start + 4 * slot).toISOString(),
-        },
-      }),
-      201,
-    )
+    const booked = await book(lot, start, start + 4 * slot)
     const id = booked.reservation.id
     const checkedIn = await expectData(
       asOperator.POST('/api/v1/reservations/{id}/check-in', { params: { path: { id } } }),
@@ -454,24 +428,20 @@ describe('webhook events from the platform', () => {
     )
     const sessionId = checkedIn.session.id
 
-    const delivered = await until(
-      () => receiver.deliveries.filter((d) => d.path === '/check-in'),
-      (found) => found.length >= 2,
-      'the check-in events',
-    )
+    const delivered = await receivedAtLeast(endpoint, 2, 'the check-in events')
     const [reservation, session] = [
-      delivered.filter((d) => d.body.type === 'reservation.checked_in'),
-      delivered.filter((d) => d.body.type === 'session.started'),
+      ofType(delivered, 'reservation.checked_in'),
+      ofType(delivered, 'session.started'),
     ]
     expect(reservation).toHaveLength(1)
-    expect(reservation[0]?.body.data).toMatchObject({
+    expect(reservation[0]?.event.data).toMatchObject({
       reservation_id: id,
       status: 'checked_in',
       session_id: sessionId,
       checked_in_at: expect.any(String),
     })
     expect(session).toHaveLength(1)
-    expect(session[0]?.body.data).toMatchObject({ session_id: sessionId, reservation_id: id })
+    expect(session[0]?.event.data).toMatchObject({ session_id: sessionId, reservation_id: id })
     expectOnceEach(delivered, secret)
   })
 })
@@ -479,31 +449,20 @@ describe('webhook events from the platform', () => {
 describe('sensor.stale', () => {
   let platform: TestPlatform
   let broker: mqtt.MqttClient
-  let receiver: Receiver
+  let receiver: WebhookReceiver
 
   beforeAll(async () => {
-    receiver = await startReceiver()
-    platform = await startTestPlatform({
-      ...testAdmin,
-      ...quickWebhooks,
-      INGEST_ENABLED: 'true',
-      OCCUPANCY_DWELL_MS: '0',
-      SENSOR_STALE_AFTER_SECONDS: '5',
-    })
-    broker = await mqtt.connectAsync(platform.urls.mqtt, { protocolVersion: 5 })
+    ;({ receiver, platform, broker } = await startSensed({ SENSOR_STALE_AFTER_SECONDS: '5' }))
   }, 120_000)
-  afterAll(async () => {
-    await broker?.endAsync()
-    await platform?.stop()
-    await receiver?.close()
-  })
+  afterAll(() => stopSensed({ receiver, platform, broker }))
 
   it('a sensor silent for longer than the staleness window becomes one sensor.stale', async () => {
     const admin = await signInAdmin(platform)
     const { lot, spaceIds, devices } = await sensedLot(platform, admin, 1)
     const [device] = devices as [string]
     const [space] = spaceIds as [string]
-    const { secret } = await subscribe(platform, admin, receiver, '/stale', {
+    const sensors = receiver.endpoint()
+    const { secret } = await subscribe(platform, admin, sensors, {
       event_types: ['sensor.stale'],
       lot_id: lot.lotId,
     })
@@ -511,12 +470,12 @@ describe('sensor.stale', () => {
       qos: 1,
     })
     const [stale] = await until(
-      () => deliveriesOf(receiver, '/stale', 'sensor.stale'),
+      () => deliveriesOf(sensors, 'sensor.stale'),
       (found) => found.length > 0,
       'sensor.stale',
       30_000,
     )
-    expect(stale?.body).toMatchObject({
+    expect(stale?.event).toMatchObject({
       type: 'sensor.stale',
       lot_id: lot.lotId,
       data: {
@@ -530,7 +489,7 @@ describe('sensor.stale', () => {
         detected_at: expect.any(String),
       },
     })
-    const silentMs = Date.parse(stale?.body.data.detected_at) - Date.parse(stale?.body.data.last_seen_at)
+    const silentMs = Date.parse(stale?.event.data.detected_at) - Date.parse(stale?.event.data.last_seen_at)
     // The silent-sensor index may lag the last message by a tenth of the window.
     expect(silentMs).toBeGreaterThanOrEqual(4_500)
     // The space is unknown now; nothing more to say until the sensor speaks again.
@@ -539,10 +498,7 @@ describe('sensor.stale', () => {
       (n) => n === 0,
       'the persister to catch up',
     )
-    expectOnceEach(
-      receiver.deliveries.filter((d) => d.path === '/stale'),
-      secret,
-    )
-    expect(deliveriesOf(receiver, '/stale', 'sensor.stale')).toHaveLength(1)
+    expectOnceEach(sensors.received(), secret)
+    expect(deliveriesOf(sensors, 'sensor.stale')).toHaveLength(1)
   })
 })
