@@ -23,6 +23,7 @@ import { createOccupancyState } from '../src/modules/occupancy/occupancy.state.t
 import { connectDatabase } from '../src/shared/mongo.ts'
 import { connectRedis } from '../src/shared/redis.ts'
 import { startServices } from '../test/harness/services.ts'
+import { publishAll as publishEach, sensorBursts } from './sensor-bursts.ts'
 
 const { values: opts } = parseArgs({
   options: {
@@ -176,39 +177,8 @@ async function run() {
   })
   ;(publisher.stream as unknown as Socket).setNoDelay(true)
 
-  let seqBase = 0
-  /** `count` readings over the devices, each one flipping its space (every reading is a change). */
-  const burst = (count: number) => {
-    const out: { topic: string; payload: string; device: string; seq: number }[] = []
-    for (let i = 0; i < count; i++) {
-      const device = devices[i % DEVICES] as string
-      const seq = seqBase + Math.floor(i / DEVICES) + 1
-      const body = {
-        device_id: device,
-        boot_id: 'benchwh',
-        seq,
-        measured_at: Date.now(),
-        occupied: seq % 2 === 1,
-        battery: 90,
-        signal: -70,
-      }
-      out.push({ topic: `parking/sensors/${device}/state`, payload: JSON.stringify(body), device, seq })
-    }
-    seqBase += Math.ceil(count / DEVICES)
-    return out
-  }
-  const publishAll = async (messages: { topic: string; payload: string }[], window = 500) => {
-    let next = 0
-    let failed = 0
-    const lane = async () => {
-      while (next < messages.length) {
-        const m = messages[next++] as { topic: string; payload: string }
-        await publisher.publishAsync(m.topic, m.payload, { qos: 1 }).catch(() => failed++)
-      }
-    }
-    await Promise.all(Array.from({ length: window }, lane))
-    if (failed > 0) throw new Error(`${failed} publishes failed`)
-  }
+  const burst = sensorBursts(devices, 'benchwh')
+  const publishAll = (messages: { topic: string; payload: string }[]) => publishEach(publisher, messages, 500)
 
   /**
    * Deliveries still scheduled when a window ended (their subscription is disabled by then) are

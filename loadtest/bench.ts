@@ -26,6 +26,7 @@ import { startSubscriber } from '../src/shared/mqtt-subscriber.ts'
 import { connectRedis } from '../src/shared/redis.ts'
 import { createWorkerPool } from '../src/shared/worker-pool.ts'
 import { startServices } from '../test/harness/services.ts'
+import { publishAll as publishEach, sensorBursts } from './sensor-bursts.ts'
 
 const { values: opts } = parseArgs({
   options: {
@@ -95,43 +96,9 @@ async function run() {
   })
   // Nagle off, as sensors and gateways should: with it on, a publish waits up to 40 ms.
   ;(publisher.stream as unknown as import('node:net').Socket).setNoDelay(true)
-  let seqBase = 0
-  /** N messages, every one a change of its space (worst case: each is written to both streams). */
-  /**
-   * `count` readings, each device's sequence going on from the last burst; a device's state flips
-   * every `changeEvery` readings (1: every reading is a change, the worst case).
-   */
-  const burst = (count: number, changeEvery = 1) => {
-    const out: { topic: string; payload: string; device: string; seq: number }[] = []
-    for (let i = 0; i < count; i++) {
-      const device = devices[i % DEVICES] as string
-      const seq = seqBase + Math.floor(i / DEVICES) + 1
-      const body = {
-        device_id: device,
-        boot_id: 'bench',
-        seq,
-        measured_at: Date.now(),
-        occupied: Math.floor(seq / changeEvery) % 2 === 1,
-        battery: 90,
-        signal: -70,
-      }
-      out.push({ topic: `parking/sensors/${device}/state`, payload: JSON.stringify(body), device, seq })
-    }
-    seqBase += Math.ceil(count / DEVICES)
-    return out
-  }
-  const publishAll = async (messages: { topic: string; payload: string }[], window = 2_000) => {
-    let next = 0
-    let failed = 0
-    const lane = async () => {
-      while (next < messages.length) {
-        const m = messages[next++] as { topic: string; payload: string }
-        await publisher.publishAsync(m.topic, m.payload, { qos: 1 }).catch(() => failed++)
-      }
-    }
-    await Promise.all(Array.from({ length: window }, lane))
-    if (failed > 0) throw new Error(`${failed} publishes failed`)
-  }
+  const burst = sensorBursts(devices, 'bench')
+  const publishAll = (messages: { topic: string; payload: string }[]) =>
+    publishEach(publisher, messages, 2_000)
 
   // 1. Raw subscriber: the same MQTT client the ingest door uses, acknowledging at once.
   const rawSession = {
