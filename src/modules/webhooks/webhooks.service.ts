@@ -165,6 +165,24 @@ const fieldError = (field: string, reason: string) =>
     errors: [{ in: 'body', field, pointer: `/${field}`, reason }],
   })
 
+/**
+ * Wraps a loader so that reloads may overlap: a result is kept only when no load started later
+ * has been kept already. Without it, a reload begun before a change (the periodic one, or an
+ * auto-disable's) that answers after the change's own reload puts the old list back, and an event
+ * published meanwhile misses a subscription just created.
+ */
+export function latestWins<T>(load: () => Promise<T>, keep: (value: T) => void): () => Promise<void> {
+  let started = 0
+  let kept = 0
+  return async () => {
+    const turn = ++started
+    const value = await load()
+    if (turn < kept) return
+    kept = turn
+    keep(value)
+  }
+}
+
 export type WebhooksService = ReturnType<typeof createWebhooksService>
 
 /**
@@ -194,9 +212,12 @@ export function createWebhooksService(deps: {
   let sweptUpTo: string | undefined
   const disabling = new Map<string, Promise<void>>()
 
-  async function reload(): Promise<void> {
-    enabled = await repo.enabledSubscriptions()
-  }
+  const reload = latestWins(
+    () => repo.enabledSubscriptions(),
+    (subscriptions) => {
+      enabled = subscriptions
+    },
+  )
 
   /** Reloads now; a reload that fails keeps the previous cache (logged). */
   const refresh = async () => {
