@@ -2565,7 +2565,7 @@ export interface paths {
          * Subscribe an endpoint to events
          * @description Access: admin (approved accounts).
          *
-         *     The answer carries the signing secret, shown only here and on rotation. Field rules across fields (threshold_free_spaces with lot.availability_threshold_crossed, which also needs lot_id; the URL scheme and host the deployment allows) are 400s naming the field; an unknown lot_id is a 404.
+         *     The answer carries the signing secret, shown only here and on rotation. Field rules across fields (threshold_free_spaces with lot.availability_threshold_crossed, which also needs lot_id; the URL scheme and host the deployment allows) are 400s naming the field; an unknown lot_id is a 404. Send an `Idempotency-Key` to make a retry safe: the retry answers the same subscription and secret.
          */
         post: operations["createWebhookSubscription"];
         delete?: never;
@@ -2663,7 +2663,7 @@ export interface paths {
          * Send a webhook.test event to a subscription
          * @description Access: admin (approved accounts).
          *
-         *     Through the queue like any event, signed, retried and logged: the answer is its delivery (follow it with GET /webhooks/deliveries/{id}). webhook.test is not subscribable. A disabled subscription is a 409.
+         *     Through the queue like any event, signed, retried and logged: the answer is its delivery (follow it with GET /webhooks/deliveries/{id}). webhook.test is not subscribable. A disabled subscription is a 409. Send an `Idempotency-Key` to make a retry safe.
          */
         post: operations["sendWebhookTest"];
         delete?: never;
@@ -2725,7 +2725,7 @@ export interface paths {
          * Send a delivery’s event again
          * @description Access: admin (approved accounts).
          *
-         *     The same event (same id, same body) to the same subscription, as a new delivery with its own attempts and retries. A disabled (or deleted) subscription is a 409: enable it first.
+         *     The same event (same id, same body) to the same subscription, as a new delivery with its own attempts and retries. A disabled (or deleted) subscription is a 409: enable it first. Send an `Idempotency-Key` to make a retry safe: without one, each request is another replay.
          */
         post: operations["replayWebhookDelivery"];
         delete?: never;
@@ -17330,7 +17330,10 @@ export interface operations {
     createWebhookSubscription: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Makes a retry safe: a second request with the same key (and body) answers what the first one made, without making another; the same key with another body is a 422. */
+                "idempotency-key"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -17385,6 +17388,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description The body is larger than the configured limit */
             413: {
                 headers: {
@@ -17396,6 +17408,15 @@ export interface operations {
             };
             /** @description Unsupported content type */
             415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Well-formed, but cannot be carried out as asked */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -17772,7 +17793,10 @@ export interface operations {
     sendWebhookTest: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Makes a retry safe: a second request with the same key (and body) answers what the first one made, without making another; the same key with another body is a 422. */
+                "idempotency-key"?: string;
+            };
             path: {
                 id: string;
             };
@@ -17827,6 +17851,15 @@ export interface operations {
             };
             /** @description Conflicts with the current state */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Well-formed, but cannot be carried out as asked */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -17987,7 +18020,10 @@ export interface operations {
     replayWebhookDelivery: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Makes a retry safe: a second request with the same key (and body) answers what the first one made, without making another; the same key with another body is a 422. */
+                "idempotency-key"?: string;
+            };
             path: {
                 id: string;
             };
@@ -18042,6 +18078,15 @@ export interface operations {
             };
             /** @description Conflicts with the current state */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Well-formed, but cannot be carried out as asked */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };

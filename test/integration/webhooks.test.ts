@@ -513,6 +513,99 @@ describe('replay', () => {
   })
 })
 
+describe('Idempotency-Key', () => {
+  const key = () => `key-${randomBytes(6).toString('hex')}`
+  const keyed = (k: string) => ({ header: { 'idempotency-key': k } })
+
+  it('makes a retried subscribe answer the same subscription and secret, once', async () => {
+    const endpoint = receiver.endpoint()
+    const k = key()
+    const body = { url: endpoint.url, event_types: ['session.closed' as const], description: 'retried' }
+    const call = () => api.POST('/api/v1/webhooks/subscriptions', { params: keyed(k), body })
+    const first = await expectData(call(), 201)
+    const again = await expectData(call(), 201)
+    expect(again.id).toBe(first.id)
+    expect(again.secret).toBe(first.secret)
+    const all = await expectData(
+      api.GET('/api/v1/webhooks/subscriptions', { params: { query: { limit: 100 } } }),
+    )
+    expect(all.data.filter((s) => s.url === endpoint.url)).toHaveLength(1)
+    // The same key with another body is refused and makes nothing.
+    const reused = await expectProblem(
+      api.POST('/api/v1/webhooks/subscriptions', {
+        params: keyed(k),
+        body: { ...body, description: 'another' },
+      }),
+      422,
+    )
+    expect(reused).toMatchObject({ code: 'UNPROCESSABLE', reason: 'idempotency_key_reused' })
+    // A refused create frees its key for the corrected request.
+    const k2 = key()
+    await expectProblem(
+      api.POST('/api/v1/webhooks/subscriptions', {
+        params: keyed(k2),
+        body: { ...body, lot_id: missingId },
+      }),
+      404,
+    )
+    const corrected = await expectData(
+      api.POST('/api/v1/webhooks/subscriptions', { params: keyed(k2), body: { ...body, lot_id: lot.lotId } }),
+      201,
+    )
+    expect(corrected.lot_id).toBe(lot.lotId)
+  })
+
+  it('makes a retried replay or test event queue one delivery; without a key each is another', async () => {
+    const endpoint = receiver.endpoint()
+    const sub = await subscribe(endpoint.url)
+    const published = event()
+    await platform.services.webhooks.publish([published])
+    const [original] = await until('the delivery to succeed', async () => {
+      const list = await deliveriesOf(sub.id)
+      return list[0]?.status === 'succeeded' && list
+    })
+    const replayOnce = (k?: string) =>
+      api.POST('/api/v1/webhooks/deliveries/{id}/replay', {
+        params: { path: { id: original?.id ?? '' }, ...(k ? keyed(k) : {}) },
+      })
+    const k = key()
+    const first = await expectData(replayOnce(k), 202)
+    const again = await expectData(replayOnce(k), 202)
+    expect(again.id).toBe(first.id)
+    expect(first.replay_of).toBe(original?.id)
+    const unkeyedA = await expectData(replayOnce(), 202)
+    const unkeyedB = await expectData(replayOnce(), 202)
+    expect(new Set([first.id, unkeyedA.id, unkeyedB.id]).size).toBe(3)
+    // The same key on another delivery is another request.
+    const other = await expectProblem(
+      api.POST('/api/v1/webhooks/deliveries/{id}/replay', {
+        params: { path: { id: unkeyedA.id }, ...keyed(k) },
+      }),
+      422,
+    )
+    expect(other.code).toBe('UNPROCESSABLE')
+
+    const testKey = key()
+    const sendTest = () =>
+      api.POST('/api/v1/webhooks/subscriptions/{id}/test', {
+        params: { path: { id: sub.id }, ...keyed(testKey) },
+      })
+    const test = await expectData(sendTest(), 202)
+    expect((await expectData(sendTest(), 202)).id).toBe(test.id)
+
+    // Original, one keyed replay, two unkeyed ones and one test event: five deliveries, five posts.
+    await until('every delivery to succeed', async () => {
+      const list = await deliveriesOf(sub.id)
+      return list.length === 5 && list.every((d) => d.status === 'succeeded') && list
+    })
+    await until('five posts', () => endpoint.received().length === 5)
+    await new Promise((r) => setTimeout(r, 200))
+    const ids = endpoint.received().map((r) => r.id)
+    expect(ids.filter((id) => id === published.id)).toHaveLength(4)
+    expect(ids.filter((id) => id === test.event_id)).toHaveLength(1)
+  })
+})
+
 describe('auto-disable', () => {
   it('disables a subscription after persistent failure, holds its deliveries, and resumes on enable', async () => {
     const endpoint = receiver.endpoint(reply(500))

@@ -1,6 +1,14 @@
 import type { OpenAPIHono } from '@hono/zod-openapi'
+import type { Context } from 'hono'
+import { principalOf } from '../../http/access.ts'
 import type { AppEnv } from '../../http/context.ts'
 import * as routes from './webhooks.routes.ts'
+import type { Keyed } from './webhooks.service.ts'
+
+const keyed = (c: Context<AppEnv>, key: string | undefined): Keyed => ({
+  callerId: principalOf(c).userId,
+  key,
+})
 
 export function mountWebhooks(app: OpenAPIHono<AppEnv>) {
   app.openapi(routes.listWebhookEventTypes, (c) =>
@@ -8,7 +16,13 @@ export function mountWebhooks(app: OpenAPIHono<AppEnv>) {
   )
 
   app.openapi(routes.createWebhookSubscription, async (c) =>
-    c.json(await c.var.services.webhooks.create(c.req.valid('json')), 201),
+    c.json(
+      await c.var.services.webhooks.create(
+        c.req.valid('json'),
+        keyed(c, c.req.valid('header')['idempotency-key']),
+      ),
+      201,
+    ),
   )
 
   app.openapi(routes.listWebhookSubscriptions, async (c) =>
@@ -37,7 +51,13 @@ export function mountWebhooks(app: OpenAPIHono<AppEnv>) {
   )
 
   app.openapi(routes.sendWebhookTest, async (c) =>
-    c.json(await c.var.services.webhooks.sendTest(c.req.valid('param').id), 202),
+    c.json(
+      await c.var.services.webhooks.sendTest(
+        c.req.valid('param').id,
+        keyed(c, c.req.valid('header')['idempotency-key']),
+      ),
+      202,
+    ),
   )
 
   app.openapi(routes.listWebhookDeliveries, async (c) =>
@@ -49,6 +69,12 @@ export function mountWebhooks(app: OpenAPIHono<AppEnv>) {
   )
 
   app.openapi(routes.replayWebhookDelivery, async (c) =>
-    c.json(await c.var.services.webhooks.replay(c.req.valid('param').id), 202),
+    c.json(
+      await c.var.services.webhooks.replay(
+        c.req.valid('param').id,
+        keyed(c, c.req.valid('header')['idempotency-key']),
+      ),
+      202,
+    ),
   )
 }

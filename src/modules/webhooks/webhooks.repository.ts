@@ -1,4 +1,5 @@
 import type { Model, QueryFilter } from 'mongoose'
+import { createIdempotencyStore } from '../../shared/idempotency.ts'
 import { type Database, insertManyOnce, insertOnce, readNumbered, trusted } from '../../shared/mongo.ts'
 import {
   type AttemptRecord,
@@ -14,9 +15,11 @@ export type WebhooksRepository = ReturnType<typeof createWebhooksRepository>
 export function createWebhooksRepository(db: Database) {
   const { subscriptions, events, deliveries, attempts } = webhookModels(db)
   return {
-    async insertSubscription(record: SubscriptionRecord): Promise<void> {
-      await subscriptions.create(record)
-    },
+    /** Idempotency-Key records of subscription creates, test events and replays. */
+    idempotency: createIdempotencyStore(db),
+
+    /** false when a subscription with this `_id` exists already (a retry of a keyed create). */
+    insertSubscription: (record: SubscriptionRecord) => insertOnce(subscriptions, record),
 
     async findSubscription(id: string): Promise<SubscriptionRecord | undefined> {
       return (await subscriptions.findById(id).lean<SubscriptionRecord>()) ?? undefined

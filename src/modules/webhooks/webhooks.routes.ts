@@ -6,6 +6,7 @@ import {
   DeliveryQuerySchema,
   DeliverySchema,
   EventTypeListSchema,
+  IdempotencyHeaderSchema,
   SubscriptionCreateSchema,
   SubscriptionDetailSchema,
   SubscriptionIdParamSchema,
@@ -36,12 +37,19 @@ export const createWebhookSubscription = defineRoute(admins, {
   operationId: 'createWebhookSubscription',
   summary: 'Subscribe an endpoint to events',
   description:
-    'The answer carries the signing secret, shown only here and on rotation. Field rules across fields (threshold_free_spaces with lot.availability_threshold_crossed, which also needs lot_id; the URL scheme and host the deployment allows) are 400s naming the field; an unknown lot_id is a 404.',
+    'The answer carries the signing secret, shown only here and on rotation. Field rules across fields (threshold_free_spaces with lot.availability_threshold_crossed, which also needs lot_id; the URL scheme and host the deployment allows) are 400s naming the field; an unknown lot_id is a 404. Send an `Idempotency-Key` to make a retry safe: the retry answers the same subscription and secret.',
   tags,
-  request: { body: jsonBody(SubscriptionCreateSchema) },
+  request: { headers: IdempotencyHeaderSchema, body: jsonBody(SubscriptionCreateSchema) },
   responses: {
     201: jsonResponse(SubscriptionWithSecretSchema, 'The subscription, with its signing secret'),
-    ...problemResponses('VALIDATION_FAILED', 'NOT_FOUND', 'UNSUPPORTED_MEDIA_TYPE', 'PAYLOAD_TOO_LARGE'),
+    ...problemResponses(
+      'VALIDATION_FAILED',
+      'NOT_FOUND',
+      'CONFLICT',
+      'UNPROCESSABLE',
+      'UNSUPPORTED_MEDIA_TYPE',
+      'PAYLOAD_TOO_LARGE',
+    ),
   },
 })
 
@@ -137,12 +145,12 @@ export const sendWebhookTest = defineRoute(admins, {
   operationId: 'sendWebhookTest',
   summary: 'Send a webhook.test event to a subscription',
   description:
-    'Through the queue like any event, signed, retried and logged: the answer is its delivery (follow it with GET /webhooks/deliveries/{id}). webhook.test is not subscribable. A disabled subscription is a 409.',
+    'Through the queue like any event, signed, retried and logged: the answer is its delivery (follow it with GET /webhooks/deliveries/{id}). webhook.test is not subscribable. A disabled subscription is a 409. Send an `Idempotency-Key` to make a retry safe.',
   tags,
-  request: { params: SubscriptionIdParamSchema },
+  request: { headers: IdempotencyHeaderSchema, params: SubscriptionIdParamSchema },
   responses: {
     202: jsonResponse(DeliverySchema, 'The test delivery, queued'),
-    ...problemResponses('VALIDATION_FAILED', 'NOT_FOUND', 'CONFLICT'),
+    ...problemResponses('VALIDATION_FAILED', 'NOT_FOUND', 'CONFLICT', 'UNPROCESSABLE'),
   },
 })
 
@@ -178,11 +186,11 @@ export const replayWebhookDelivery = defineRoute(admins, {
   operationId: 'replayWebhookDelivery',
   summary: 'Send a delivery’s event again',
   description:
-    'The same event (same id, same body) to the same subscription, as a new delivery with its own attempts and retries. A disabled (or deleted) subscription is a 409: enable it first.',
+    'The same event (same id, same body) to the same subscription, as a new delivery with its own attempts and retries. A disabled (or deleted) subscription is a 409: enable it first. Send an `Idempotency-Key` to make a retry safe: without one, each request is another replay.',
   tags,
-  request: { params: DeliveryIdParamSchema },
+  request: { headers: IdempotencyHeaderSchema, params: DeliveryIdParamSchema },
   responses: {
     202: jsonResponse(DeliverySchema, 'The new delivery, queued'),
-    ...problemResponses('VALIDATION_FAILED', 'NOT_FOUND', 'CONFLICT'),
+    ...problemResponses('VALIDATION_FAILED', 'NOT_FOUND', 'CONFLICT', 'UNPROCESSABLE'),
   },
 })

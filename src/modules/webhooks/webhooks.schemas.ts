@@ -1,7 +1,11 @@
 import { z } from '@hono/zod-openapi'
-import { PageQuerySchema } from '../../http/openapi.ts'
+import { idempotencyHeader, PageQuerySchema } from '../../http/openapi.ts'
 import { webhookEventTypes, webhookTestEventType } from './webhooks.contract.ts'
 import { deliveryStatuses } from './webhooks.model.ts'
+
+export const IdempotencyHeaderSchema = idempotencyHeader(
+  'Makes a retry safe: a second request with the same key (and body) answers what the first one made, without making another; the same key with another body is a 422.',
+)
 
 const eventType = z.enum(webhookEventTypes)
 /** What a delivery may carry: the subscribable types and the admin's test event. */

@@ -1,7 +1,8 @@
-import { createHash, randomBytes } from 'node:crypto'
+import { createHash } from 'node:crypto'
 import type { Registry } from 'prom-client'
 import { AppError } from '../../shared/errors.ts'
-import { decodeCursor, encodeCursor, uuidv7 } from '../../shared/ids.ts'
+import { keyedCreate } from '../../shared/idempotency.ts'
+import { decodeCursor, encodeCursor } from '../../shared/ids.ts'
 import type { Logger } from '../../shared/logger.ts'
 import type { RedisClient } from '../../shared/redis.ts'
 import {
@@ -115,6 +116,12 @@ function toSubscriptionView(record: SubscriptionRecord, now: Date) {
   }
 }
 
+/** A subscription with its signing secret (the current one), as its create answers. */
+function withSecret(record: SubscriptionRecord, now: Date) {
+  const current = record.secrets.find((s) => s.expires_at === null) ?? record.secrets[0]
+  return { ...toSubscriptionView(record, now), secret: current?.secret ?? '' }
+}
+
 function toDeliveryView(record: DeliveryRecord) {
   return {
     id: record._id,
@@ -158,7 +165,17 @@ export function deliveryIdOf(eventIdValue: string, subscriptionId: string, occur
 
 const timeHex = (ms: number) => Math.max(0, ms).toString(16).padStart(12, '0').slice(-12)
 
-const replayIdOf = (now: Date) => `whd_${timeHex(now.getTime())}${randomBytes(10).toString('hex')}`
+/**
+ * A keyed write's resource id (a uuidv7, src/shared/idempotency.ts) as the ids of what it makes:
+ * its 32 hex digits start with its time in ms (12), as delivery ids do, so a replay's delivery
+ * id is `whd_` and those digits, and a retry of the write makes the same ids again.
+ */
+const hexOf = (resourceId: string) => resourceId.replaceAll('-', '')
+const timeOf = (resourceId: string) => new Date(Number.parseInt(hexOf(resourceId).slice(0, 12), 16))
+
+/** Who asks for a write a client may retry, and its Idempotency-Key. */
+export type Keyed = { callerId: string; key?: string | undefined }
+const unkeyed: Keyed = { callerId: 'system' }
 
 const fieldError = (field: string, reason: string) =>
   new AppError('VALIDATION_FAILED', `${field} ${reason}`, {
@@ -463,6 +480,16 @@ export function createWebhooksService(deps: {
     return found
   }
 
+  /** Sends to a disabled subscription are a 409 until an admin enables it. */
+  function mustBeEnabled(subscription: SubscriptionRecord): SubscriptionRecord {
+    if (!subscription.enabled) {
+      throw new AppError('CONFLICT', 'The subscription is disabled: enable it first', {
+        extensions: { reason: 'subscription_disabled' },
+      })
+    }
+    return subscription
+  }
+
   function checkUrl(value: string): string {
     let url: URL
     try {
@@ -576,26 +603,39 @@ export function createWebhooksService(deps: {
     eventTypes: () =>
       webhookEventTypes.map((type) => ({ type, description: webhookEventDescriptions[type] })),
 
-    async create(input: SubscriptionInput) {
-      const at = now()
-      const record: SubscriptionRecord = {
-        _id: uuidv7(at.getTime()),
-        url: checkUrl(input.url),
-        event_types: unique(input.event_types),
-        lot_id: input.lot_id ?? null,
-        threshold_free_spaces: input.threshold_free_spaces ?? null,
-        description: input.description?.trim() ?? '',
-        enabled: input.enabled ?? true,
-        disabled_reason: null,
-        disabled_at: input.enabled === false ? at : null,
-        secrets: [{ secret: newSigningSecret(), created_at: at, expires_at: null }],
-        created_at: at,
-        updated_at: at,
-      }
-      await checkRules(record)
-      await repo.insertSubscription(record)
-      await refresh()
-      return { ...toSubscriptionView(record, at), secret: record.secrets[0]?.secret ?? '' }
+    /** With an Idempotency-Key, a retry answers the subscription (and secret) the first one made. */
+    async create(input: SubscriptionInput, request: Keyed = unkeyed) {
+      return await keyedCreate(
+        repo.idempotency,
+        { kind: 'webhook_subscription', ...request },
+        input,
+        async (id) => {
+          const at = now()
+          const record: SubscriptionRecord = {
+            _id: id,
+            url: checkUrl(input.url),
+            event_types: unique(input.event_types),
+            lot_id: input.lot_id ?? null,
+            threshold_free_spaces: input.threshold_free_spaces ?? null,
+            description: input.description?.trim() ?? '',
+            enabled: input.enabled ?? true,
+            disabled_reason: null,
+            disabled_at: input.enabled === false ? at : null,
+            secrets: [{ secret: newSigningSecret(), created_at: at, expires_at: null }],
+            created_at: at,
+            updated_at: at,
+          }
+          await checkRules(record)
+          // A retry whose first attempt got this far answers what that one stored.
+          const stored = (await repo.insertSubscription(record)) ? record : await subscriptionOf(id)
+          await refresh()
+          return withSecret(stored, at)
+        },
+        async (id) => {
+          const stored = await repo.findSubscription(id)
+          return stored && withSecret(stored, now())
+        },
+      )
     },
 
     async list(page: { limit: number; cursor?: string | undefined }) {
@@ -681,57 +721,78 @@ export function createWebhooksService(deps: {
       }
     },
 
-    /** A `webhook.test` event to one subscription, through the queue like any other (it is logged). */
-    async sendTest(id: string) {
-      const subscription = await subscriptionOf(id)
-      if (!subscription.enabled) {
-        throw new AppError('CONFLICT', 'The subscription is disabled: enable it first', {
-          extensions: { reason: 'subscription_disabled' },
-        })
-      }
-      const at = now()
-      const test: RecordedEvent = {
-        id: `evt_${randomBytes(16).toString('hex')}`,
-        type: webhookTestEventType,
-        occurred_at: at,
-        lot_id: null,
-        data: { subscription_id: id, message: 'A test event sent by an admin; accept it with a 2xx.' },
-      }
-      await record([{ event: test, subscriptions: [subscription] }])
-      const delivery = await repo.findDelivery(deliveryIdOf(test.id, id, at))
-      if (!delivery) throw new Error('the test delivery was not recorded')
-      return toDeliveryView(delivery)
+    /**
+     * A `webhook.test` event to one subscription, through the queue like any other (it is
+     * logged). With an Idempotency-Key, a retry answers the test delivery the first one queued.
+     */
+    async sendTest(id: string, request: Keyed = unkeyed) {
+      const deliveryOf = (resourceId: string) =>
+        repo.findDelivery(deliveryIdOf(`evt_${hexOf(resourceId)}`, id, timeOf(resourceId)))
+      return await keyedCreate(
+        repo.idempotency,
+        { kind: 'webhook_test', ...request },
+        { subscription_id: id },
+        async (resourceId) => {
+          const subscription = mustBeEnabled(await subscriptionOf(id))
+          const test: RecordedEvent = {
+            id: `evt_${hexOf(resourceId)}`,
+            type: webhookTestEventType,
+            occurred_at: timeOf(resourceId),
+            lot_id: null,
+            data: { subscription_id: id, message: 'A test event sent by an admin; accept it with a 2xx.' },
+          }
+          await record([{ event: test, subscriptions: [subscription] }])
+          const delivery = await deliveryOf(resourceId)
+          if (!delivery) throw new Error('the test delivery was not recorded')
+          return toDeliveryView(delivery)
+        },
+        async (resourceId) => {
+          const delivery = await deliveryOf(resourceId)
+          return delivery && toDeliveryView(delivery)
+        },
+      )
     },
 
-    /** The same event (same id) to the same subscription again, as a new delivery. */
-    async replay(id: string) {
-      const original = await repo.findDelivery(id)
-      if (!original) throw new AppError('NOT_FOUND', `No webhook delivery ${id}`)
-      const subscription = await repo.findSubscription(original.subscription_id)
-      if (!subscription) throw new AppError('CONFLICT', "The delivery's subscription was deleted")
-      if (!subscription.enabled) {
-        throw new AppError('CONFLICT', 'The subscription is disabled: enable it first', {
-          extensions: { reason: 'subscription_disabled' },
-        })
-      }
-      const at = now()
-      const record: DeliveryRecord = {
-        ...original,
-        _id: replayIdOf(at),
-        status: 'pending',
-        attempts: 0,
-        next_attempt_at: at,
-        last_attempt_at: null,
-        last_status_code: null,
-        last_error: null,
-        replay_of: original.replay_of ?? original._id,
-        created_at: at,
-        completed_at: null,
-      }
-      await repo.insertDeliveries([record])
-      await queue.add([{ id: record._id, dueAt: at.getTime() }])
-      dispatcher.wake()
-      return toDeliveryView(record)
+    /**
+     * The same event (same id) to the same subscription again, as a new delivery. With an
+     * Idempotency-Key, a retry answers the delivery the first one queued.
+     */
+    async replay(id: string, request: Keyed = unkeyed) {
+      return await keyedCreate(
+        repo.idempotency,
+        { kind: 'webhook_replay', ...request },
+        { delivery_id: id },
+        async (resourceId) => {
+          const original = await repo.findDelivery(id)
+          if (!original) throw new AppError('NOT_FOUND', `No webhook delivery ${id}`)
+          const subscription = await repo.findSubscription(original.subscription_id)
+          if (!subscription) throw new AppError('CONFLICT', "The delivery's subscription was deleted")
+          mustBeEnabled(subscription)
+          const at = now()
+          const fresh: DeliveryRecord = {
+            ...original,
+            _id: `whd_${hexOf(resourceId)}`,
+            status: 'pending',
+            attempts: 0,
+            next_attempt_at: at,
+            last_attempt_at: null,
+            last_status_code: null,
+            last_error: null,
+            replay_of: original.replay_of ?? original._id,
+            created_at: at,
+            completed_at: null,
+          }
+          await repo.insertDeliveries([fresh])
+          await queue.add([{ id: fresh._id, dueAt: at.getTime() }])
+          dispatcher.wake()
+          // A retry whose first attempt got this far answers what that one stored.
+          return toDeliveryView((await repo.findDelivery(fresh._id)) ?? fresh)
+        },
+        async (resourceId) => {
+          const delivery = await repo.findDelivery(`whd_${hexOf(resourceId)}`)
+          return delivery && toDeliveryView(delivery)
+        },
+      )
     },
 
     /** One sweep now (it runs every `sweepMs` in a dispatching instance); answers how many were put back. */
